@@ -1,0 +1,86 @@
+"""Paths to the data bundled with opinionmap (the Kazakhstan demo data).
+
+The files live in the repository's ``data/`` folder; see
+``data/kazakhstan/README.md`` for what is official, derived and assumed, and
+``data/geo/kazakhstan/`` for the boundary files and their licence (CC BY 4.0).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from opinionmap.errors import OpinionmapError
+
+__all__ = [
+    "data_dir",
+    "kazakhstan_adjacency_path",
+    "kazakhstan_boundaries_path",
+    "kazakhstan_codebook_path",
+    "kazakhstan_frame_path",
+    "kazakhstan_survey_path",
+    "kazakhstan_truth_path",
+]
+
+
+def data_dir() -> Path:
+    """The folder holding the bundled data.
+
+    ``$OPINIONMAP_DATA`` wins when set; otherwise the ``data/`` folder of the
+    source tree this package was installed from (editable install) is used.
+    """
+    env = os.environ.get("OPINIONMAP_DATA")
+    candidates = [Path(env)] if env else []
+    here = Path(__file__).resolve()
+    candidates += [here.parent / "_data", here.parents[2] / "data"]
+    for candidate in candidates:
+        if (candidate / "kazakhstan").is_dir():
+            return candidate
+    raise OpinionmapError(
+        "cannot find opinionmap's bundled data (looked in "
+        + ", ".join(str(c) for c in candidates)
+        + "). Install opinionmap from its source tree with `pip install -e .`, or set "
+        "OPINIONMAP_DATA to the folder that holds kazakhstan/."
+    )
+
+
+def _kz(name: str) -> Path:
+    path = data_dir() / "kazakhstan" / name
+    if not path.exists():
+        raise OpinionmapError(
+            f"bundled data file {path} is missing; run `make data` to rebuild it."
+        )
+    return path
+
+
+def kazakhstan_frame_path() -> Path:
+    """``frame_2020.csv``: adults 18+ by region x sex x age x ethnicity x settlement."""
+    return _kz("frame_2020.csv")
+
+
+def kazakhstan_survey_path() -> Path:
+    """``survey_2020.csv``: the synthetic 1,200-respondent survey (see its README)."""
+    return _kz("survey_2020.csv")
+
+
+def kazakhstan_codebook_path() -> Path:
+    """``survey_2020.codebook.toml``: roles, levels and missing codes of the survey."""
+    return _kz("survey_2020.codebook.toml")
+
+
+def kazakhstan_truth_path() -> Path:
+    """``truth_2020.csv``: the true population share of every response by region."""
+    return _kz("truth_2020.csv")
+
+
+def kazakhstan_adjacency_path() -> Path:
+    """``region_adjacency.csv``: pairs of regions that share a border."""
+    return _kz("region_adjacency.csv")
+
+
+def kazakhstan_boundaries_path() -> Path:
+    """The 2018 first-level boundary shapefile (17 units, matching the 2020 frame)."""
+    path = data_dir() / "geo" / "kazakhstan" / "kaz_admbnda_adm1_2018.shp"
+    if not path.exists():
+        raise OpinionmapError(f"bundled boundary file {path} is missing.")
+    return path

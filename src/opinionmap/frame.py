@@ -1,0 +1,413 @@
+"""Poststratification frames: population counts by cell.
+
+A frame is a table with one row per cell (an area crossed with demographic
+levels, e.g. region x sex x age x ethnicity x settlement) and a count column
+(``population`` by default). Frames are read from CSV or Parquet and validated
+once here; :meth:`Frame.from_margins` builds one from published margins by
+raking (:func:`opinionmap.rake`) when the census does not publish the joint
+table.
+
+Frame labels often differ from a survey's (``"M"`` against ``"male"``): map
+them with ``read_frame(..., recode={"sex": {"M": "male", "F": "female"}})`` or
+:meth:`Frame.recode`, then check them against the survey's codebook with
+:meth:`Frame.check_levels`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from opinionmap._io import atomic_path
+from opinionmap.errors import FrameError, format_values
+from opinionmap.raking import rake
+
+if TYPE_CHECKING:
+    from opinionmap.codebook import Codebook
+
+__all__ = ["Frame", "read_frame"]
+
+_SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A validated poststratification frame.
+
+    Attributes
+    ----------
+    data
+        One row per cell: the cell columns (categoricals) and the count column.
+    cells
+        Names of the columns that identify a cell.
+    weight
+        Name of the count column (``"population"`` by default).
+    source
+        The file it was read from, if any.
+    """
+
+    data: pd.DataFrame
+    cells: tuple[str, ...]
+    weight: str = "population"
+    source: Path | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        _validate(self.data, self.cells, self.weight, self._where)
+
+    @property
+    def _where(self) -> str:
+        return str(self.source) if self.source is not None else "<frame>"
+
+    # -- construction -----------------------------------------------------------------
+    @classmethod
+    def from_dataframe(
+        cls,
+        df: pd.DataFrame,
+        *,
+        weight: str = "population",
+        cells: Sequence[str] | None = None,
+        recode: Mapping[str, Mapping[str, str]] | None = None,
+        source: Path | None = None,
+    ) -> Frame:
+        """Validate a DataFrame as a frame.
+
+        ``cells`` defaults to every column except ``weight`` that is not numeric
+        (so area-level covariates such as a region's urban share ride along
+        without becoming cell keys).
+        """
+        where = str(source) if source is not None else "<frame>"
+        if weight not in df.columns:
+            raise FrameError(
+                f"{where}: no weight column {weight!r} (columns: {format_values(df.columns)}). "
+                "Pass weight='<your count column>' (CLI: --weight)."
+            )
+        if cells is None:
+            cells = [
+                c
+                for c in df.columns
+                if c != weight and not pd.api.types.is_numeric_dtype(df[c].dtype)
+            ]
+        cells = list(cells)
+        absent = [c for c in cells if c not in df.columns]
+        if absent:
+            raise FrameError(
+                f"{where}: cell columns {format_values(absent)} not found "
+                f"(columns: {format_values(df.columns)})."
+            )
+        if not cells:
+            raise FrameError(
+                f"{where}: no cell columns: every column besides {weight!r} is numeric. "
+                "Name the cell columns with cells=[...]."
+            )
+        data = df.copy()
+        for c in cells:
+            if data[c].isna().any():
+                rows = data.index[data[c].isna()].tolist()
+                raise FrameError(
+                    f"{where}: column {c!r} is empty in rows {format_values(rows)}. Every cell "
+                    "needs a level in every cell column."
+                )
+            if not isinstance(data[c].dtype, pd.CategoricalDtype):
+                text = data[c].astype(str)
+                data[c] = pd.Categorical(text, categories=list(pd.unique(text)))
+        data[weight] = _numeric_weight(data[weight], weight, where)
+        frame = cls(data.reset_index(drop=True), tuple(cells), weight, source)
+        return frame.recode(recode) if recode else frame
+
+    @classmethod
+    def from_margins(
+        cls,
+        margins: Sequence[pd.DataFrame],
+        *,
+        weight: str = "population",
+        seed: pd.DataFrame | None = None,
+        tol: float = 1e-10,
+        max_iter: int = 10_000,
+    ) -> Frame:
+        """Build a frame from published margins by raking (see :func:`opinionmap.rake`).
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> by_region_sex = pd.DataFrame(
+        ...     {"region": ["A", "A", "B", "B"], "sex": ["male", "female"] * 2,
+        ...      "population": [40.0, 60.0, 30.0, 70.0]})
+        >>> by_region_urban = pd.DataFrame(
+        ...     {"region": ["A", "A", "B", "B"], "settlement": ["urban", "rural"] * 2,
+        ...      "population": [50.0, 50.0, 80.0, 20.0]})
+        >>> frame = Frame.from_margins([by_region_sex, by_region_urban])
+        >>> frame.cells
+        ('region', 'sex', 'settlement')
+        >>> float(frame.total)
+        200.0
+        """
+        joint = rake(margins, value=weight, seed=seed, tol=tol, max_iter=max_iter)
+        cells = tuple(c for c in joint.columns if c != weight)
+        return cls(joint, cells, weight)
+
+    # -- views ----------------------------------------------------------------------
+    @property
+    def total(self) -> float:
+        """Total population of the frame."""
+        return float(self.data[self.weight].sum())
+
+    @property
+    def n_cells(self) -> int:
+        """Number of cells (rows)."""
+        return len(self.data)
+
+    def levels(self, column: str) -> list[str]:
+        """Levels of a cell column, in frame order."""
+        if column not in self.cells:
+            raise FrameError(
+                f"{self._where}: {column!r} is not a cell column "
+                f"(cells: {format_values(self.cells)})."
+            )
+        return [str(v) for v in self.data[column].cat.categories]
+
+    def collapse(self, by: Sequence[str]) -> pd.DataFrame:
+        """Population totals by the given cell columns.
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> f = Frame.from_dataframe(pd.DataFrame(
+        ...     {"region": ["A", "A", "B"], "sex": ["m", "f", "m"], "population": [1, 2, 3]}))
+        >>> f.collapse(["region"])["population"].tolist()
+        [3.0, 3.0]
+        """
+        by = list(by)
+        absent = [c for c in by if c not in self.data.columns]
+        if absent:
+            raise FrameError(
+                f"{self._where}: cannot group by {format_values(absent)}: not in the frame "
+                f"(cell columns: {format_values(self.cells)})."
+            )
+        grouped = self.data.groupby(by, observed=True, sort=True)[self.weight].sum()
+        return grouped.reset_index()
+
+    def recode(self, mapping: Mapping[str, Mapping[str, str]]) -> Frame:
+        """A new frame with labels mapped, e.g. ``{"sex": {"M": "male", "F": "female"}}``.
+
+        Cells that become identical after mapping are summed.
+        """
+        data = _recode(self.data, mapping, self._where)
+        others = [c for c in data.columns if c not in (*self.cells, self.weight)]
+        data = data.groupby(list(self.cells), sort=False, as_index=False).agg(
+            {self.weight: "sum", **dict.fromkeys(others, "first")}
+        )
+        for c in self.cells:
+            text = data[c].astype(str)
+            data[c] = pd.Categorical(text, categories=list(pd.unique(text)))
+        return Frame(data[list(self.data.columns)], self.cells, self.weight, self.source)
+
+    # -- checks against a survey ------------------------------------------------------
+    def check_levels(
+        self,
+        codebook: Codebook,
+        columns: Iterable[str] | None = None,
+        *,
+        observed: Mapping[str, Iterable[str]] | None = None,
+    ) -> None:
+        """Check that the frame's levels agree with a survey codebook.
+
+        For every cell column that the codebook also declares (or only ``columns``):
+        frame levels the codebook does not know are an error (usually a labelling
+        mismatch); so are levels observed in the survey (``observed``, e.g. the
+        areas respondents live in) that the frame lacks, because those respondents
+        could not be poststratified.
+
+        Raises
+        ------
+        FrameError
+            Listing every mismatch per column, with the fix (``recode``).
+        """
+        names = set(codebook.names)
+        targets = [c for c in (columns if columns is not None else self.cells) if c in names]
+        problems: list[str] = []
+        for c in targets:
+            if c not in self.cells:
+                problems.append(f"column {c!r} is not a cell column of the frame")
+                continue
+            variable = codebook[c]
+            frame_levels = self.levels(c)
+            declared = [str(v) for v in variable.levels] if variable.levels else None
+            if declared is not None:
+                unknown = [lv for lv in frame_levels if lv not in declared]
+                if unknown:
+                    problems.append(
+                        f"column {c!r}: frame levels {format_values(unknown)} are not in the "
+                        f"survey codebook's levels {format_values(declared)}"
+                    )
+            if observed is not None and c in observed:
+                lacking = sorted({str(v) for v in observed[c]} - set(frame_levels))
+                if lacking:
+                    problems.append(
+                        f"column {c!r}: survey levels {format_values(lacking)} have no cells in "
+                        "the frame, so those respondents' areas or groups cannot be poststratified"
+                    )
+        if problems:
+            raise FrameError(
+                f"{self._where} does not match the survey codebook"
+                + (f" {codebook.source}" if getattr(codebook, "source", None) else "")
+                + ":\n  - "
+                + "\n  - ".join(problems)
+                + "\nMap frame labels onto the survey's with read_frame(..., recode={column: "
+                "{frame_label: survey_label}}) or Frame.recode(...)."
+            )
+
+    # -- output ---------------------------------------------------------------------
+    def to_file(self, path: str | os.PathLike[str]) -> Path:
+        """Write the frame as CSV or Parquet (by suffix), atomically."""
+        target = Path(path)
+        kind = _SUFFIXES.get(target.suffix.lower())
+        if kind is None:
+            raise FrameError(
+                f"{target}: unsupported suffix {target.suffix!r}; use one of "
+                f"{format_values(sorted(_SUFFIXES))}."
+            )
+        with atomic_path(target) as tmp:
+            if kind == "csv":
+                self.data.to_csv(tmp, index=False)
+            else:
+                self.data.to_parquet(tmp, index=False)
+        return target
+
+
+def read_frame(
+    path: str | os.PathLike[str],
+    *,
+    weight: str = "population",
+    cells: Sequence[str] | None = None,
+    recode: Mapping[str, Mapping[str, str]] | None = None,
+) -> Frame:
+    """Read and validate a poststratification frame from CSV or Parquet.
+
+    Parameters
+    ----------
+    path
+        A ``.csv`` or ``.parquet`` file with one row per cell.
+    weight
+        The count column (default ``"population"``).
+    cells
+        Columns that identify a cell; by default every non-numeric column.
+    recode
+        Label mapping per column applied before validation, e.g.
+        ``{"sex": {"M": "male", "F": "female"}}``.
+
+    Raises
+    ------
+    FrameError
+        Unreadable file, missing weight column, negative, non-numeric or
+        non-finite counts, duplicated cells; each message names the file, the
+        column and the values.
+
+    Examples
+    --------
+    >>> import opinionmap
+    >>> frame = read_frame(opinionmap.datasets.kazakhstan_frame_path())
+    >>> frame.cells
+    ('region', 'sex', 'age', 'ethnicity', 'settlement')
+    """
+    source = Path(path)
+    kind = _SUFFIXES.get(source.suffix.lower())
+    if kind is None:
+        raise FrameError(
+            f"{source}: unsupported file type {source.suffix!r}; frames are read from "
+            f"{format_values(sorted(_SUFFIXES))} files."
+        )
+    if not source.is_file():
+        raise FrameError(f"{source}: no such file.")
+    try:
+        if kind == "csv":
+            header = set(pd.read_csv(source, nrows=0).columns)
+            # cell labels stay text ("01" is not 1); the counts are checked below
+            as_text = [c for c in (*(cells or ()), weight) if c in header]
+            df = pd.read_csv(
+                source,
+                dtype=dict.fromkeys(as_text, "string"),
+                keep_default_na=False,
+                na_values=[""],
+            )
+            if weight in df.columns:
+                df[weight] = df[weight].astype(object)
+        else:
+            df = pd.read_parquet(source)
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise FrameError(f"{source}: cannot be read as {kind}: {exc}") from exc
+    return Frame.from_dataframe(df, weight=weight, cells=cells, recode=recode, source=source)
+
+
+def _numeric_weight(column: pd.Series, weight: str, where: str) -> pd.Series:
+    values = pd.to_numeric(column, errors="coerce")
+    non_numeric = column[values.isna() & column.notna()]
+    if len(non_numeric):
+        raise FrameError(
+            f"{where}: column {weight!r} holds non-numeric counts "
+            f"{format_values(non_numeric.unique().tolist())} "
+            f"(rows {format_values(non_numeric.index.tolist())}). Counts must be numbers."
+        )
+    values = values.astype(float)
+    bad = values[~np.isfinite(values)]
+    if len(bad):
+        raise FrameError(
+            f"{where}: column {weight!r} is empty or non-finite in rows "
+            f"{format_values(bad.index.tolist())}. "
+            "Every cell needs a finite count (0 for an empty cell)."
+        )
+    negative = values[values < 0]
+    if len(negative):
+        raise FrameError(
+            f"{where}: column {weight!r} holds negative counts {format_values(negative.tolist())} "
+            f"(rows {format_values(negative.index.tolist())}). Population counts must be >= 0."
+        )
+    return values
+
+
+def _validate(data: pd.DataFrame, cells: tuple[str, ...], weight: str, where: str) -> None:
+    if len(data) == 0:
+        raise FrameError(f"{where}: the frame has no rows.")
+    if weight not in data.columns:
+        raise FrameError(f"{where}: no weight column {weight!r}.")
+    values = data[weight].to_numpy(dtype=float)
+    if not np.isfinite(values).all() or (values < 0).any():
+        raise FrameError(f"{where}: column {weight!r} must hold finite counts >= 0.")
+    if values.sum() <= 0:
+        raise FrameError(f"{where}: column {weight!r} sums to zero: the frame has no population.")
+    duplicated = data.duplicated(list(cells), keep=False)
+    if duplicated.any():
+        dups = data.loc[duplicated, list(cells)].astype(str).drop_duplicates()
+        listed = [", ".join(f"{c}={r[c]}" for c in cells) for _, r in dups.iterrows()]
+        raise FrameError(
+            f"{where}: {int(duplicated.sum())} rows repeat {len(dups)} cells: "
+            f"{format_values(listed, limit=5)}. Each cell must appear once: sum duplicated rows, "
+            "or add the column that tells them apart "
+            "to cells."
+        )
+
+
+def _recode(
+    data: pd.DataFrame, mapping: Mapping[str, Mapping[str, str]], where: str
+) -> pd.DataFrame:
+    out = data.copy()
+    for column, labels in mapping.items():
+        if column not in out.columns:
+            raise FrameError(
+                f"{where}: recode names column {column!r}, which the frame lacks "
+                f"(columns: {format_values(out.columns)})."
+            )
+        as_text = out[column].astype(str)
+        unused = [k for k in labels if k not in set(as_text)]
+        if unused:
+            raise FrameError(
+                f"{where}: recode for {column!r} maps labels {format_values(unused)} that the "
+                f"frame does not have (its labels: {format_values(sorted(set(as_text)))})."
+            )
+        out[column] = as_text.map(lambda v, labels=labels: labels.get(v, v))
+    return out
