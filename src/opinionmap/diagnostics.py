@@ -1,0 +1,144 @@
+"""Convergence diagnostics run after every fit: R-hat, bulk and tail ESS, divergences, BFMI.
+
+Anything off (R-hat > 1.01, bulk or tail ESS < 400, any divergence, BFMI < 0.3)
+is reported loudly: a :class:`ConvergenceWarning` naming the worst parameters
+and what to do, and a verdict that ``opinionmap summary`` prints.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+__all__ = ["ConvergenceWarning", "Diagnostics", "diagnose"]
+
+RHAT_MAX = 1.01
+ESS_MIN = 400.0
+BFMI_MIN = 0.3
+
+
+class ConvergenceWarning(UserWarning):
+    """A fit did not converge by the thresholds above."""
+
+
+@dataclass(frozen=True)
+class Diagnostics:
+    """Convergence summary of a fit."""
+
+    table: pd.DataFrame  # one row per scalar parameter: r_hat, ess_bulk, ess_tail
+    divergences: int
+    n_samples: int
+    bfmi: tuple[float, ...]
+
+    @property
+    def max_rhat(self) -> float:
+        """Largest R-hat over parameters."""
+        return float(self.table["r_hat"].max())
+
+    @property
+    def min_ess_bulk(self) -> float:
+        """Smallest bulk ESS over parameters."""
+        return float(self.table["ess_bulk"].min())
+
+    @property
+    def min_ess_tail(self) -> float:
+        """Smallest tail ESS over parameters."""
+        return float(self.table["ess_tail"].min())
+
+    @property
+    def problems(self) -> list[str]:
+        """Each failed check, in words, naming the worst parameters."""
+        out = []
+        t = self.table
+        if self.max_rhat > RHAT_MAX or not np.isfinite(self.max_rhat):
+            worst = t.sort_values("r_hat", ascending=False).head(3)
+            out.append(
+                f"R-hat up to {self.max_rhat:.3f} (> {RHAT_MAX}) for "
+                + ", ".join(f"{i} ({v:.3f})" for i, v in worst["r_hat"].items())
+            )
+        for col, label in (("ess_bulk", "bulk"), ("ess_tail", "tail")):
+            low = float(t[col].min())
+            if low < ESS_MIN or not np.isfinite(low):
+                worst = t.sort_values(col).head(3)
+                out.append(
+                    f"{label} ESS down to {low:.0f} (< {ESS_MIN:.0f}) for "
+                    + ", ".join(f"{i} ({v:.0f})" for i, v in worst[col].items())
+                )
+        if self.divergences:
+            out.append(f"{self.divergences} divergent transitions out of {self.n_samples} draws")
+        low_bfmi = [b for b in self.bfmi if b < BFMI_MIN]
+        if low_bfmi:
+            out.append(f"E-BFMI {min(low_bfmi):.2f} (< {BFMI_MIN}) in {len(low_bfmi)} chain(s)")
+        return out
+
+    @property
+    def converged(self) -> bool:
+        """True when every check passes."""
+        return not self.problems
+
+    def verdict(self) -> str:
+        """A short report: 'converged' with the key figures, or every problem and the fix."""
+        figures = (
+            f"max R-hat {self.max_rhat:.3f}, min bulk ESS {self.min_ess_bulk:.0f}, "
+            f"min tail ESS {self.min_ess_tail:.0f}, {self.divergences} divergences"
+        )
+        if self.converged:
+            return f"converged: {figures}"
+        return (
+            "NOT CONVERGED: "
+            + "; ".join(self.problems)
+            + ". Do not report these estimates yet: run more draws and tuning (--draws/--tune), "
+            "more chains, or simplify the model; divergences call for stronger priors on the "
+            "group standard deviations or another parameterisation "
+            "([priors.parameterization])."
+        )
+
+
+def diagnose(tree: xr.DataTree, *, warn: bool = True) -> Diagnostics:
+    """Compute diagnostics of a sampled ``DataTree`` and warn loudly when anything is off."""
+    posterior = tree["posterior"].to_dataset()
+    names = [str(v) for v in posterior.data_vars if not str(v).startswith("z_")]
+    rhat = az.rhat(posterior, var_names=names)
+    ess_bulk = az.ess(posterior, var_names=names, method="bulk")
+    ess_tail = az.ess(posterior, var_names=names, method="tail")
+    rows = []
+    for name in names:
+        r = _flatten(rhat[name], name)
+        b = _flatten(ess_bulk[name], name)
+        t = _flatten(ess_tail[name], name)
+        for label in r:
+            rows.append((label, r[label], b[label], t[label]))
+    table = pd.DataFrame(rows, columns=["parameter", "r_hat", "ess_bulk", "ess_tail"]).set_index(
+        "parameter"
+    )
+    stats = tree["sample_stats"].to_dataset()
+    divergences = int(stats["diverging"].sum()) if "diverging" in stats else 0
+    n_samples = int(posterior.sizes["chain"] * posterior.sizes["draw"])
+    bfmi: tuple[float, ...] = ()
+    if "energy" in stats:
+        energy = stats["energy"].transpose("chain", "draw").values
+        bfmi = tuple(
+            float(np.mean(np.diff(e) ** 2) / np.var(e)) if np.var(e) > 0 else float("nan")
+            for e in energy
+        )
+    result = Diagnostics(table, divergences, n_samples, bfmi)
+    if warn and not result.converged:
+        warnings.warn(result.verdict(), ConvergenceWarning, stacklevel=2)
+    return result
+
+
+def _flatten(da: xr.DataArray, name: str) -> dict[str, float]:
+    if da.ndim == 0:
+        return {name: float(da)}
+    stacked = da.stack(_flat=da.dims)
+    out = {}
+    for i in range(stacked.sizes["_flat"]):
+        item = stacked.isel(_flat=i)
+        label = ",".join(str(item[d].item()) for d in da.dims)
+        out[f"{name}[{label}]"] = float(item)
+    return out

@@ -1,0 +1,161 @@
+"""Category probabilities from posterior draws, in NumPy.
+
+The same code serves the pointwise log-likelihood, posterior predictive checks,
+effects on the probability scale and poststratification: a design (or new data
+coded by :meth:`Design.evaluate`) and the posterior give, for every draw and
+row, the probability of every category. Work is chunked over draws so memory
+stays bounded (draws x rows x categories is never held for large inputs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import xarray as xr
+from scipy.special import expit, log_expit, log_softmax, softmax
+
+from opinionmap.design import Design, GroupIndex, NewData
+
+__all__ = ["Draws", "iter_probabilities", "log_probabilities", "probabilities"]
+
+
+@dataclass(frozen=True)
+class Draws:
+    """Posterior draws flattened over (chain, draw): arrays with a leading sample axis."""
+
+    intercept: np.ndarray | None  # (S,) or (S, K-1)
+    beta: np.ndarray | None  # (S, p) or (S, p, K-1)
+    cutpoints: np.ndarray | None  # (S, K-1)
+    effects: dict[str, np.ndarray]  # name -> (S, L) or (S, L, K-1)
+    sigmas: dict[str, np.ndarray]  # name -> (S,) or (S, K-1)
+
+    @property
+    def n_samples(self) -> int:
+        """Number of draws (chains x draws)."""
+        for value in (self.intercept, self.beta, self.cutpoints):
+            if value is not None:
+                return int(value.shape[0])
+        return int(next(iter(self.sigmas.values())).shape[0])
+
+    @classmethod
+    def from_posterior(cls, posterior: xr.Dataset, design: Design) -> Draws:
+        """Pull the parameters out of a posterior with dims (chain, draw, ...)."""
+
+        def flat(name: str) -> np.ndarray | None:
+            if name not in posterior:
+                return None
+            da = posterior[name]
+            stacked = da.stack(sample=("chain", "draw")).transpose("sample", ...)
+            return np.asarray(stacked.values)
+
+        effects = {g.name: flat(f"u_{g.name}") for g in design.groups}
+        sigmas = {g.name: flat(f"sigma_{g.name}") for g in design.groups}
+        return cls(
+            intercept=flat("Intercept"),
+            beta=flat("beta"),
+            cutpoints=flat("cutpoints"),
+            effects={k: v for k, v in effects.items() if v is not None},
+            sigmas={k: v for k, v in sigmas.items() if v is not None},
+        )
+
+    def subset(self, sl: slice) -> Draws:
+        """The draws in a slice of the sample axis."""
+        return Draws(
+            intercept=None if self.intercept is None else self.intercept[sl],
+            beta=None if self.beta is None else self.beta[sl],
+            cutpoints=None if self.cutpoints is None else self.cutpoints[sl],
+            effects={k: v[sl] for k, v in self.effects.items()},
+            sigmas={k: v[sl] for k, v in self.sigmas.items()},
+        )
+
+
+def _group_effect(draws: Draws, group: GroupIndex, rng: np.random.Generator | None) -> np.ndarray:
+    """Effects of each row's level, (S, n[, K-1]); new levels (-1) drawn from N(0, sigma)."""
+    u = draws.effects[group.name]
+    index = group.index
+    new = index < 0
+    out = u[:, np.where(new, 0, index)]
+    if new.any():
+        if rng is None:
+            raise ValueError(f"rows with new levels of {group.name!r} need a random generator")
+        sigma = draws.sigmas[group.name]
+        # one draw per new level (rows sharing a new label share its effect)
+        labels, inverse = np.unique(index[new], return_inverse=True)
+        shape = (u.shape[0], len(labels), *u.shape[2:])
+        fresh = rng.standard_normal(shape) * (
+            sigma[:, None, ...] if sigma.ndim > 1 else sigma[:, None]
+        )
+        out[:, new] = fresh[:, inverse]
+    return out
+
+
+def linear_predictor(
+    draws: Draws, design: Design, new: NewData | None = None, rng: np.random.Generator | None = None
+) -> np.ndarray:
+    """The linear predictor, (S, n, K-1) for categorical or (S, n) otherwise."""
+    data = new if new is not None else NewData(design.X, design.groups)
+    n = data.X.shape[0]
+    categorical = design.spec.family == "categorical"
+    s = draws.n_samples
+    eta = np.zeros((s, n, len(design.categories) - 1)) if categorical else np.zeros((s, n))
+    if draws.intercept is not None:
+        eta += draws.intercept[:, None, ...]
+    if draws.beta is not None and data.X.shape[1]:
+        if categorical:
+            eta += np.einsum("np,spk->snk", data.X, draws.beta)
+        else:
+            eta += draws.beta @ data.X.T
+    for g in data.groups:
+        eta += _group_effect(draws, g, rng)
+    return eta
+
+
+def log_probabilities(design: Design, eta: np.ndarray, draws: Draws) -> np.ndarray:
+    """Log-probability of every category, (S, n, K)."""
+    family = design.spec.family
+    if family == "categorical":
+        full = np.concatenate([np.zeros((*eta.shape[:2], 1)), eta], axis=2)
+        return log_softmax(full, axis=2)
+    if family == "bernoulli":
+        return np.stack([log_expit(-eta), log_expit(eta)], axis=2)
+    assert draws.cutpoints is not None
+    upper = draws.cutpoints[:, None, :] - eta[:, :, None]
+    log_cdf = log_expit(upper)
+    first = log_cdf[..., :1]
+    last = log_expit(-upper[..., -1:])
+    with np.errstate(divide="ignore"):
+        middle = log_cdf[..., 1:] + np.log(-np.expm1(log_cdf[..., :-1] - log_cdf[..., 1:]))
+    return np.concatenate([first, middle, last], axis=2)
+
+
+def probabilities(design: Design, eta: np.ndarray, draws: Draws) -> np.ndarray:
+    """Probability of every category, (S, n, K); rows sum to one."""
+    family = design.spec.family
+    if family == "categorical":
+        full = np.concatenate([np.zeros((*eta.shape[:2], 1)), eta], axis=2)
+        return softmax(full, axis=2)
+    if family == "bernoulli":
+        p = expit(eta)
+        return np.stack([1.0 - p, p], axis=2)
+    assert draws.cutpoints is not None
+    cdf = expit(draws.cutpoints[:, None, :] - eta[:, :, None])
+    ones = np.ones((*cdf.shape[:2], 1))
+    zeros = np.zeros((*cdf.shape[:2], 1))
+    return np.diff(np.concatenate([zeros, cdf, ones], axis=2), axis=2)
+
+
+def iter_probabilities(
+    draws: Draws,
+    design: Design,
+    new: NewData | None = None,
+    *,
+    chunk_draws: int = 250,
+    rng: np.random.Generator | None = None,
+) -> Iterator[tuple[slice, np.ndarray]]:
+    """Yield ``(draw_slice, probabilities)`` chunk by chunk over the draws."""
+    for start in range(0, draws.n_samples, chunk_draws):
+        sl = slice(start, min(start + chunk_draws, draws.n_samples))
+        part = draws.subset(sl)
+        yield sl, probabilities(design, linear_predictor(part, design, new, rng), part)

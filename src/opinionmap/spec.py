@@ -1,0 +1,477 @@
+"""Model specifications: formula, family, outcome levels and priors.
+
+A :class:`ModelSpec` is an immutable description of a model; it is read from
+and written to TOML and never evaluated as code. The formula uses the lme4 /
+brms / Bambi syntax and is parsed by formulae's parser (which only tokenises;
+nothing is evaluated)::
+
+    formula = "presence_russia ~ 1 + sex + settlement + (1 | age) + (1 | region)"
+    family = "ordinal"
+    data = "../data/kazakhstan/survey_2020.csv"
+    [outcome]
+    levels = ["less", "same", "more"]
+    missing = ["dont_know"]
+    [priors]
+    fixed = { sigma = 2.5 }
+
+Supported terms: an intercept (``1``, dropped with ``0`` or ``-1``), fixed
+effects of categorical or numeric columns, and varying intercepts of a grouping
+factor ``(1 | g)`` or of an interaction of grouping factors ``(1 | a:b)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import tomli_w
+
+from opinionmap._io import atomic_path
+from opinionmap.errors import OpinionmapError, format_values
+
+__all__ = [
+    "FAMILIES",
+    "FixedTerm",
+    "GroupTerm",
+    "ModelSpec",
+    "Priors",
+    "SpecError",
+    "read_spec",
+]
+
+Family = Literal["categorical", "ordinal", "bernoulli"]
+FAMILIES: tuple[str, ...] = ("categorical", "ordinal", "bernoulli")
+Parameterization = Literal["auto", "centered", "noncentered"]
+
+_SPEC_KEYS = {"formula", "family", "data", "outcome", "priors", "name", "description"}
+_OUTCOME_KEYS = {"levels", "missing"}
+_PRIOR_KEYS = {"intercept", "fixed", "cutpoints", "group_sd", "parameterization"}
+
+
+class SpecError(OpinionmapError):
+    """A model specification is malformed."""
+
+
+@dataclass(frozen=True)
+class FixedTerm:
+    """A population-level term: one column, or an interaction of columns (``a:b``)."""
+
+    variables: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        """The term as written in the formula."""
+        return ":".join(self.variables)
+
+
+@dataclass(frozen=True)
+class GroupTerm:
+    """A varying intercept ``(1 | a)`` or ``(1 | a:b)``."""
+
+    factors: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        """The grouping factor as written in the formula, e.g. ``region:ethnicity``."""
+        return ":".join(self.factors)
+
+
+@dataclass(frozen=True)
+class Priors:
+    """Prior scales (all normal or half-normal, on the logit scale).
+
+    Defaults (see the README's "Model defaults"):
+
+    - ``intercept``: Normal(0, 2.5) for each non-reference category's intercept
+      (categorical) or the log-odds (bernoulli).
+    - ``fixed``: Normal(0, 2.5 / sd(x)) for each fixed-effect column: 2.5 on the
+      scale of a one-standard-deviation change of the column (``autoscale``);
+      with ``autoscale = false`` the scale is ``sigma`` as given.
+    - ``cutpoints``: Normal(0, 2.5) on each ordered cutpoint (ordinal).
+    - ``group_sd``: HalfNormal(1) for the standard deviation of each varying
+      intercept (per non-reference category for categorical models).
+    - ``parameterization``: per grouping factor, ``"auto"`` (centred when the
+      factor's levels hold on average at least 100 respondents, non-centred
+      otherwise), ``"centered"`` or ``"noncentered"``.
+    """
+
+    intercept: float = 2.5
+    fixed: float = 2.5
+    fixed_autoscale: bool = True
+    cutpoints: float = 2.5
+    group_sd: float = 1.0
+    parameterization: tuple[tuple[str, Parameterization], ...] = ()
+
+    def parameterization_for(self, term: str) -> Parameterization:
+        """The parameterisation requested for a grouping factor (``"auto"`` if none)."""
+        return dict(self.parameterization).get(term, "auto")
+
+    def to_dict(self) -> dict[str, Any]:
+        """TOML-ready dict."""
+        out: dict[str, Any] = {
+            "intercept": {"sigma": self.intercept},
+            "fixed": {"sigma": self.fixed, "autoscale": self.fixed_autoscale},
+            "cutpoints": {"sigma": self.cutpoints},
+            "group_sd": {"sigma": self.group_sd},
+        }
+        if self.parameterization:
+            out["parameterization"] = dict(self.parameterization)
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any], where: str) -> Priors:
+        """Parse the ``[priors]`` table, rejecting unknown keys."""
+        unknown = sorted(set(raw) - _PRIOR_KEYS)
+        if unknown:
+            raise SpecError(
+                f"{where}: unknown key(s) {format_values(unknown)} in [priors]; allowed: "
+                f"{format_values(sorted(_PRIOR_KEYS))}."
+            )
+        kwargs: dict[str, Any] = {}
+        for key in ("intercept", "fixed", "cutpoints", "group_sd"):
+            if key not in raw:
+                continue
+            entry = raw[key]
+            if isinstance(entry, int | float):
+                entry = {"sigma": entry}
+            if not isinstance(entry, Mapping):
+                raise SpecError(f"{where}: [priors] {key} must be a table like {{ sigma = 2.5 }}.")
+            allowed = {"sigma", "autoscale"} if key == "fixed" else {"sigma"}
+            bad = sorted(set(entry) - allowed)
+            if bad:
+                raise SpecError(
+                    f"{where}: unknown key(s) {format_values(bad)} in [priors] {key}; "
+                    f"allowed: {format_values(sorted(allowed))}."
+                )
+            if "sigma" in entry:
+                sigma = entry["sigma"]
+                if (
+                    isinstance(sigma, bool)
+                    or not isinstance(sigma, int | float)
+                    or not math.isfinite(sigma)
+                    or sigma <= 0
+                ):
+                    raise SpecError(
+                        f"{where}: [priors] {key}.sigma must be a positive number, got {sigma!r}."
+                    )
+                kwargs[key] = float(sigma)
+            if "autoscale" in entry:
+                if not isinstance(entry["autoscale"], bool):
+                    raise SpecError(f"{where}: [priors] fixed.autoscale must be true or false.")
+                kwargs["fixed_autoscale"] = entry["autoscale"]
+        if "parameterization" in raw:
+            table = raw["parameterization"]
+            if not isinstance(table, Mapping):
+                raise SpecError(
+                    f"{where}: [priors.parameterization] must map grouping factors to "
+                    '"auto", "centered" or "noncentered".'
+                )
+            choices = {"auto", "centered", "noncentered"}
+            for term, value in table.items():
+                if value not in choices:
+                    raise SpecError(
+                        f"{where}: [priors.parameterization] {term} = {value!r}; choose one of "
+                        f"{format_values(sorted(choices))}."
+                    )
+            kwargs["parameterization"] = tuple(sorted(table.items()))
+        return cls(**kwargs)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """An immutable model specification.
+
+    Parameters
+    ----------
+    formula
+        ``outcome ~ terms`` in lme4 syntax.
+    family
+        ``"categorical"``, ``"ordinal"`` or ``"bernoulli"``.
+    levels
+        The outcome's modelled levels: the order for ordinal (low to high); the
+        first is the reference for categorical; for bernoulli the second level is
+        the "success".
+    missing
+        Outcome codes dropped before fitting (e.g. ``("dont_know",)``); list a
+        code in ``levels`` instead to model it as a category.
+    priors
+        Prior scales; see :class:`Priors`.
+    data
+        Optional path to the survey file, relative to the spec file.
+
+    Examples
+    --------
+    >>> spec = ModelSpec(
+    ...     formula="vote ~ 1 + sex + (1 | region)",
+    ...     family="categorical",
+    ...     levels=("N", "Y", "U", "A"),
+    ... )
+    >>> spec.outcome, [t.name for t in spec.group_terms]
+    ('vote', ['region'])
+    """
+
+    formula: str
+    family: Family
+    levels: tuple[str, ...]
+    missing: tuple[str, ...] = ()
+    priors: Priors = field(default_factory=Priors)
+    data: Path | None = None
+    name: str | None = None
+    source: Path | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        where = str(self.source) if self.source else "<spec>"
+        if self.family not in FAMILIES:
+            raise SpecError(
+                f"{where}: unknown family {self.family!r}; choose one of {format_values(FAMILIES)}."
+            )
+        object.__setattr__(self, "levels", tuple(str(v) for v in self.levels))
+        object.__setattr__(self, "missing", tuple(str(v) for v in self.missing))
+        if len(self.levels) < 2:
+            raise SpecError(f"{where}: [outcome] levels needs at least two levels.")
+        if len(set(self.levels)) != len(self.levels):
+            raise SpecError(f"{where}: [outcome] levels lists a level twice: {self.levels}.")
+        both = sorted(set(self.levels) & set(self.missing))
+        if both:
+            raise SpecError(
+                f"{where}: {format_values(both)} listed both in [outcome] levels and missing; "
+                "keep it in one (levels to model it as a category, missing to drop it)."
+            )
+        if self.family == "bernoulli" and len(self.levels) != 2:
+            raise SpecError(
+                f"{where}: family 'bernoulli' needs exactly two outcome levels (failure, success), "
+                f"got {len(self.levels)}: {format_values(self.levels)}. Use 'categorical' or "
+                "'ordinal' for more."
+            )
+        if self.family == "ordinal" and len(self.levels) < 3:
+            raise SpecError(
+                f"{where}: family 'ordinal' needs at least three ordered levels, got "
+                f"{format_values(self.levels)}; use 'bernoulli' for two."
+            )
+        # parse now so a bad formula fails at construction
+        _parse_formula(self.formula, where)
+
+    # -- formula ------------------------------------------------------------------
+    @property
+    def _parsed(self) -> tuple[str, bool, tuple[FixedTerm, ...], tuple[GroupTerm, ...]]:
+        return _parse_formula(self.formula, str(self.source) if self.source else "<spec>")
+
+    @property
+    def outcome(self) -> str:
+        """The outcome column."""
+        return self._parsed[0]
+
+    @property
+    def intercept(self) -> bool:
+        """Whether the formula keeps the intercept (ignored for ordinal: cutpoints)."""
+        return self._parsed[1]
+
+    @property
+    def fixed_terms(self) -> tuple[FixedTerm, ...]:
+        """Population-level terms, in formula order."""
+        return self._parsed[2]
+
+    @property
+    def group_terms(self) -> tuple[GroupTerm, ...]:
+        """Varying-intercept terms, in formula order."""
+        return self._parsed[3]
+
+    @property
+    def variables(self) -> tuple[str, ...]:
+        """Every predictor column the formula uses, in first-use order."""
+        names: dict[str, None] = {}
+        for term in self.fixed_terms:
+            names.update(dict.fromkeys(term.variables))
+        for group in self.group_terms:
+            names.update(dict.fromkeys(group.factors))
+        return tuple(names)
+
+    @property
+    def categories(self) -> tuple[str, ...]:
+        """The modelled outcome categories, in level order."""
+        return self.levels
+
+    # -- serialisation -------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """TOML/JSON-ready dict in the spec-file layout."""
+        out: dict[str, Any] = {"formula": self.formula, "family": self.family}
+        if self.name:
+            out["name"] = self.name
+        if self.data is not None:
+            out["data"] = str(self.data)
+        out["outcome"] = {"levels": list(self.levels), "missing": list(self.missing)}
+        out["priors"] = self.priors.to_dict()
+        return out
+
+    def to_json(self) -> str:
+        """Canonical JSON (sorted keys), as stored in a fit's provenance."""
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    def hash(self) -> str:
+        """SHA-256 of the canonical JSON, without the data path."""
+        d = self.to_dict()
+        d.pop("data", None)
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
+
+    def to_toml(self, path: str | os.PathLike[str]) -> Path:
+        """Write the spec as TOML, atomically."""
+        target = Path(path)
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(tomli_w.dumps(self.to_dict()).encode())
+        return target
+
+    @classmethod
+    def from_dict(
+        cls, raw: Mapping[str, Any], *, source: Path | None = None, base: Path | None = None
+    ) -> ModelSpec:
+        """Build a spec from the spec-file layout, rejecting unknown keys."""
+        where = str(source) if source else "<spec>"
+        unknown = sorted(set(raw) - _SPEC_KEYS)
+        if unknown:
+            raise SpecError(
+                f"{where}: unknown key(s) {format_values(unknown)}; allowed top-level keys: "
+                f"{format_values(sorted(_SPEC_KEYS))}."
+            )
+        for key in ("formula", "family"):
+            if key not in raw:
+                raise SpecError(f"{where}: missing required key {key!r}.")
+            if not isinstance(raw[key], str):
+                raise SpecError(f"{where}: {key!r} must be a string, got {raw[key]!r}.")
+        outcome = raw.get("outcome", {})
+        if not isinstance(outcome, Mapping):
+            raise SpecError(f"{where}: [outcome] must be a table with levels and missing.")
+        bad = sorted(set(outcome) - _OUTCOME_KEYS)
+        if bad:
+            raise SpecError(
+                f"{where}: unknown key(s) {format_values(bad)} in [outcome]; allowed: "
+                f"{format_values(sorted(_OUTCOME_KEYS))}."
+            )
+        if "levels" not in outcome:
+            raise SpecError(
+                f"{where}: [outcome] levels is required (the outcome's levels, in order)."
+            )
+        for key in ("levels", "missing"):
+            value = outcome.get(key, [])
+            if not isinstance(value, list) or not all(isinstance(v, str | int) for v in value):
+                raise SpecError(f"{where}: [outcome] {key} must be a list of labels.")
+        priors_raw = raw.get("priors", {})
+        if not isinstance(priors_raw, Mapping):
+            raise SpecError(f"{where}: [priors] must be a table.")
+        data = raw.get("data")
+        data_path = None
+        if data is not None:
+            if not isinstance(data, str):
+                raise SpecError(f"{where}: 'data' must be a path string.")
+            data_path = Path(data)
+            if base is not None and not data_path.is_absolute():
+                data_path = (base / data_path).resolve()
+        return cls(
+            formula=raw["formula"],
+            family=raw["family"],
+            levels=tuple(str(v) for v in outcome["levels"]),
+            missing=tuple(str(v) for v in outcome.get("missing", [])),
+            priors=Priors.from_dict(priors_raw, where),
+            data=data_path,
+            name=raw.get("name"),
+            source=source,
+        )
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike[str]) -> ModelSpec:
+        """Read a spec file. Relative ``data`` paths are resolved against its folder."""
+        source = Path(path)
+        if not source.is_file():
+            raise SpecError(f"{source}: no such spec file.")
+        try:
+            raw = tomllib.loads(source.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise SpecError(f"{source}: not valid TOML: {exc}") from exc
+        return cls.from_dict(raw, source=source, base=source.parent)
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelSpec:
+        """Inverse of :meth:`to_json`."""
+        return cls.from_dict(json.loads(text))
+
+
+def read_spec(path: str | os.PathLike[str]) -> ModelSpec:
+    """Read a model spec from TOML; see :class:`ModelSpec`."""
+    return ModelSpec.from_toml(path)
+
+
+_PARSE_CACHE: dict[str, tuple[str, bool, tuple[FixedTerm, ...], tuple[GroupTerm, ...]]] = {}
+
+
+def _parse_formula(
+    formula: str, where: str
+) -> tuple[str, bool, tuple[FixedTerm, ...], tuple[GroupTerm, ...]]:
+    """Parse with formulae's model_description (a parser only: nothing is evaluated)."""
+    if formula in _PARSE_CACHE:
+        return _PARSE_CACHE[formula]
+    from formulae import model_description
+    from formulae.terms.terms import GroupSpecificTerm, Intercept, Response, Term
+    from formulae.terms.variable import Variable
+
+    if "~" not in formula:
+        raise SpecError(
+            f"{where}: formula {formula!r} has no '~'; write 'outcome ~ 1 + x + (1 | group)'."
+        )
+    try:
+        description = model_description(formula)
+    except Exception as exc:  # formulae raises several types for syntax errors
+        raise SpecError(f"{where}: cannot parse formula {formula!r}: {exc}") from exc
+    response = description.response
+    if not isinstance(response, Response) or len(response.term.components) != 1:
+        raise SpecError(f"{where}: the formula's left side must be one column name.")
+    outcome_var = response.term.components[0]
+    if not isinstance(outcome_var, Variable) or outcome_var.reference is not None:
+        raise SpecError(f"{where}: the formula's left side must be a plain column name.")
+    outcome = outcome_var.name
+
+    intercept = False
+    fixed: list[FixedTerm] = []
+    groups: list[GroupTerm] = []
+    for term in description.terms:
+        if isinstance(term, Intercept):
+            intercept = True
+        elif isinstance(term, GroupSpecificTerm):
+            if not isinstance(term.expr, Intercept):
+                raise SpecError(
+                    f"{where}: varying slopes like '({term.expr} | {term.factor})' are not "
+                    "supported yet; use varying intercepts '(1 | group)' and fixed slopes."
+                )
+            factors = _plain_names(term.factor.components, where, formula)
+            groups.append(GroupTerm(tuple(factors)))
+        elif isinstance(term, Term):
+            fixed.append(FixedTerm(tuple(_plain_names(term.components, where, formula))))
+        else:
+            raise SpecError(f"{where}: unsupported term {term!r} in formula {formula!r}.")
+    names = [g.name for g in groups]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise SpecError(f"{where}: grouping term(s) {format_values(repeated)} appear twice.")
+    parsed = (outcome, intercept, tuple(fixed), tuple(groups))
+    _PARSE_CACHE[formula] = parsed
+    return parsed
+
+
+def _plain_names(components: Any, where: str, formula: str) -> list[str]:
+    from formulae.terms.variable import Variable
+
+    names = []
+    for component in components:
+        if not isinstance(component, Variable) or component.reference is not None:
+            raise SpecError(
+                f"{where}: {component!r} in formula {formula!r} is not a plain column name; "
+                "transformations and function calls are not supported in spec formulas "
+                "(compute the column in your data instead)."
+            )
+        names.append(component.name)
+    return names

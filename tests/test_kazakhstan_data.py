@@ -1,0 +1,398 @@
+"""The bundled Kazakhstan demo data: what a user relies on, checked against the sources.
+
+Expected values are computed here from ``data/kazakhstan/sources/`` independently of
+``scripts/build_kazakhstan_data.py``; the last tests rebuild the data with the script
+and require byte-identical files.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import shapefile
+
+import opinionmap
+from opinionmap.frame import read_frame
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "data" / "kazakhstan"
+SOURCES = DATA / "sources"
+GEO = ROOT / "data" / "geo" / "kazakhstan"
+SCRIPT = ROOT / "scripts" / "build_kazakhstan_data.py"
+
+GENERATED = (
+    "frame_2020.csv",
+    "region_covariates_2020.csv",
+    "survey_2020.csv",
+    "survey_2020.codebook.toml",
+    "truth_2020.csv",
+    "truth_ethnicity_2020.csv",
+    "truth_parameters_2020.csv",
+    "region_adjacency.csv",
+)
+SURVEY_COLUMNS = [
+    "respondent_id",
+    "region",
+    "sex",
+    "age",
+    "ethnicity",
+    "settlement",
+    "education",
+    "weight",
+    "presence_russia",
+    "presence_usa",
+    "presence_china",
+    "presence_eu",
+    "presence_muslim",
+    "main_friend",
+    "main_enemy",
+    "model_country",
+]
+QUESTIONS = SURVEY_COLUMNS[8:]
+PP = 0.005  # half a percentage point
+
+
+def _csv(name: str) -> pd.DataFrame:
+    return pd.read_csv(DATA / name, keep_default_na=False)
+
+
+@pytest.fixture(scope="module")
+def official() -> pd.DataFrame:
+    return pd.read_csv(SOURCES / "region_sex_age_2020.csv")
+
+
+@pytest.fixture(scope="module")
+def national() -> dict[str, str]:
+    table = pd.read_csv(SOURCES / "national_2020.csv", dtype=str, keep_default_na=False)
+    return dict(zip(table["quantity"], table["value"], strict=True))
+
+
+@pytest.fixture(scope="module")
+def frame() -> pd.DataFrame:
+    return _csv("frame_2020.csv")
+
+
+@pytest.fixture(scope="module")
+def covariates() -> pd.DataFrame:
+    return _csv("region_covariates_2020.csv").set_index("region")
+
+
+@pytest.fixture(scope="module")
+def truth() -> pd.DataFrame:
+    return _csv("truth_2020.csv")
+
+
+@pytest.fixture(scope="module")
+def survey() -> pd.DataFrame:
+    return _csv("survey_2020.csv")
+
+
+@pytest.fixture(scope="module")
+def codebook() -> dict:
+    with open(DATA / "survey_2020.codebook.toml", "rb") as fh:
+        return tomllib.load(fh)
+
+
+# -- bundled copies of the sources -------------------------------------------------
+
+
+def test_sources_and_boundaries_are_bundled():
+    for name in (
+        "SOURCES.md",
+        "national_2020.csv",
+        "published_survey_2020.csv",
+        "region_religion_census_2021.csv",
+        "region_sex_age_2020.csv",
+    ):
+        assert (SOURCES / name).is_file(), name
+    for layer in ("kaz_admbnda_adm1_2018", "kaz_admbnda_adm2_2018"):
+        for ext in (".shp", ".shx", ".dbf", ".prj", ".cpg"):
+            assert (GEO / f"{layer}{ext}").is_file(), layer + ext
+    assert (GEO / "LICENSE-CC-BY-4.0.md").is_file()
+    assert "CC BY 4.0" in (GEO / "README.md").read_text()
+    for readme in (DATA / "README.md", ROOT / "data" / "README.md"):
+        assert "SYNTHETIC" in readme.read_text()
+
+
+def test_boundaries_carry_the_frame_regions(official):
+    with shapefile.Reader(str(GEO / "kaz_admbnda_adm1_2018.shp")) as reader:
+        codes = [rec["ISO_3166_2"] for rec in reader.records()]
+    assert sorted(codes) == sorted(official["iso_3166_2"])
+
+
+# -- frame -------------------------------------------------------------------------
+
+
+def test_frame_shape_and_levels(frame, official):
+    assert list(frame.columns) == ["region", "sex", "age", "ethnicity", "settlement", "population"]
+    assert len(frame) == 816
+    assert list(pd.unique(frame["region"])) == list(official["iso_3166_2"])
+    assert set(frame["sex"]) == {"male", "female"}
+    assert set(frame["age"]) == {"18-29", "30-44", "45-59", "60+"}
+    assert set(frame["ethnicity"]) == {"kazakh", "russian", "other"}
+    assert set(frame["settlement"]) == {"urban", "rural"}
+    assert not frame.duplicated(["region", "sex", "age", "ethnicity", "settlement"]).any()
+    assert (frame["population"] >= 0).all()
+    # and the package's own reader accepts it
+    assert read_frame(DATA / "frame_2020.csv").n_cells == 816
+
+
+def test_frame_region_sex_totals_are_official_adults(frame, official):
+    # adults 18+ = working age + pension age - 2/16 of the 0-15 band
+    expected = {}
+    for row in official.itertuples(index=False):
+        expected[(row.iso_3166_2, "male")] = row.men_16_62 + row.men_63plus - row.men_0_15 * 2 / 16
+        expected[(row.iso_3166_2, "female")] = (
+            row.women_16_58 + row.women_59plus - row.women_0_15 * 2 / 16
+        )
+    got = frame.groupby(["region", "sex"])["population"].sum()
+    assert len(got) == len(expected) == 34
+    for key, value in expected.items():
+        assert got[key] == pytest.approx(value, rel=1e-6), key
+
+
+def test_frame_men_60plus_include_all_pension_age_men(frame, official):
+    # every man of pension age (63+) is in the 60+ band; it also holds 60-62-year-olds
+    men_60 = frame[(frame["sex"] == "male") & (frame["age"] == "60+")]
+    got = men_60.groupby("region")["population"].sum()
+    pension = official.set_index("iso_3166_2")["men_63plus"]
+    assert (got[pension.index] > pension).all()
+    assert (got[pension.index] < pension * 1.6).all()
+
+
+def test_frame_matches_ethnicity_and_settlement_margins(frame, covariates):
+    region_total = frame.groupby("region")["population"].sum()
+    assert np.allclose(region_total[covariates.index], covariates["adult_population"], rtol=1e-6)
+    eth = frame.pivot_table(index="region", columns="ethnicity", values="population", aggfunc="sum")
+    eth = eth.div(eth.sum(axis=1), axis=0).loc[covariates.index]
+    assert np.allclose(eth["russian"], covariates["russian_share"], atol=1e-6)
+    assert np.allclose(eth["kazakh"], covariates["kazakh_share"], atol=1e-6)
+    settle = frame.pivot_table(
+        index="region", columns="settlement", values="population", aggfunc="sum"
+    )
+    urban = (settle["urban"] / settle.sum(axis=1)).loc[covariates.index]
+    assert np.allclose(urban, covariates["urban_share"], atol=1e-6)
+    for city in ("KZ-AST", "KZ-ALA", "KZ-SHY"):
+        assert covariates.loc[city, "urban_share"] == 1.0
+    shares = covariates[["urban_share", "russian_share", "kazakh_share"]]
+    assert ((shares >= 0) & (shares <= 1)).all().all()
+    assert (covariates["russian_share"] + covariates["kazakh_share"] <= 1).all()
+
+
+def test_frame_national_shares_hit_their_targets(frame, national):
+    total = frame["population"].sum()
+    by_eth = frame.groupby("ethnicity")["population"].sum() / total
+    urban = frame.loc[frame["settlement"] == "urban", "population"].sum() / total
+    assert by_eth["russian"] == pytest.approx(float(national["russian_share"]), abs=1e-6)
+    assert by_eth["kazakh"] == pytest.approx(float(national["kazakh_share"]), abs=1e-6)
+    assert urban == pytest.approx(float(national["urban_share"]), abs=1e-6)
+
+
+def test_covariates_carry_the_census_proxies(covariates):
+    census = pd.read_csv(SOURCES / "region_religion_census_2021.csv").set_index("iso_3166_2")
+    census = census.loc[covariates.index]
+    assert np.allclose(covariates["christian_share_2021"], census["christian_share"])
+    assert np.allclose(covariates["islam_share_2021"], census["islam_share"])
+    # the Russian share follows the Christian share: the north above the south
+    assert covariates.loc["KZ-SEV", "russian_share"] > covariates.loc["KZ-YUZ", "russian_share"]
+
+
+# -- truth -------------------------------------------------------------------------
+
+
+def test_truth_shares_are_distributions(truth, frame):
+    assert list(truth.columns) == ["question", "region", "response", "share"]
+    assert set(truth["question"]) == set(QUESTIONS)
+    assert set(truth["region"]) == set(frame["region"])
+    assert truth["share"].between(0, 1).all()
+    sums = truth.groupby(["question", "region"])["share"].sum()
+    assert np.allclose(sums, 1.0, atol=1e-8)
+    assert (truth.loc[truth["response"] == "dont_know", "share"] > 0).all()
+
+
+def _national(truth: pd.DataFrame, frame: pd.DataFrame) -> pd.Series:
+    adults = frame.groupby("region")["population"].sum()
+    weighted = truth.assign(w=truth["share"] * truth["region"].map(adults))
+    return weighted.groupby(["question", "response"])["w"].sum() / adults.sum()
+
+
+def test_truth_matches_every_published_figure(truth, frame):
+    published = pd.read_csv(SOURCES / "published_survey_2020.csv", keep_default_na=False)
+    national = _national(truth, frame)
+    question = {
+        "presence": "presence_{}",
+        "model_to_emulate": "model_country",
+        "main_enemy": "main_enemy",
+        "main_friend": "main_friend",
+    }
+    country = {
+        "Russia": "russia",
+        "USA": "usa",
+        "China": "china",
+        "EU": "eu",
+        "Muslim countries": "muslim",
+    }
+    checked = 0
+    for row in published.itertuples(index=False):
+        if row.percent == "":
+            continue  # shown only in the article's chart
+        if row.percent == "<1":
+            named = set(
+                country[t]
+                for t in published.loc[published["question"] == row.question, "target"]
+                if t in country
+            )
+            others = national[row.question].drop(["none", "dont_know", *named], errors="ignore")
+            assert len(others) > 0
+            assert (others < 0.01).all(), others[others >= 0.01]
+            checked += 1
+            continue
+        target = float(row.percent) / 100
+        if row.question == "presence":
+            name, response = f"presence_{country[row.target]}", row.response
+        else:
+            name = question[row.question]
+            response = (
+                "none"
+                if row.target in ("no enemy", "no single best friend")
+                else country[row.target]
+            )
+        assert national[(name, response)] == pytest.approx(target, abs=PP), (name, response)
+        checked += 1
+    assert checked == 20
+
+
+def test_truth_by_ethnicity_shows_the_built_in_contrasts():
+    by_eth = _csv("truth_ethnicity_2020.csv").set_index(["question", "ethnicity", "response"])
+    share = by_eth["share"]
+    assert np.allclose(share.groupby(level=[0, 1]).sum(), 1.0, atol=1e-8)
+    assert (
+        share[("presence_russia", "russian", "more")] > share[("presence_russia", "kazakh", "more")]
+    )
+    assert (
+        share[("presence_china", "kazakh", "less")] > share[("presence_china", "russian", "less")]
+    )
+    assert (
+        share[("presence_muslim", "other", "more")] > share[("presence_muslim", "russian", "more")]
+    )
+
+
+# -- survey ------------------------------------------------------------------------
+
+
+def test_survey_structure(survey, codebook):
+    assert list(survey.columns) == SURVEY_COLUMNS
+    assert len(survey) == 1200
+    assert survey["respondent_id"].is_unique
+    assert survey["respondent_id"].str.fullmatch(r"KZ2020-\d{4}").all()
+    assert list(codebook) == ["survey", "variables"]
+    assert set(codebook["survey"]) <= {"title", "missing"}
+    assert list(codebook["variables"]) == SURVEY_COLUMNS
+    allowed = {"role", "levels", "missing", "missing_policy", "kind", "label"}
+    for name, spec in codebook["variables"].items():
+        assert set(spec) <= allowed, name
+        if "levels" in spec:
+            known = set(spec["levels"]) | set(spec.get("missing", []))
+            assert set(survey[name]) <= known, name
+
+
+def test_survey_regions_are_proportional_to_adults(survey, frame):
+    adults = frame.groupby("region")["population"].sum()
+    expected = adults / adults.sum() * 1200
+    counts = survey["region"].value_counts().reindex(adults.index, fill_value=0)
+    assert ((counts - expected).abs() < 1).all(), (counts - expected).round(2).to_dict()
+
+
+def test_survey_overrepresents_urban_and_young(survey, frame):
+    total = frame["population"].sum()
+    urban = frame.loc[frame["settlement"] == "urban", "population"].sum() / total
+    young = frame.loc[frame["age"] == "18-29", "population"].sum() / total
+    assert (survey["settlement"] == "urban").mean() > urban
+    assert (survey["age"] == "18-29").mean() > young
+
+
+def test_survey_item_nonresponse_and_weights(survey):
+    for q in QUESTIONS:
+        assert (survey[q] == "dont_know").any(), q
+    assert (survey["weight"] > 0).all()
+    assert survey["weight"].mean() == pytest.approx(1.0, abs=1e-5)
+    # weights depend on region x settlement only (the firm does not know age non-response)
+    assert survey.groupby(["region", "settlement"])["weight"].nunique().max() == 1
+
+
+def test_survey_reads_with_the_package_reader():
+    survey = opinionmap.read_survey(DATA / "survey_2020.csv")  # codebook found beside it
+    assert survey.n_respondents == 1200
+    assert survey.outcomes == tuple(QUESTIONS)
+    assert (survey.area, survey.weight, survey.id) == ("region", "weight", "respondent_id")
+    assert survey.levels("presence_russia") == ("more", "same", "less")
+    # the frame's levels are the codebook's, and every surveyed region is in the frame
+    read_frame(DATA / "frame_2020.csv").check_levels(
+        survey.codebook, observed={"region": survey.data["region"]}
+    )
+
+
+# -- adjacency ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def neighbours(frame) -> dict[str, set[str]]:
+    pairs = _csv("region_adjacency.csv")
+    assert list(pairs.columns) == ["region_a", "region_b"]
+    assert (pairs["region_a"] < pairs["region_b"]).all()
+    assert not pairs.duplicated().any()
+    out: dict[str, set[str]] = {r: set() for r in pd.unique(frame["region"])}
+    for a, b in pairs.itertuples(index=False):
+        assert a in out and b in out
+        out[a].add(b)
+        out[b].add(a)
+    return out
+
+
+def test_adjacency_makes_geographic_sense(neighbours):
+    assert neighbours["KZ-ALA"] == {"KZ-ALM"}
+    assert neighbours["KZ-AST"] == {"KZ-AKM"}
+    assert neighbours["KZ-SHY"] == {"KZ-YUZ"}
+    assert all(neighbours.values()), [r for r, n in neighbours.items() if not n]
+    assert neighbours["KZ-SEV"] == {"KZ-AKM", "KZ-KUS", "KZ-PAV"}
+    # Akmola's stray slivers near Almaty and in Turkistan do not make it their neighbour
+    assert not neighbours["KZ-AKM"] & {"KZ-ALA", "KZ-ALM", "KZ-YUZ"}
+
+
+# -- the build script ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def script():
+    name = "build_kazakhstan_data"
+    spec = importlib.util.spec_from_file_location(name, SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while the file runs
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop(name, None)
+
+
+def test_rebuild_is_byte_identical(script, tmp_path, capsys):
+    assert script.main(["--out", str(tmp_path)]) == 0
+    assert re.search(r"816 frame cells, 1200 respondents", capsys.readouterr().out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(GENERATED)
+    for name in GENERATED:
+        assert (tmp_path / name).read_bytes() == (DATA / name).read_bytes(), name
+
+
+def test_another_seed_changes_the_survey_not_the_frame(script, tmp_path, capsys):
+    assert script.main(["--out", str(tmp_path), "--seed", "7"]) == 0
+    capsys.readouterr()
+    assert (tmp_path / "frame_2020.csv").read_bytes() == (DATA / "frame_2020.csv").read_bytes()
+    assert (tmp_path / "survey_2020.csv").read_bytes() != (DATA / "survey_2020.csv").read_bytes()
