@@ -1,10 +1,33 @@
-"""opinionmap: Bayesian multilevel regression and poststratification for opinion surveys."""
+"""opinionmap: Bayesian multilevel regression and poststratification for opinion surveys.
+
+The pipeline, one module per stage::
+
+    survey (read_survey, Codebook) -> spec (ModelSpec, read_spec)
+      -> design (build_design) -> model (build_model) -> fit (fit, load)
+      -> effects / ppc -> frame (read_frame, rake) for poststratification
+
+Names that need PyMC (``fit``, ``load``, ``build_model``, ...) are imported on
+first use, so ``import opinionmap`` and the command line start quickly.
+"""
 
 from __future__ import annotations
 
+import importlib
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
+from opinionmap import datasets
 from opinionmap.codebook import Codebook, Variable, read_codebook
+from opinionmap.errors import (
+    CodebookError,
+    FrameError,
+    OpinionmapError,
+    RakingError,
+    SurveyError,
+)
+from opinionmap.frame import Frame, read_frame
+from opinionmap.raking import rake
+from opinionmap.spec import ModelSpec, Priors, SpecError, read_spec
 from opinionmap.survey import Survey, read_survey
 
 try:
@@ -12,11 +35,60 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
     __version__ = "0+unknown"
 
+_LAZY = {
+    "build_design": "opinionmap.design",
+    "Design": "opinionmap.design",
+    "DesignError": "opinionmap.design",
+    "build_model": "opinionmap.model",
+    "fit": "opinionmap.fit",
+    "load": "opinionmap.fit",
+    "FitResult": "opinionmap.fit",
+    "ProvenanceError": "opinionmap.fit",
+    "ConvergenceWarning": "opinionmap.diagnostics",
+    "effects": "opinionmap.effects",
+    "summarise_draws": "opinionmap.effects",
+    "ppc": "opinionmap.ppc",
+    "plot_ppc": "opinionmap.ppc",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'opinionmap' has no attribute {name!r}")
+
+
 __all__ = [
     "Codebook",
+    "CodebookError",
+    "ConvergenceWarning",
+    "Design",
+    "DesignError",
+    "FitResult",
+    "Frame",
+    "FrameError",
+    "ModelSpec",
+    "OpinionmapError",
+    "Priors",
+    "ProvenanceError",
+    "RakingError",
+    "SpecError",
     "Survey",
+    "SurveyError",
     "Variable",
     "__version__",
+    "build_design",
+    "build_model",
+    "datasets",
+    "effects",
+    "fit",
+    "load",
+    "plot_ppc",
+    "ppc",
+    "rake",
     "read_codebook",
+    "read_frame",
+    "read_spec",
     "read_survey",
+    "summarise_draws",
 ]

@@ -142,6 +142,138 @@ def frame_rake(
     typer.echo(f"wrote {out}: {frame.n_cells} cells over {', '.join(frame.cells)}{detail}")
 
 
+def _load_data(path: Path) -> object:
+    """A survey with its codebook when one lies beside it; otherwise a plain table."""
+    from opinionmap.survey import read_survey
+
+    codebook = path.with_name(f"{path.stem}.codebook.toml")
+    if codebook.is_file() or path.suffix.lower() in (".sav", ".dta"):
+        return read_survey(path)
+    if not path.is_file():
+        raise OpinionmapError(f"{path}: no such data file.")
+    if path.suffix.lower() == ".csv":
+        return pd.read_csv(path)
+    if path.suffix.lower() in (".parquet", ".pq"):
+        return pd.read_parquet(path)
+    raise OpinionmapError(
+        f"{path}: unsupported data file; use .csv, .parquet, .sav or .dta (with a "
+        "<stem>.codebook.toml beside it for labels and missing codes)."
+    )
+
+
+@app.command("fit")
+def fit_command(
+    spec_path: Annotated[Path, typer.Argument(metavar="SPEC.toml", help="Model spec (TOML).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the fit (.nc).")],
+    data: Annotated[
+        Path | None, typer.Option(help="Survey file (default: the spec's 'data').")
+    ] = None,
+    draws: Annotated[int, typer.Option(min=1, help="Draws kept per chain.")] = 1000,
+    tune: Annotated[int, typer.Option(min=0, help="Tuning steps per chain.")] = 1000,
+    chains: Annotated[int, typer.Option(min=1, help="Chains.")] = 4,
+    seed: Annotated[
+        int | None, typer.Option(help="Random seed (default: drawn and recorded in the file).")
+    ] = None,
+    sampler: Annotated[str, typer.Option(help="nutpie (default), pymc or numpyro.")] = "nutpie",
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Fit a model spec to survey data and save the posterior as netCDF."""
+    from opinionmap.fit import fit
+    from opinionmap.spec import read_spec
+
+    try:
+        spec = read_spec(spec_path)
+        data_path = data or spec.data
+        if data_path is None:
+            raise OpinionmapError(
+                f"{spec_path}: no data to fit: give --data PATH or a 'data' key in the spec."
+            )
+        survey = _load_data(Path(data_path))
+        typer.echo(f"fitting {spec.outcome} ({spec.family}) on {data_path} with {sampler} ...")
+        result = fit(
+            spec,
+            survey,
+            draws=draws,
+            tune=tune,
+            chains=chains,
+            random_seed=seed,
+            sampler=sampler,
+            progress=progress,
+            warn=False,
+        )
+        result.save(out)
+    except OpinionmapError as exc:
+        raise _fail(exc) from exc
+    design = result.design
+    typer.echo(
+        f"wrote {out}: {design.n_respondents} respondents in {design.n_cells} cells, "
+        f"{chains} chains x {draws} draws, seed {result.tree.attrs['opinionmap_random_seed']}"
+    )
+    _echo_verdict(result.diagnostics)
+
+
+def _echo_verdict(diagnostics: object) -> None:
+    converged = getattr(diagnostics, "converged", False)
+    verdict = diagnostics.verdict()  # type: ignore[attr-defined]
+    typer.secho(
+        verdict, fg=typer.colors.GREEN if converged else typer.colors.RED, bold=not converged
+    )
+
+
+@app.command("summary")
+def summary_command(
+    fit_path: Annotated[Path, typer.Argument(metavar="FIT.nc", help="A saved fit.")],
+    prob: Annotated[float, typer.Option(min=0.01, max=0.99, help="Interval width.")] = 0.9,
+) -> None:
+    """Print the ArviZ summary of a saved fit and its convergence verdict."""
+    from opinionmap.fit import load
+
+    try:
+        result = load(fit_path)
+    except OpinionmapError as exc:
+        raise _fail(exc) from exc
+    spec = result.spec
+    typer.echo(f"{fit_path}: {spec.formula}  [{spec.family}]")
+    with pd.option_context(
+        "display.width", 200, "display.max_rows", 500, "display.max_columns", 20
+    ):
+        typer.echo(result.summary(prob=prob).round(3).to_string())
+    _echo_verdict(result.diagnostics)
+
+
+@app.command("ppc")
+def ppc_command(
+    fit_path: Annotated[Path, typer.Argument(metavar="FIT.nc", help="A saved fit.")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the table as CSV.")] = None,
+    plot: Annotated[Path | None, typer.Option(help="Write the plot (.png or .svg).")] = None,
+    prob: Annotated[float, typer.Option(min=0.01, max=0.99, help="Interval width.")] = 0.9,
+    seed: Annotated[int, typer.Option(help="Seed of the replication.")] = 0,
+) -> None:
+    """Posterior predictive check: observed vs replicated shares overall and by factor."""
+    from opinionmap._io import atomic_path
+    from opinionmap.fit import load
+    from opinionmap.ppc import plot_ppc, ppc
+
+    try:
+        result = load(fit_path)
+    except OpinionmapError as exc:
+        raise _fail(exc) from exc
+    table = ppc(result, prob=prob, random_seed=seed)
+    if out is not None:
+        with atomic_path(out) as tmp:
+            table.to_csv(tmp, index=False)
+        typer.echo(f"wrote {out}")
+    if plot is not None:
+        plot_ppc(table, plot)
+        typer.echo(f"wrote {plot}")
+    outside = table[table["outside"]]
+    typer.echo(
+        f"{len(outside)} of {len(table)} observed shares lie outside their replicated "
+        f"{prob:.0%} intervals"
+        + (":\n" + outside.round(3).to_string(index=False) if len(outside) else ".")
+    )
+
+
 def main() -> None:
     """Entry point of the ``opinionmap`` script."""
     app()

@@ -1,0 +1,212 @@
+"""Posterior predictive checks: observed vs replicated category shares.
+
+Overall and by every categorical predictor and grouping factor, the observed
+share of each response category is set beside the distribution of the same
+share in data replicated from the posterior (each cell's respondents redrawn
+from its category probabilities). An observed share outside its replicated
+interval points to a misfit for that group.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from opinionmap._io import atomic_path
+from opinionmap.errors import format_values
+from opinionmap.predict import iter_probabilities
+
+__all__ = ["plot_ppc", "ppc"]
+
+
+def ppc(
+    result: Any,
+    *,
+    by: list[str] | None = None,
+    data: Any = None,
+    prob: float = 0.9,
+    n_draws: int = 400,
+    random_seed: int = 0,
+) -> pd.DataFrame:
+    """Observed vs replicated category shares, overall and by each factor.
+
+    Parameters
+    ----------
+    result
+        A :class:`~opinionmap.fit.FitResult`.
+    by
+        Factors to break down by (default: every categorical predictor and
+        grouping factor of the model). With ``data``, any column of the survey,
+        including ones the model leaves out (a check for omitted variables).
+    data
+        The survey the model was fitted to; needed only for ``by`` columns that
+        are not in the model.
+    prob
+        Width of the replicated interval.
+    n_draws
+        Posterior draws used (thinned evenly); replication noise is included.
+    random_seed
+        Seed of the replication, so the table is reproducible.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``factor``, ``level``, ``category``, ``n`` (respondents),
+        ``observed``, ``replicated_mean``, ``lower``, ``upper``, ``outside``
+        (observed share outside the interval). ``factor == "all"`` is overall.
+    """
+    design = result.design
+    draws = result.draws()
+    step = max(1, draws.n_samples // n_draws)
+    thinned = draws.subset(slice(0, None, step))
+    rng = np.random.default_rng(random_seed)
+    model_factors = [c.name for c in design.codings if c.kind == "categorical"]
+    factors = list(by) if by is not None else model_factors
+    groupings = [("all", np.zeros(design.n_respondents, dtype=np.int64), ["all"])]
+    extra = [f for f in factors if f not in model_factors]
+    frame = _respondent_frame(result, data, extra) if extra else None
+    for f in factors:
+        if f in model_factors:
+            column = design.cells[f]
+            codes = column.cat.codes.to_numpy()[design.respondent_cell]
+            labels = [str(v) for v in column.cat.categories]
+        else:
+            assert frame is not None
+            values = pd.Categorical(frame[f].astype(str))
+            codes = values.codes.astype(np.int64)
+            labels = [str(v) for v in values.categories]
+        groupings.append((f, codes, labels))
+    k = len(design.categories)
+    observed_y = design.respondent_response
+    # replicated responses per respondent, tallied by group: (S, groups, K) per grouping
+    tallies = [np.zeros((0, len(labels), k)) for _, _, labels in groupings]
+    for _, p in iter_probabilities(thinned, design, chunk_draws=100):
+        cdf = np.cumsum(p[:, design.respondent_cell, :], axis=2)
+        u = rng.random((p.shape[0], design.n_respondents, 1))
+        y_rep = np.minimum((cdf < u).sum(axis=2), k - 1)
+        for i, (_, codes, labels) in enumerate(groupings):
+            key = codes[None, :] * k + y_rep
+            counts = np.stack([np.bincount(row, minlength=len(labels) * k) for row in key]).reshape(
+                p.shape[0], len(labels), k
+            )
+            tallies[i] = np.concatenate([tallies[i], counts], axis=0)
+    alpha = (1 - prob) / 2
+    rows = []
+    for (name, codes, labels), tally in zip(groupings, tallies, strict=True):
+        obs = np.bincount(codes * k + observed_y, minlength=len(labels) * k).reshape(-1, k)
+        for j, label in enumerate(labels):
+            n = int(obs[j].sum())
+            if n == 0:
+                continue
+            rep = tally[:, j, :] / n
+            lower, upper = np.quantile(rep, [alpha, 1 - alpha], axis=0)
+            for c, category in enumerate(design.categories):
+                rows.append(
+                    (name, label, category, n, obs[j, c] / n, rep[:, c].mean(), lower[c], upper[c])
+                )
+    table = pd.DataFrame(
+        rows,
+        columns=[
+            "factor",
+            "level",
+            "category",
+            "n",
+            "observed",
+            "replicated_mean",
+            "lower",
+            "upper",
+        ],
+    )
+    table["outside"] = (table["observed"] < table["lower"]) | (table["observed"] > table["upper"])
+    table.attrs["prob"] = prob
+    return table
+
+
+def _respondent_frame(result: Any, data: Any, columns: list[str]) -> pd.DataFrame:
+    """The survey rows the model used, in the design's respondent order."""
+    from opinionmap.design import DesignError, _as_frame
+
+    design = result.design
+    if data is None:
+        raise DesignError(
+            f"ppc: {format_values(columns)} are not in the model; pass data=<the survey> to "
+            "break the check down by columns the model leaves out."
+        )
+    df, _ = _as_frame(data)
+    absent = [c for c in columns if c not in df.columns]
+    if absent:
+        raise DesignError(f"ppc: the data has no column(s) {format_values(absent)}.")
+    outcome = df[design.spec.outcome].astype(str)
+    used = df.loc[~outcome.isin(design.spec.missing)]
+    if len(used) != design.n_respondents:
+        raise DesignError(
+            f"ppc: the data has {len(used)} usable respondents but the model was fitted to "
+            f"{design.n_respondents}; pass the survey the model was fitted to."
+        )
+    return used.reset_index(drop=True)
+
+
+def prob_label(table: pd.DataFrame) -> str:
+    """The interval width stored in a ppc table's attrs, as text (e.g. ``"90%"``)."""
+    return f"{table.attrs.get('prob', 0.9):.0%}"
+
+
+def plot_ppc(table: pd.DataFrame, path: str | os.PathLike[str] | None = None) -> Any:
+    """Plot a :func:`ppc` table: one panel per factor, observed dots on replicated intervals.
+
+    Returns the matplotlib figure; with ``path`` (``.png`` or ``.svg``) it is
+    also written, atomically.
+    """
+    import matplotlib
+
+    if path is not None:
+        matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    factors = list(dict.fromkeys(table["factor"]))
+    categories = list(dict.fromkeys(table["category"]))
+    heights = [max(1, table.loc[table["factor"] == f, "level"].nunique()) for f in factors]
+    fig, axes = plt.subplots(
+        len(factors),
+        1,
+        figsize=(7, 1.0 + 0.32 * sum(heights) * len(categories) / 2 + 0.6 * len(factors)),
+        gridspec_kw={"height_ratios": heights},
+        squeeze=False,
+    )
+    colours = plt.get_cmap("tab10")
+    for ax, factor in zip(axes[:, 0], factors, strict=True):
+        sub = table[table["factor"] == factor]
+        levels = list(dict.fromkeys(sub["level"]))
+        width = 0.8 / len(categories)
+        for k, category in enumerate(categories):
+            rows = sub[sub["category"] == category].set_index("level").reindex(levels)
+            y = np.arange(len(levels)) + (k - (len(categories) - 1) / 2) * width
+            ax.hlines(y, rows["lower"], rows["upper"], color=colours(k), lw=3, alpha=0.45)
+            ax.plot(rows["observed"], y, "o", color=colours(k), ms=4, label=str(category))
+        counts = sub.drop_duplicates("level").set_index("level")["n"].reindex(levels)
+        ax.set_yticks(np.arange(len(levels)), [f"{lv} (n={int(n)})" for lv, n in counts.items()])
+        ax.invert_yaxis()
+        ax.set_title(f"by {factor}" if factor != "all" else "overall", loc="left", fontsize=10)
+        ax.set_xlim(0, 1)
+        ax.grid(axis="x", alpha=0.3)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(
+        handles,
+        labels,
+        title=f"observed share (dot) and replicated {prob_label(table)} interval (bar)",
+        fontsize=8,
+        title_fontsize=8,
+        ncol=len(categories),
+        loc="upper center",
+    )
+    axes[-1, 0].set_xlabel("share of respondents")
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / fig.get_figheight()))
+    if path is not None:
+        target = Path(path)
+        with atomic_path(target) as tmp:
+            fig.savefig(tmp, format=target.suffix.lstrip(".") or "png", dpi=110)
+    return fig

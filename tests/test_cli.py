@@ -1,0 +1,197 @@
+"""The command line, tested in-process on temporary files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import xarray as xr
+from typer.testing import CliRunner
+
+import opinionmap
+from opinionmap.cli import app
+
+runner = CliRunner()
+
+
+def test_help_and_version() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("fit", "summary", "ppc", "survey", "frame"):
+        assert command in result.output
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.strip() == f"opinionmap {opinionmap.__version__}"
+
+
+def test_frame_rake_writes_a_joint_frame(tmp_path: Path) -> None:
+    by_sex = tmp_path / "sex.csv"
+    by_sex.write_text("region,sex,population\nA,male,40\nA,female,60\nB,male,30\nB,female,70\n")
+    by_urban = tmp_path / "urban.csv"
+    by_urban.write_text(
+        "region,settlement,population\nA,urban,50\nA,rural,50\nB,urban,80\nB,rural,20\n"
+    )
+    out = tmp_path / "frame.csv"
+    result = runner.invoke(app, ["frame", "rake", str(by_sex), str(by_urban), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "8 cells over region, sex, settlement" in result.output
+    frame = opinionmap.read_frame(out)
+    totals = frame.collapse(["region", "settlement"]).set_index(["region", "settlement"])
+    assert totals.loc[("B", "urban"), "population"] == pytest.approx(80.0)
+
+
+def test_frame_rake_rejects_inconsistent_margins(tmp_path: Path) -> None:
+    a = tmp_path / "a.csv"
+    a.write_text("sex,population\nmale,40\nfemale,60\n")
+    b = tmp_path / "b.csv"
+    b.write_text("age,population\nyoung,50\nold,51\n")
+    out = tmp_path / "frame.csv"
+    result = runner.invoke(app, ["frame", "rake", str(a), str(b), "--out", str(out)])
+    assert result.exit_code == 2
+    assert "disagree on their totals" in result.output
+    assert not out.exists()
+
+
+def test_frame_check_against_the_bundled_codebook() -> None:
+    result = runner.invoke(
+        app,
+        [
+            "frame",
+            "check",
+            str(opinionmap.datasets.kazakhstan_frame_path()),
+            "--codebook",
+            str(opinionmap.datasets.kazakhstan_codebook_path()),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "816 cells" in result.output
+
+
+def test_frame_check_reports_label_mismatch(tmp_path: Path) -> None:
+    frame = pd.read_csv(opinionmap.datasets.kazakhstan_frame_path())
+    frame["sex"] = frame["sex"].map({"male": "M", "female": "F"})
+    path = tmp_path / "frame.csv"
+    frame.to_csv(path, index=False)
+    result = runner.invoke(
+        app,
+        [
+            "frame",
+            "check",
+            str(path),
+            "--codebook",
+            str(opinionmap.datasets.kazakhstan_codebook_path()),
+        ],
+    )
+    assert result.exit_code == 2
+    assert "column 'sex': frame levels 'M', 'F' are not in the survey codebook" in result.output
+
+
+def test_survey_check_prints_outcomes() -> None:
+    result = runner.invoke(
+        app, ["survey", "check", str(opinionmap.datasets.kazakhstan_survey_path())]
+    )
+    assert result.exit_code == 0, result.output
+    assert "1200 respondents" in result.output
+    assert "presence_russia" in result.output
+
+
+def _spec(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "spec.toml"
+    path.write_text(body)
+    return path
+
+
+def test_fit_rejects_a_bad_spec_with_a_clear_message(tmp_path: Path) -> None:
+    spec = _spec(
+        tmp_path,
+        'formula = "presence_russia ~ 1 + sex"\nfamily = "ordinal"\ncolour = "red"\n'
+        '[outcome]\nlevels = ["less", "same", "more"]\n',
+    )
+    result = runner.invoke(app, ["fit", str(spec), "--out", str(tmp_path / "fit.nc")])
+    assert result.exit_code == 2
+    assert "unknown key(s) 'colour'" in result.output
+    assert not (tmp_path / "fit.nc").exists()
+
+
+def test_fit_rejects_an_unknown_column(tmp_path: Path) -> None:
+    spec = _spec(
+        tmp_path,
+        'formula = "presence_russia ~ 1 + income"\nfamily = "ordinal"\n'
+        '[outcome]\nlevels = ["less", "same", "more"]\nmissing = ["dont_know"]\n',
+    )
+    result = runner.invoke(
+        app,
+        [
+            "fit",
+            str(spec),
+            "--data",
+            str(opinionmap.datasets.kazakhstan_survey_path()),
+            "--out",
+            str(tmp_path / "fit.nc"),
+        ],
+    )
+    assert result.exit_code == 2
+    assert "names column(s) 'income' that the data lacks" in result.output
+
+
+def test_fit_without_data_says_how_to_give_it(tmp_path: Path) -> None:
+    spec = _spec(
+        tmp_path,
+        'formula = "y ~ 1 + x"\nfamily = "bernoulli"\n[outcome]\nlevels = ["no", "yes"]\n',
+    )
+    result = runner.invoke(app, ["fit", str(spec), "--out", str(tmp_path / "fit.nc")])
+    assert result.exit_code == 2
+    assert "give --data PATH" in result.output
+
+
+def test_summary_of_a_file_that_is_not_a_fit(tmp_path: Path) -> None:
+    path = tmp_path / "other.nc"
+    xr.Dataset({"a": ("x", [1.0, 2.0])}).to_netcdf(path, engine="h5netcdf")
+    result = runner.invoke(app, ["summary", str(path)])
+    assert result.exit_code == 2
+    assert "not an opinionmap fit" in result.output
+
+
+@pytest.mark.slow
+def test_fit_summary_and_ppc_end_to_end(tmp_path: Path) -> None:
+    repo = Path(__file__).resolve().parents[1]
+    out = tmp_path / "fit.nc"
+    result = runner.invoke(
+        app,
+        [
+            "fit",
+            str(repo / "models" / "presence_russia.toml"),
+            "--out",
+            str(out),
+            "--draws",
+            "150",
+            "--tune",
+            "200",
+            "--chains",
+            "2",
+            "--seed",
+            "11",
+            "--no-progress",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "1118 respondents" in result.output
+    assert "seed 11" in result.output
+    # with 150 draws the verdict must be reported, converged or not
+    assert "converged" in result.output.lower()
+
+    summary = runner.invoke(app, ["summary", str(out)])
+    assert summary.exit_code == 0, summary.output
+    assert "cutpoints[less->same]" in summary.output
+    assert "u_region[KZ-SEV]" in summary.output
+
+    table = tmp_path / "ppc.csv"
+    plot = tmp_path / "ppc.png"
+    checked = runner.invoke(app, ["ppc", str(out), "--out", str(table), "--plot", str(plot)])
+    assert checked.exit_code == 0, checked.output
+    ppc = pd.read_csv(table)
+    overall = ppc[ppc["factor"] == "all"].set_index("category")
+    assert overall["observed"].sum() == pytest.approx(1.0)
+    assert set(ppc["factor"]) == {"all", "sex", "settlement", "age", "ethnicity", "region"}
+    assert plot.stat().st_size > 10_000
