@@ -10,6 +10,7 @@ setup:
 # set up on first use, so `make demo` / `make test` work on a fresh clone
 $(VENV)/opinionmap: pyproject.toml
 	./scripts/setup.sh
+	touch $@
 
 lint: $(VENV)/opinionmap
 	$(VENV)/ruff check src tests scripts benchmarks
