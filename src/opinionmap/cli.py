@@ -274,6 +274,62 @@ def ppc_command(
     )
 
 
+@app.command("poststratify")
+def poststratify_command(
+    fit_path: Annotated[Path, typer.Argument(metavar="FIT.nc", help="A saved fit.")],
+    frame_path: Annotated[Path, typer.Option("--frame", help="Frame (.csv or .parquet).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Estimates table (.csv or .parquet).")],
+    weight: Annotated[str, typer.Option(help="Population count column.")] = "population",
+    by: Annotated[str, typer.Option(help="Comma-separated columns, e.g. region,ethnicity.")] = (
+        "region"
+    ),
+    prob: Annotated[float, typer.Option(min=0.01, max=0.99, help="Interval width.")] = 0.9,
+    new_levels: Annotated[
+        str, typer.Option(help="Frame levels the survey never saw: error or sample.")
+    ] = "error",
+    seed: Annotated[int, typer.Option(help="Seed for --new-levels sample.")] = 0,
+) -> None:
+    """Poststratify a fit to a frame: shares by area/group with intervals, as a table."""
+    from opinionmap._io import atomic_path
+    from opinionmap.fit import load
+    from opinionmap.frame import read_frame
+    from opinionmap.poststratify import poststratify
+
+    columns = [c.strip() for c in by.split(",") if c.strip()]
+    try:
+        if out.suffix.lower() not in (".csv", ".parquet"):
+            raise OpinionmapError(f"{out}: write estimates as .csv or .parquet.")
+        if new_levels not in ("error", "sample"):
+            raise OpinionmapError(f"--new-levels must be 'error' or 'sample', got {new_levels!r}.")
+        result = load(fit_path)
+        frame = read_frame(frame_path, weight=weight)
+        estimates = poststratify(
+            result,
+            frame,
+            weight=weight,
+            by=columns,
+            new_levels="sample" if new_levels == "sample" else "error",
+            random_seed=seed,
+        )
+    except OpinionmapError as exc:
+        raise _fail(exc) from exc
+    table = estimates.summary(prob=prob)
+    with atomic_path(out) as tmp:
+        if out.suffix.lower() == ".csv":
+            table.to_csv(tmp, index=False)
+        else:
+            table.to_parquet(tmp, index=False)
+    overall = estimates.overall_summary(prob=prob)
+    typer.echo(f"wrote {out}: {len(table)} rows ({', '.join(columns) or 'population'} x category)")
+    typer.echo(
+        "whole population: "
+        + ", ".join(
+            f"{r.category} {r.mean:.1%} [{r.lower:.1%}, {r.upper:.1%}]"
+            for r in overall.itertuples()
+        )
+    )
+
+
 def main() -> None:
     """Entry point of the ``opinionmap`` script."""
     app()

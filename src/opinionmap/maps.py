@@ -1,0 +1,269 @@
+"""Maps and plots of small-area estimates.
+
+- :func:`plot_choropleth`: a map of an estimate by area (regions, or districts
+  where a frame has them) from the bundled boundaries, with a second row of
+  panels for the interval width, so a reader sees where the estimate is
+  uncertain. Panels in a row share one colour scale, so a colour means the same
+  share in every panel.
+- :func:`plot_mrp_vs_direct`: dot-and-interval plot of MRP beside direct
+  estimates by area, sorted, with each area's sample size.
+
+Both write PNG or SVG (by suffix), atomically.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from opinionmap._io import atomic_path
+from opinionmap.errors import OpinionmapError, format_values
+
+__all__ = ["Area", "plot_choropleth", "plot_mrp_vs_direct", "read_boundaries"]
+
+
+@dataclass(frozen=True)
+class Area:
+    """One area's outline: rings of (x, y) points, and where to put its label."""
+
+    key: str
+    name: str
+    rings: tuple[np.ndarray, ...]
+    label_at: tuple[float, float]
+    size: float
+
+
+def read_boundaries(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    key: str = "ISO_3166_2",
+    name: str = "ADM1_EN",
+) -> list[Area]:
+    """Read polygons from a shapefile (default: the bundled 2018 Kazakhstan regions).
+
+    For the bundled districts use
+    ``read_boundaries(".../kaz_admbnda_adm2_2018.shp", key="ADM2_PCODE", name="ADM2_EN")``.
+    """
+    import shapefile
+    from shapely.geometry import Polygon
+
+    if path is None:
+        from opinionmap.datasets import kazakhstan_boundaries_path
+
+        path = kazakhstan_boundaries_path()
+    source = Path(path)
+    if not source.is_file():
+        raise OpinionmapError(f"{source}: no such boundary file.")
+    reader = shapefile.Reader(str(source))
+    fields = [f.name for f in reader.fields[1:]]
+    for wanted in (key, name):
+        if wanted not in fields:
+            raise OpinionmapError(
+                f"{source}: no field {wanted!r}; fields: {format_values(fields)}."
+            )
+    areas = []
+    for shape_record in reader.iterShapeRecords():
+        record = shape_record.record.as_dict()
+        shape = shape_record.shape
+        bounds = [*shape.parts, len(shape.points)]
+        rings = tuple(np.asarray(shape.points[a:b], dtype=float) for a, b in pairwise(bounds))
+        polygons = [Polygon(r) for r in rings if len(r) >= 4]
+        largest = max(polygons, key=lambda p: p.area)
+        point = largest.representative_point()
+        areas.append(
+            Area(
+                str(record[key]),
+                str(record[name]),
+                rings,
+                (point.x, point.y),
+                sum(p.area for p in polygons),
+            )
+        )
+    return areas
+
+
+def _savefig(fig: Any, path: str | os.PathLike[str] | None) -> None:
+    if path is None:
+        return
+    target = Path(path)
+    fmt = target.suffix.lower().lstrip(".")
+    if fmt not in ("png", "svg"):
+        raise OpinionmapError(f"{target}: write figures as .png or .svg.")
+    with atomic_path(target) as tmp:
+        fig.savefig(tmp, format=fmt, dpi=120, bbox_inches="tight")
+
+
+def plot_choropleth(
+    table: pd.DataFrame,
+    *,
+    area: str = "region",
+    value: str = "mean",
+    categories: Sequence[str] | None = None,
+    boundaries: list[Area] | None = None,
+    title: str | None = None,
+    path: str | os.PathLike[str] | None = None,
+    labels: bool = True,
+) -> Any:
+    """Map an estimate by area, with its interval width in a second row.
+
+    Parameters
+    ----------
+    table
+        A tidy table such as ``Estimates.summary()``: columns ``area``,
+        ``category``, ``value`` and, for the second row, ``lower`` and ``upper``.
+    categories
+        Which categories to map, one panel each (default: all in the table).
+    boundaries
+        Areas from :func:`read_boundaries` (default: the bundled regions).
+    path
+        Write the figure (``.png`` or ``.svg``).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib
+
+    if path is not None:
+        matplotlib.use("Agg", force=False)
+    import matplotlib.patheffects as pe
+    import matplotlib.pyplot as plt
+    from matplotlib.collections import PolyCollection
+
+    missing = [c for c in (area, "category", value) if c not in table.columns]
+    if missing:
+        raise OpinionmapError(f"choropleth: the table lacks column(s) {format_values(missing)}.")
+    areas = boundaries if boundaries is not None else read_boundaries()
+    keys = {a.key for a in areas}
+    unknown = sorted(set(table[area].astype(str)) - keys)
+    if unknown:
+        raise OpinionmapError(
+            f"choropleth: areas {format_values(unknown)} have no boundary (boundary keys: "
+            f"{format_values(sorted(keys))})."
+        )
+    cats = list(categories) if categories is not None else list(dict.fromkeys(table["category"]))
+    has_width = {"lower", "upper"} <= set(table.columns)
+    rows = 2 if has_width else 1
+    fig, axes = plt.subplots(
+        rows, len(cats), figsize=(5.4 * len(cats) + 0.8, 2.9 * rows + 0.5), squeeze=False
+    )
+    sub = table[table["category"].isin(cats)]
+    vmax = float(np.nanmax(sub[value])) if len(sub) else 1.0
+    vmin = float(np.nanmin(sub[value])) if len(sub) else 0.0
+    width = (sub["upper"] - sub["lower"]) if has_width else None
+    wmax = float(np.nanmax(width)) if width is not None and len(width) else 1.0
+    xs = np.concatenate([r[:, 0] for a in areas for r in a.rings])
+    ys = np.concatenate([r[:, 1] for a in areas for r in a.rings])
+    median_size = float(np.median([a.size for a in areas]))
+    for j, category in enumerate(cats):
+        data = table[table["category"] == category].set_index(
+            table[table["category"] == category][area].astype(str)
+        )
+        panels = [(0, data[value], "viridis", (vmin, vmax))]
+        if has_width:
+            panels.append((1, data["upper"] - data["lower"], "YlOrRd", (0.0, wmax)))
+        for row, series, cmap, (lo, hi) in panels:
+            ax = axes[row, j]
+            polys, colours = [], []
+            for a in areas:
+                v = series.get(a.key, np.nan)
+                for ring in a.rings:
+                    polys.append(ring)
+                    colours.append(v)
+            coll = PolyCollection(
+                polys,
+                array=np.asarray(colours, dtype=float),
+                cmap=plt.get_cmap(cmap).with_extremes(bad="#dddddd"),
+                edgecolors="white",
+                linewidths=0.5,
+            )
+            coll.set_clim(lo, hi)
+            ax.add_collection(coll)
+            ax.set_xlim(xs.min(), xs.max())
+            ax.set_ylim(ys.min(), ys.max())
+            ax.set_aspect(1.5)
+            ax.set_axis_off()
+            if labels:
+                for a in areas:
+                    v = series.get(a.key, np.nan)
+                    text = a.name if a.size > 0.2 * median_size else a.key.split("-")[-1]
+                    ax.annotate(
+                        f"{text}\n{v:.0%}" if np.isfinite(v) else text,
+                        a.label_at,
+                        ha="center",
+                        va="center",
+                        fontsize=6,
+                        path_effects=[pe.withStroke(linewidth=2, foreground="white")],
+                    )
+            if row == 0:
+                ax.set_title(str(category), fontsize=11)
+            if j == len(cats) - 1:
+                bar = fig.colorbar(coll, ax=axes[row, :].tolist(), shrink=0.8, format="{x:.0%}")
+                bar.set_label(value if row == 0 else "interval width (upper - lower)", fontsize=8)
+    if title:
+        fig.suptitle(title)
+    _savefig(fig, path)
+    return fig
+
+
+def plot_mrp_vs_direct(
+    mrp: pd.DataFrame,
+    direct: pd.DataFrame | None,
+    *,
+    category: str,
+    area: str = "region",
+    names: dict[str, str] | None = None,
+    title: str | None = None,
+    path: str | os.PathLike[str] | None = None,
+) -> Any:
+    """Dot-and-interval plot of MRP and direct estimates of one category by area.
+
+    ``mrp`` is ``Estimates.summary()``; ``direct`` is
+    :func:`~opinionmap.direct.direct_estimates` (its weighted share and interval).
+    Areas are sorted by the MRP estimate; labels carry the sample size.
+    """
+    import matplotlib
+
+    if path is not None:
+        matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    m = mrp[mrp["category"] == category].copy()
+    if m.empty:
+        raise OpinionmapError(f"no MRP estimates for category {category!r}.")
+    m[area] = m[area].astype(str)
+    m = m.sort_values("mean")
+    y = np.arange(len(m))
+    fig, ax = plt.subplots(figsize=(7, 0.32 * len(m) + 1.4))
+    ax.hlines(y + 0.15, m["lower"], m["upper"], color="tab:blue", lw=2.5)
+    ax.plot(m["mean"], y + 0.15, "o", color="tab:blue", label="MRP (90% interval)")
+    if direct is not None:
+        d = direct[direct["category"] == category].copy()
+        d[area] = d[area].astype(str)
+        d = d.set_index(area).reindex(m[area])
+        ax.hlines(y - 0.15, d["lower"], d["upper"], color="tab:orange", lw=1.5, alpha=0.8)
+        ax.plot(
+            d["weighted"], y - 0.15, "s", color="tab:orange", ms=4, label="direct, design-weighted"
+        )
+    n = m["n_respondents"] if "n_respondents" in m.columns else pd.Series(np.nan, index=m.index)
+    label_names = [
+        f"{(names or {}).get(k, k)} (n={int(v)})" if np.isfinite(v) else (names or {}).get(k, k)
+        for k, v in zip(m[area], n, strict=True)
+    ]
+    ax.set_yticks(y, label_names, fontsize=8)
+    ax.set_xlabel(f"share answering {category!r}")
+    ax.xaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    _savefig(fig, path)
+    return fig

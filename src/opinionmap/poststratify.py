@@ -1,0 +1,467 @@
+"""Poststratification: posterior draws of population shares by area or group.
+
+For every posterior draw, every frame cell's category probabilities are
+weighted by the cell's population and summed within each cell of ``by`` (and
+over the whole population). The result keeps ``chain`` and ``draw``, so any
+summary, contrast or probability ("P(share wanting less China is higher among
+ethnic Kazakhs than Russians)") is computed from the full posterior.
+
+Memory is bounded whatever the frame size: frame cells and draws are processed
+in chunks (never draws x cells x categories at once), and a dask DataFrame
+frame is processed partition by partition as dask tasks, so the same call runs
+on a ``dask.distributed`` cluster when one is the active scheduler.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from scipy import sparse
+
+from opinionmap.design import Design, DesignError, GroupIndex, NewData
+from opinionmap.effects import summarise_draws
+from opinionmap.errors import FrameError, format_values
+from opinionmap.frame import Frame
+from opinionmap.predict import Draws, linear_predictor, probabilities
+
+__all__ = ["Contrast", "Estimates", "poststratify"]
+
+NewLevels = Literal["error", "sample"]
+# values held at once per chunk: draws x cells x categories
+CHUNK_VALUES = 8_000_000
+
+
+@dataclass(frozen=True)
+class Contrast:
+    """Posterior of a difference in shares between two groups."""
+
+    difference: xr.DataArray  # (chain, draw)
+    a: Mapping[str, str]
+    b: Mapping[str, str]
+    category: str
+
+    @property
+    def prob_greater(self) -> float:
+        """Posterior probability that group ``a``'s share exceeds group ``b``'s."""
+        return float((self.difference > 0).mean())
+
+    def summary(self, prob: float = 0.9) -> dict[str, float]:
+        """Mean, sd, equal-tailed interval of the difference and P(a > b)."""
+        alpha = (1 - prob) / 2
+        values = self.difference.values.reshape(-1)
+        lower, upper = np.quantile(values, [alpha, 1 - alpha])
+        return {
+            "mean": float(values.mean()),
+            "sd": float(values.std(ddof=1)),
+            "lower": float(lower),
+            "upper": float(upper),
+            "prob_greater": self.prob_greater,
+        }
+
+
+@dataclass(frozen=True)
+class Estimates:
+    """Poststratified shares, as posterior draws.
+
+    Attributes
+    ----------
+    draws
+        Dims ``(chain, draw, *by, category)``; each draw sums to one over
+        ``category`` in every ``by`` cell that has population.
+    overall
+        The whole population, dims ``(chain, draw, category)``.
+    population
+        Population of each ``by`` cell (the sum of the frame's weights).
+    n_respondents
+        Survey respondents in each ``by`` cell (NaN when ``by`` uses columns the
+        model does not, whose respondents the fit does not record).
+    """
+
+    draws: xr.DataArray
+    overall: xr.DataArray
+    by: tuple[str, ...]
+    population: pd.Series
+    n_respondents: pd.Series
+
+    def summary(self, prob: float = 0.9) -> pd.DataFrame:
+        """Tidy table of the estimates, one row per ``by`` cell and category.
+
+        Columns: the ``by`` columns, ``category``, ``mean``, ``sd``, ``lower``,
+        ``upper`` (equal-tailed interval at ``prob``), ``n_respondents`` and
+        ``population``.
+
+        Cells of ``by`` without population are left out.
+        """
+        table = summarise_draws(self.draws, prob=prob).dropna(subset=["mean"])
+        keys = list(self.by)
+        extra = pd.DataFrame(
+            {"n_respondents": self.n_respondents, "population": self.population}
+        ).reset_index()
+        for k in keys:
+            extra[k] = extra[k].astype(str)
+            table[k] = table[k].astype(str)
+        table = table.merge(extra, on=keys, how="left")
+        if table["n_respondents"].notna().all():
+            table["n_respondents"] = table["n_respondents"].astype(int)
+        columns = [*keys, "category", "mean", "sd", "lower", "upper", "n_respondents", "population"]
+        return table[columns].reset_index(drop=True)
+
+    def overall_summary(self, prob: float = 0.9) -> pd.DataFrame:
+        """Tidy table of the whole population's shares."""
+        return summarise_draws(self.overall, prob=prob)
+
+    def contrast(self, a: Mapping[str, str], b: Mapping[str, str], category: str) -> Contrast:
+        """Difference between two ``by`` cells in the share of ``category``.
+
+        Examples
+        --------
+        >>> est = poststratify(result, frame, by=["ethnicity"])  # doctest: +SKIP
+        >>> kazakh, russian = {"ethnicity": "kazakh"}, {"ethnicity": "russian"}
+        >>> c = est.contrast(kazakh, russian, "less")  # doctest: +SKIP
+        >>> c.prob_greater  # P(share wanting less is higher among Kazakhs)  # doctest: +SKIP
+        """
+        for side in (a, b):
+            unknown = sorted(set(side) - set(self.by))
+            if unknown:
+                raise DesignError(
+                    f"contrast names {format_values(unknown)}, which are not among the "
+                    f"estimates' by columns {format_values(self.by)}."
+                )
+        if category not in self.draws["category"].values:
+            raise DesignError(
+                f"category {category!r} is not one of "
+                f"{format_values(list(self.draws['category'].values))}."
+            )
+        pick = self.draws.sel(category=category)
+        try:
+            first = pick.sel({k: str(v) for k, v in a.items()})
+            second = pick.sel({k: str(v) for k, v in b.items()})
+        except KeyError as exc:
+            raise DesignError(f"contrast: unknown level {exc}") from exc
+        diff = first - second
+        extra = [d for d in diff.dims if d not in ("chain", "draw")]
+        if extra:
+            raise DesignError(
+                f"contrast: give a level for every by column; {format_values(extra)} left open."
+            )
+        return Contrast(diff, dict(a), dict(b), category)
+
+
+def poststratify(
+    result: Any,
+    frame: Any,
+    *,
+    weight: str = "population",
+    by: Sequence[str] = ("region",),
+    new_levels: NewLevels = "error",
+    random_seed: int = 0,
+    chunk_values: int = CHUNK_VALUES,
+) -> Estimates:
+    """Poststratify a fitted model to a population frame.
+
+    Parameters
+    ----------
+    result
+        A :class:`~opinionmap.fit.FitResult`.
+    frame
+        A :class:`~opinionmap.frame.Frame`, a pandas DataFrame or a dask
+        DataFrame with every predictor the model uses, the ``by`` columns and
+        the ``weight`` column.
+    weight
+        Population count column.
+    by
+        Columns to estimate by (``[]`` for the whole population only).
+    new_levels
+        ``"error"`` (default): frame levels of a grouping factor that the survey
+        never saw are an error listing them. ``"sample"``: their effects are drawn
+        from the fitted hierarchical distribution (normal with the fitted
+        standard deviation), one draw per level and posterior draw.
+    random_seed
+        Seed for ``new_levels="sample"``.
+    chunk_values
+        Largest draws x cells x categories block computed at once.
+
+    Returns
+    -------
+    Estimates
+
+    Examples
+    --------
+    >>> import opinionmap as om  # doctest: +SKIP
+    >>> frame = om.read_frame(om.datasets.kazakhstan_frame_path())  # doctest: +SKIP
+    >>> est = om.poststratify(result, frame, by=["region"])  # doctest: +SKIP
+    >>> est.summary(prob=0.9).head()  # doctest: +SKIP
+    """
+    design: Design = result.design
+    by = tuple(by)
+    if new_levels not in ("error", "sample"):
+        raise DesignError(f"new_levels must be 'error' or 'sample', got {new_levels!r}.")
+    data, is_dask = _frame_data(frame, weight)
+    columns = list(data.columns)
+    absent_by = [c for c in by if c not in columns]
+    if absent_by:
+        raise FrameError(
+            f"frame: by column(s) {format_values(absent_by)} not in the frame "
+            f"(columns: {format_values(columns)})."
+        )
+    needed = list(design.spec.variables)
+    absent = [c for c in needed if c not in columns]
+    if absent:
+        raise FrameError(
+            f"frame: the model uses column(s) {format_values(absent)} that the frame lacks "
+            f"(columns: {format_values(columns)}). Add them to the frame, e.g. merge "
+            "area-level covariates onto it by area."
+        )
+    keep = list(dict.fromkeys([*needed, *by]))
+    draws = result.draws()
+    posterior = result.posterior
+    n_chain, n_draw = posterior.sizes["chain"], posterior.sizes["draw"]
+    by_levels = _by_levels(data, by, design, is_dask)
+    new_labels = _new_labels(data, design, new_levels, is_dask)
+    draws = _extend_draws(draws, design, new_labels, random_seed)
+    n_groups = int(np.prod([len(v) for v in by_levels])) if by else 1
+    job = _Job(design, draws, tuple(keep), by, tuple(by_levels), new_labels, weight, chunk_values)
+
+    if is_dask:
+        import dask
+
+        parts = [dask.delayed(job.run)(part) for part in data[[*keep, weight]].to_delayed()]
+        results = dask.compute(*parts)
+        num = sum(r[0] for r in results)
+        den = sum(r[1] for r in results)
+    else:
+        num, den = job.run(data[[*keep, weight]])
+    assert isinstance(num, np.ndarray) and isinstance(den, np.ndarray)
+    if float(den.sum()) <= 0:
+        raise FrameError(f"frame: column {weight!r} sums to zero; nothing to poststratify.")
+    k = len(design.categories)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        shares = num / den[None, :, None]
+        overall = num.sum(axis=1) / den.sum()
+    dims = ("chain", "draw", *by, "category")
+    shape = (n_chain, n_draw, *[len(v) for v in by_levels], k)
+    coords: dict[str, Any] = {
+        "chain": posterior["chain"].values,
+        "draw": posterior["draw"].values,
+        "category": list(design.categories),
+    }
+    coords.update({b: list(v) for b, v in zip(by, by_levels, strict=True)})
+    draws_da = xr.DataArray(shares.reshape(shape), dims=dims, coords=coords, name="share")
+    overall_da = xr.DataArray(
+        overall.reshape(n_chain, n_draw, k),
+        dims=("chain", "draw", "category"),
+        coords={k_: coords[k_] for k_ in ("chain", "draw", "category")},
+        name="share",
+    )
+    index = (
+        pd.MultiIndex.from_product(by_levels, names=list(by))
+        if len(by) > 1
+        else pd.Index(by_levels[0] if by else ["all"], name=by[0] if by else "all")
+    )
+    population = pd.Series(den.reshape(n_groups), index=index, name="population")
+    respondents = _respondents(design, by, index)
+    return Estimates(draws_da, overall_da, by, population, respondents)
+
+
+@dataclass(frozen=True)
+class _Job:
+    """The per-partition work: partial numerators (S, G, K) and denominators (G,)."""
+
+    design: Design
+    draws: Draws
+    keep: tuple[str, ...]
+    by: tuple[str, ...]
+    by_levels: tuple[list[str], ...]
+    new_labels: dict[str, list[str]]
+    weight: str
+    chunk_values: int
+
+    def run(self, part: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        design, draws = self.design, self.draws
+        k = len(design.categories)
+        n_groups = int(np.prod([len(v) for v in self.by_levels])) if self.by else 1
+        num = np.zeros((draws.n_samples, n_groups, k))
+        den = np.zeros(n_groups)
+        if len(part) == 0:
+            return num, den
+        # collapse to distinct (model variables x by) combinations first
+        cells = (
+            part.astype({c: str for c in self.keep})
+            .groupby(list(self.keep), sort=False, observed=True)[self.weight]
+            .sum()
+            .reset_index()
+        )
+        group = _group_codes(cells, self.by, self.by_levels)
+        w = cells[self.weight].to_numpy(dtype=float)
+        chunk_cells = max(1, min(len(cells), self.chunk_values // max(k * 64, 1)))
+        chunk_draws = max(1, self.chunk_values // max(chunk_cells * k, 1))
+        for start in range(0, len(cells), chunk_cells):
+            rows = slice(start, min(start + chunk_cells, len(cells)))
+            block = cells.iloc[rows]
+            coded = _code_with_new(design, block, self.new_labels)
+            g = group[rows]
+            wb = w[rows]
+            onehot = sparse.csr_matrix((wb, (g, np.arange(len(g)))), shape=(n_groups, len(g)))
+            np.add.at(den, g, wb)
+            for d0 in range(0, draws.n_samples, chunk_draws):
+                sl = slice(d0, min(d0 + chunk_draws, draws.n_samples))
+                sub = draws.subset(sl)
+                p = probabilities(design, linear_predictor(sub, design, coded), sub)
+                s = p.shape[0]
+                flat = np.moveaxis(p, 1, 0).reshape(len(g), s * k)
+                num[sl] += np.moveaxis(np.asarray(onehot @ flat).reshape(n_groups, s, k), 1, 0)
+        return num, den
+
+
+def _frame_data(frame: Any, weight: str) -> tuple[Any, bool]:
+    if isinstance(frame, Frame):
+        if frame.weight != weight and weight not in frame.data.columns:
+            raise FrameError(
+                f"frame: no weight column {weight!r} (its counts are in {frame.weight!r}); "
+                f"pass weight={frame.weight!r}."
+            )
+        return frame.data, False
+    try:
+        import dask.dataframe as dd
+
+        if isinstance(frame, dd.DataFrame):
+            if weight not in frame.columns:
+                raise FrameError(
+                    f"frame: no weight column {weight!r} "
+                    f"(columns: {format_values(list(frame.columns))})."
+                )
+            return frame, True
+    except ImportError:  # pragma: no cover - dask is a dependency
+        pass
+    if isinstance(frame, pd.DataFrame):
+        validated = Frame.from_dataframe(
+            frame,
+            weight=weight,
+            cells=[
+                c
+                for c in frame.columns
+                if c != weight and not pd.api.types.is_numeric_dtype(frame[c])
+            ],
+        )
+        return validated.data, False
+    raise FrameError(
+        f"frame must be a Frame, a pandas or a dask DataFrame, got {type(frame).__name__}."
+    )
+
+
+def _unique(data: Any, column: str, is_dask: bool) -> list[str]:
+    values = data[column].astype(str).unique()
+    if is_dask:
+        values = values.compute()
+    return [str(v) for v in pd.unique(np.asarray(values))]
+
+
+def _by_levels(data: Any, by: tuple[str, ...], design: Design, is_dask: bool) -> list[list[str]]:
+    levels = []
+    codings = {c.name: c for c in design.codings}
+    for column in by:
+        present = _unique(data, column, is_dask)
+        if column in codings and codings[column].kind == "categorical":
+            known = list(codings[column].levels)
+            ordered = [lv for lv in known if lv in present] + [
+                lv for lv in present if lv not in known
+            ]
+        elif not is_dask and isinstance(data[column].dtype, pd.CategoricalDtype):
+            ordered = [str(v) for v in data[column].cat.categories if str(v) in present]
+        else:
+            ordered = sorted(present)
+        levels.append(ordered)
+    return levels
+
+
+def _new_labels(
+    data: Any, design: Design, new_levels: NewLevels, is_dask: bool
+) -> dict[str, list[str]]:
+    """Frame levels of each grouping term that the model does not know."""
+    out: dict[str, list[str]] = {}
+    for g in design.groups:
+        if len(g.factors) == 1:
+            present = _unique(data, g.factors[0], is_dask)
+        else:
+            keys = (
+                data[list(g.factors)]
+                .astype(str)
+                .apply(
+                    lambda r: ":".join(r), axis=1, **({"meta": (None, "object")} if is_dask else {})
+                )
+            )
+            present = [str(v) for v in (keys.unique().compute() if is_dask else keys.unique())]
+        unknown = [v for v in present if v not in set(g.levels)]
+        if unknown:
+            if new_levels == "error":
+                raise DesignError(
+                    f"frame: grouping factor {g.name!r} has level(s) {format_values(unknown)} "
+                    f"that the survey never saw (the model knows {format_values(g.levels)}). "
+                    "Recode them, or pass new_levels='sample' (CLI: --new-levels sample) to draw "
+                    "their effects from the fitted hierarchical distribution."
+                )
+            out[g.name] = unknown
+    return out
+
+
+def _extend_draws(
+    draws: Draws, design: Design, new_labels: dict[str, list[str]], seed: int
+) -> Draws:
+    if not new_labels:
+        return draws
+    rng = np.random.default_rng(seed)
+    effects = dict(draws.effects)
+    for g in design.groups:
+        if g.name not in new_labels:
+            continue
+        u = effects[g.name]
+        sigma = draws.sigmas[g.name]
+        shape = (u.shape[0], len(new_labels[g.name]), *u.shape[2:])
+        scale = sigma[:, None, :] if sigma.ndim > 1 else sigma[:, None]
+        effects[g.name] = np.concatenate([u, rng.standard_normal(shape) * scale], axis=1)
+    return Draws(draws.intercept, draws.beta, draws.cutpoints, effects, draws.sigmas)
+
+
+def _code_with_new(
+    design: Design, block: pd.DataFrame, new_labels: dict[str, list[str]]
+) -> NewData:
+    coded = design.evaluate(block, new_levels="sample" if new_labels else "error")
+    if not new_labels:
+        return coded
+    groups = []
+    for g in coded.groups:
+        index = g.index.copy()
+        if g.name in new_labels and (index < 0).any():
+            keys = block[list(g.factors)].astype(str).agg(":".join, axis=1).to_numpy()
+            lookup = {lab: len(g.levels) + i for i, lab in enumerate(new_labels[g.name])}
+            index[index < 0] = [lookup[key] for key in keys[index < 0]]
+        groups.append(GroupIndex(g.name, g.factors, g.levels, index))
+    return NewData(coded.X, tuple(groups))
+
+
+def _group_codes(
+    cells: pd.DataFrame, by: tuple[str, ...], by_levels: tuple[list[str], ...]
+) -> np.ndarray:
+    if not by:
+        return np.zeros(len(cells), dtype=np.int64)
+    code = np.zeros(len(cells), dtype=np.int64)
+    for column, levels in zip(by, by_levels, strict=True):
+        c = pd.Categorical(cells[column].astype(str), categories=levels).codes.astype(np.int64)
+        code = code * len(levels) + c
+    return code
+
+
+def _respondents(design: Design, by: tuple[str, ...], index: pd.Index) -> pd.Series:
+    if not by:
+        return pd.Series([design.n_respondents], index=index, name="n_respondents", dtype=float)
+    if any(b not in design.cells.columns for b in by):
+        return pd.Series(np.nan, index=index, name="n_respondents")
+    n_cell = design.counts.sum(axis=1)
+    table = design.cells[list(by)].astype(str).assign(n=n_cell)
+    counts = table.groupby(list(by), sort=False)["n"].sum()
+    return counts.reindex(index).fillna(0).rename("n_respondents").astype(float)

@@ -1,0 +1,74 @@
+"""Maps and estimate plots write real images and refuse areas they cannot draw."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import opinionmap as om
+from opinionmap.direct import direct_estimates
+from opinionmap.errors import OpinionmapError
+from opinionmap.maps import plot_choropleth, plot_mrp_vs_direct, read_boundaries
+
+
+@pytest.fixture(scope="module")
+def truth_table() -> pd.DataFrame:
+    truth = pd.read_csv(om.datasets.kazakhstan_truth_path())
+    t = truth[truth["question"] == "presence_russia"].rename(
+        columns={"response": "category", "share": "mean"}
+    )
+    return t.assign(lower=t["mean"] - 0.05, upper=t["mean"] + 0.05, n_respondents=50)
+
+
+def test_bundled_boundaries_have_the_17_frame_regions() -> None:
+    areas = read_boundaries()
+    frame = om.read_frame(om.datasets.kazakhstan_frame_path())
+    assert sorted(a.key for a in areas) == sorted(frame.levels("region"))
+    names = {a.key: a.name for a in areas}
+    assert names["KZ-SEV"] == "North Kazakhstan"
+
+
+def test_districts_can_be_read() -> None:
+    path = om.datasets.kazakhstan_boundaries_path().with_name("kaz_admbnda_adm2_2018.shp")
+    districts = read_boundaries(path, key="ADM2_PCODE", name="ADM2_EN")
+    assert len(districts) == 216
+
+
+@pytest.mark.parametrize("suffix", ["png", "svg"])
+def test_choropleth_writes_png_and_svg(
+    truth_table: pd.DataFrame, tmp_path: Path, suffix: str
+) -> None:
+    path = tmp_path / f"map.{suffix}"
+    fig = plot_choropleth(truth_table, categories=["more", "less"], path=path)
+    assert path.stat().st_size > 20_000
+    # two rows (estimate, interval width) x two categories, plus two colour bars
+    assert len(fig.axes) == 6
+    # one colour scale per row: both estimate panels share limits
+    first, second = fig.axes[0].collections[0], fig.axes[1].collections[0]
+    assert first.get_clim() == second.get_clim()
+    assert first.get_clim()[1] == pytest.approx(
+        truth_table.query("category in ['more', 'less']")["mean"].max()
+    )
+
+
+def test_choropleth_rejects_unknown_areas(truth_table: pd.DataFrame) -> None:
+    bad = truth_table.assign(region=truth_table["region"].replace({"KZ-SEV": "KZ-XXX"}))
+    with pytest.raises(OpinionmapError, match=r"areas 'KZ-XXX' have no boundary"):
+        plot_choropleth(bad)
+
+
+def test_mrp_vs_direct_plot_is_sorted(truth_table: pd.DataFrame, tmp_path: Path) -> None:
+    survey = om.read_survey(om.datasets.kazakhstan_survey_path())
+    direct = direct_estimates(survey, "presence_russia")
+    fig = plot_mrp_vs_direct(truth_table, direct, category="more", path=tmp_path / "dots.png")
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    ordered = truth_table[truth_table["category"] == "more"].sort_values("mean")["region"].tolist()
+    assert [lab.split(" ")[0] for lab in labels] == ordered
+    assert all("(n=50)" in lab for lab in labels)
+    assert (tmp_path / "dots.png").stat().st_size > 10_000
+    with pytest.raises(OpinionmapError, match="no MRP estimates for category 'maybe'"):
+        plot_mrp_vs_direct(truth_table, direct, category="maybe")
+    assert np.isfinite(direct["weighted"]).all()

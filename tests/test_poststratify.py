@@ -1,0 +1,236 @@
+"""Poststratification: invariants, chunking, dask, new levels, contrasts, bad input."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pymc as pm
+import pytest
+import xarray as xr
+
+from opinionmap.design import Design, DesignError, build_design
+from opinionmap.errors import FrameError
+from opinionmap.frame import Frame
+from opinionmap.model import build_model
+from opinionmap.poststratify import poststratify
+from opinionmap.predict import Draws, linear_predictor, probabilities
+from opinionmap.spec import ModelSpec
+
+REGIONS = ["north", "south", "east", "west", "capital"]
+
+
+@dataclass(frozen=True)
+class PriorFit:
+    """A stand-in for a FitResult whose 'posterior' is a draw from the prior (no sampling)."""
+
+    design: Design
+    posterior: xr.Dataset
+
+    def draws(self) -> Draws:
+        return Draws.from_posterior(self.posterior, self.design)
+
+
+def _survey(rng: np.random.Generator, n: int = 400) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "region": pd.Categorical(rng.choice(REGIONS[:4], n), categories=REGIONS),
+            "sex": rng.choice(["male", "female"], n),
+            "age": rng.choice(["young", "old"], n),
+            "answer": rng.choice(["less", "same", "more"], n),
+        }
+    )
+
+
+def _prior_fit(family: str, seed: int = 1) -> PriorFit:
+    rng = np.random.default_rng(seed)
+    df = _survey(rng)
+    levels = ("less", "same", "more")
+    if family == "bernoulli":
+        df["answer"] = np.where(df["answer"] == "more", "yes", "no")
+        levels = ("no", "yes")
+    spec = ModelSpec(
+        formula="answer ~ 1 + sex + (1 | age) + (1 | region)", family=family, levels=levels
+    )
+    design = build_design(spec, df)
+    model = build_model(design)
+    # the likelihood is a Potential, which prior sampling rightly ignores: we want the prior
+    with model, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "The effect of Potentials", UserWarning)
+        prior = pm.sample_prior_predictive(draws=60, random_seed=seed)
+    posterior = prior["prior"].to_dataset()
+    if "cutpoints" in posterior:  # forward sampling ignores the ordering transform
+        posterior["cutpoints"] = posterior["cutpoints"].copy(
+            data=np.sort(posterior["cutpoints"].values, axis=-1)
+        )
+    return PriorFit(design, posterior)
+
+
+def _frame(rng: np.random.Generator) -> pd.DataFrame:
+    index = pd.MultiIndex.from_product(
+        [REGIONS[:4], ["male", "female"], ["young", "old"]], names=["region", "sex", "age"]
+    )
+    return pd.DataFrame(
+        {"population": rng.integers(1, 1000, len(index)).astype(float)}, index=index
+    ).reset_index()
+
+
+@pytest.fixture(scope="module", params=["categorical", "ordinal", "bernoulli"])
+def prior_fit(request: pytest.FixtureRequest) -> PriorFit:
+    return _prior_fit(request.param)
+
+
+def test_shares_are_probabilities_in_every_draw(prior_fit: PriorFit) -> None:
+    frame = _frame(np.random.default_rng(2))
+    est = poststratify(prior_fit, frame, by=["region", "sex"])
+    values = est.draws.values
+    assert np.nanmin(values) >= 0 and np.nanmax(values) <= 1
+    np.testing.assert_allclose(est.draws.sum("category").values, 1.0, rtol=1e-12)
+    np.testing.assert_allclose(est.overall.sum("category").values, 1.0, rtol=1e-12)
+    assert est.draws.dims == ("chain", "draw", "region", "sex", "category")
+    assert list(est.draws["region"].values) == REGIONS[:4]
+
+
+def test_one_cell_frame_equals_the_cell_probability(prior_fit: PriorFit) -> None:
+    row = pd.DataFrame(
+        {"region": ["south"], "sex": ["female"], "age": ["old"], "population": [7.0]}
+    )
+    est = poststratify(prior_fit, row, by=[])
+    design = prior_fit.design
+    draws = prior_fit.draws()
+    coded = design.evaluate(row)
+    expected = probabilities(design, linear_predictor(draws, design, coded), draws)[:, 0, :]
+    np.testing.assert_allclose(est.overall.values.reshape(expected.shape), expected, rtol=1e-12)
+
+
+def test_proportional_frame_gives_identical_estimates(prior_fit: PriorFit) -> None:
+    frame = _frame(np.random.default_rng(3))
+    doubled = frame.assign(population=frame["population"] * 2)
+    a = poststratify(prior_fit, frame, by=["region"])
+    b = poststratify(prior_fit, doubled, by=["region"])
+    np.testing.assert_allclose(a.draws.values, b.draws.values, rtol=1e-12)
+    assert (b.population == 2 * a.population).all()
+
+
+def test_chunked_and_unchunked_agree(prior_fit: PriorFit) -> None:
+    frame = _frame(np.random.default_rng(4))
+    whole = poststratify(prior_fit, frame, by=["region", "age"])
+    tiny = poststratify(prior_fit, frame, by=["region", "age"], chunk_values=50)
+    np.testing.assert_allclose(whole.draws.values, tiny.draws.values, rtol=1e-12)
+
+
+def test_summary_has_the_contract_columns(prior_fit: PriorFit) -> None:
+    frame = _frame(np.random.default_rng(5))
+    table = poststratify(prior_fit, frame, by=["region"]).summary(prob=0.8)
+    assert list(table.columns[:6]) == ["region", "category", "mean", "sd", "lower", "upper"]
+    assert "n_respondents" in table.columns
+    categories = set(prior_fit.design.categories)
+    assert set(table["category"]) == categories  # reference / failure level included
+    assert len(table) == 4 * len(categories)
+    assert (table["lower"] <= table["mean"]).all() and (table["mean"] <= table["upper"]).all()
+    counts = prior_fit.design.cells.assign(n=prior_fit.design.counts.sum(axis=1))
+    by_region = counts.groupby("region", observed=True)["n"].sum()
+    got = table.drop_duplicates("region").set_index("region")["n_respondents"]
+    assert (got.reindex(by_region.index.astype(str)).to_numpy() == by_region.to_numpy()).all()
+
+
+def test_dask_frame_on_a_local_cluster_matches_pandas() -> None:
+    import dask.dataframe as dd
+    from dask import distributed
+
+    fit = _prior_fit("categorical", seed=7)
+    frame = _frame(np.random.default_rng(6))
+    expected = poststratify(fit, frame, by=["region"])
+    with (
+        distributed.LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster),
+    ):
+        got = poststratify(fit, dd.from_pandas(frame, npartitions=3), by=["region"])
+    np.testing.assert_allclose(got.draws.values, expected.draws.values, rtol=1e-10)
+
+
+def test_new_levels_error_lists_them_and_sample_draws_them() -> None:
+    fit = _prior_fit("bernoulli", seed=8)
+    frame = _frame(np.random.default_rng(8))
+    extra = frame[frame["region"] == "north"].assign(region="islands")
+    frame = pd.concat([frame, extra], ignore_index=True)
+    with pytest.raises(
+        DesignError, match=r"'region' has level\(s\) 'islands'.*new_levels='sample'"
+    ):
+        poststratify(fit, frame, by=["region"])
+    a = poststratify(fit, frame, by=["region"], new_levels="sample", random_seed=1)
+    b = poststratify(fit, frame, by=["region"], new_levels="sample", random_seed=1)
+    np.testing.assert_array_equal(a.draws.values, b.draws.values)
+    islands = a.draws.sel(region="islands", category="yes").values
+    north = a.draws.sel(region="north", category="yes").values
+    assert np.isfinite(islands).all()
+    assert not np.allclose(islands, north)  # its own effect, not a copy of a known region
+
+
+def test_codebook_level_without_respondents_is_not_new() -> None:
+    # 'capital' is a declared region level with no respondents: it has a fitted effect
+    fit = _prior_fit("categorical", seed=9)
+    frame = _frame(np.random.default_rng(9))
+    capital = frame[frame["region"] == "north"].assign(region="capital")
+    est = poststratify(fit, pd.concat([frame, capital], ignore_index=True), by=["region"])
+    assert int(est.n_respondents["capital"]) == 0
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "pattern"),
+    [
+        (lambda f: f.drop(columns="population"), FrameError, r"no weight column 'population'"),
+        (lambda f: f.assign(population=-f["population"]), FrameError, r"negative counts"),
+        (
+            lambda f: f.groupby(["region", "age"], as_index=False)["population"].sum(),
+            FrameError,
+            r"model uses column\(s\) 'sex' that the frame lacks",
+        ),
+        (
+            lambda f: f.assign(sex=f["sex"].replace({"female": "F"})),
+            DesignError,
+            r"predictor 'sex' has level\(s\) 'F'",
+        ),
+    ],
+)
+def test_bad_frames_are_named(change, error, pattern) -> None:  # type: ignore[no-untyped-def]
+    fit = _prior_fit("bernoulli", seed=10)
+    frame = change(_frame(np.random.default_rng(10)))
+    with pytest.raises(error, match=pattern):
+        poststratify(fit, frame, by=["region"])
+
+
+def test_by_column_absent_from_frame() -> None:
+    fit = _prior_fit("bernoulli", seed=11)
+    with pytest.raises(FrameError, match=r"by column\(s\) 'district' not in the frame"):
+        poststratify(fit, _frame(np.random.default_rng(11)), by=["district"])
+
+
+def test_contrast_probability_matches_the_draws() -> None:
+    fit = _prior_fit("categorical", seed=12)
+    est = poststratify(fit, _frame(np.random.default_rng(12)), by=["region"])
+    c = est.contrast({"region": "north"}, {"region": "south"}, "less")
+    north = est.draws.sel(region="north", category="less")
+    south = est.draws.sel(region="south", category="less")
+    assert c.prob_greater == pytest.approx(float((north > south).mean()))
+    summary = c.summary(prob=0.9)
+    assert summary["lower"] <= summary["mean"] <= summary["upper"]
+    with pytest.raises(DesignError, match=r"category 'maybe' is not one of"):
+        est.contrast({"region": "north"}, {"region": "south"}, "maybe")
+    with pytest.raises(DesignError, match=r"not among the estimates' by columns"):
+        est.contrast({"sex": "male"}, {"sex": "female"}, "less")
+
+
+def test_frame_object_is_accepted(tmp_path: Path) -> None:
+    fit = _prior_fit("ordinal", seed=13)
+    frame = Frame.from_dataframe(_frame(np.random.default_rng(13)))
+    est = poststratify(fit, frame, by=["age"])
+    assert list(est.draws["age"].values) == ["old", "young"] or set(est.draws["age"].values) == {
+        "old",
+        "young",
+    }
