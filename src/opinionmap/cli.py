@@ -8,6 +8,7 @@ status 2, without a traceback.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -328,6 +329,139 @@ def poststratify_command(
             for r in overall.itertuples()
         )
     )
+
+
+FRAME_NOTE = (
+    "The frame counts adults 18+ by region x sex x age band x ethnicity x settlement "
+    "(816 cells). Region x sex x age comes from the national statistics bureau's table "
+    "of 1 January 2020 (16-17-year-olds removed as 2/16 of the 0-15 band); regional "
+    "ethnic shares are derived from the 2021 census religion shares, and regional urban "
+    "shares are assumed so the national urban share is 58.9%; the joint table is raked "
+    "(iterative proportional fitting) to all these margins. See data/kazakhstan/README.md "
+    "for every assumption. The survey itself is SYNTHETIC."
+)
+
+
+def _write_report(
+    results: Sequence[object],
+    frame: object,
+    out: Path,
+    *,
+    survey: object = None,
+    published: pd.DataFrame | None = None,
+    names: dict[str, str] | None = None,
+    note: str | None = None,
+    title: str = "opinionmap report",
+) -> Path:
+    from opinionmap.report import build_report
+
+    labels = {}
+    codebook = getattr(survey, "codebook", None)
+    for r in results:
+        q = r.spec.outcome  # type: ignore[attr-defined]
+        if codebook is not None and q in codebook.names and codebook[q].label:
+            labels[q] = codebook[q].label
+    return build_report(
+        results,
+        frame,
+        out,
+        survey=survey,
+        published=published,
+        area_names=names,
+        labels=labels,
+        frame_note=note,
+        title=title,
+        progress=typer.echo,
+    )
+
+
+@app.command("report")
+def report_command(
+    fits: Annotated[list[Path], typer.Argument(metavar="FIT.nc...", help="Saved fits.")],
+    frame_path: Annotated[Path, typer.Option("--frame", help="Frame (.csv or .parquet).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the report.")],
+    survey_path: Annotated[
+        Path | None, typer.Option("--survey", help="Survey file, for direct estimates.")
+    ] = None,
+    published_path: Annotated[
+        Path | None,
+        typer.Option("--published", help="CSV of published figures: question,category,percent."),
+    ] = None,
+    title: Annotated[str, typer.Option(help="Report title.")] = "opinionmap report",
+) -> None:
+    """Build the HTML report (plus CSV tables and PNG figures) for your own fits."""
+    from opinionmap.fit import load
+    from opinionmap.frame import read_frame
+
+    try:
+        results = [load(p) for p in fits]
+        frame = read_frame(frame_path)
+        survey = _load_data(survey_path) if survey_path is not None else None
+        published = pd.read_csv(published_path) if published_path is not None else None
+        path = _write_report(results, frame, out, survey=survey, published=published, title=title)
+    except OpinionmapError as exc:
+        raise _fail(exc) from exc
+    typer.echo(f"report written to {path}")
+
+
+@app.command("demo")
+def demo_command(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("demo-out"),
+    quick: Annotated[
+        bool, typer.Option(help="Few draws (a smoke run); the default is publication quality.")
+    ] = False,
+    models: Annotated[
+        Path | None, typer.Option(help="Folder of spec files (default: the bundled models/).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Random seed of every fit.")] = 2020,
+) -> None:
+    """Run the whole pipeline on the bundled Kazakhstan data and write the report."""
+    from opinionmap import datasets
+    from opinionmap.fit import fit
+    from opinionmap.frame import read_frame
+    from opinionmap.spec import read_spec
+    from opinionmap.survey import read_survey
+
+    draws, tune, chains = (150, 200, 2) if quick else (1000, 1000, 4)
+    try:
+        folder = models or datasets.models_dir()
+        specs = sorted(folder.glob("*.toml"))
+        if not specs:
+            raise OpinionmapError(f"{folder}: no model specs (*.toml).")
+        survey = read_survey(datasets.kazakhstan_survey_path())
+        frame = read_frame(datasets.kazakhstan_frame_path())
+        results = []
+        for i, spec_path in enumerate(specs, start=1):
+            spec = read_spec(spec_path)
+            typer.echo(
+                f"[{i}/{len(specs)}] fitting {spec.outcome} ({spec.family}, {chains} x {draws})"
+            )
+            result = fit(
+                spec,
+                survey,
+                draws=draws,
+                tune=tune,
+                chains=chains,
+                random_seed=seed,
+                progress=not quick,
+                warn=False,
+            )
+            result.save(out / "fits" / f"{spec.outcome}.nc")
+            _echo_verdict(result.diagnostics)
+            results.append(result)
+        path = _write_report(
+            results,
+            frame,
+            out,
+            survey=survey,
+            published=datasets.kazakhstan_published(),
+            names=datasets.kazakhstan_region_names(),
+            note=FRAME_NOTE,
+            title="What Kazakhstan's regions want from the world (synthetic demo data)",
+        )
+    except OpinionmapError as exc:
+        raise _fail(exc) from exc
+    typer.echo(f"report written to {path.resolve()}")
 
 
 def main() -> None:

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from opinionmap.errors import OpinionmapError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "data_dir",
@@ -18,8 +22,11 @@ __all__ = [
     "kazakhstan_boundaries_path",
     "kazakhstan_codebook_path",
     "kazakhstan_frame_path",
+    "kazakhstan_published",
+    "kazakhstan_region_names",
     "kazakhstan_survey_path",
     "kazakhstan_truth_path",
+    "models_dir",
 ]
 
 
@@ -84,3 +91,64 @@ def kazakhstan_boundaries_path() -> Path:
     if not path.exists():
         raise OpinionmapError(f"bundled boundary file {path} is missing.")
     return path
+
+
+def models_dir() -> Path:
+    """The folder of model specs for the bundled survey (the repository's ``models/``)."""
+    path = data_dir().parent / "models"
+    if not path.is_dir():
+        raise OpinionmapError(f"model specs folder {path} is missing.")
+    return path
+
+
+# published_survey_2020.csv rows -> (survey column, category)
+_PUBLISHED = {
+    ("presence", "Russia"): "presence_russia",
+    ("presence", "USA"): "presence_usa",
+    ("presence", "China"): "presence_china",
+    ("presence", "EU"): "presence_eu",
+    ("presence", "Muslim countries"): "presence_muslim",
+    ("model_to_emulate", "Russia"): ("model_country", "russia"),
+    ("model_to_emulate", "USA"): ("model_country", "usa"),
+    ("model_to_emulate", "China"): ("model_country", "china"),
+    ("main_enemy", "China"): ("main_enemy", "china"),
+    ("main_enemy", "USA"): ("main_enemy", "usa"),
+    ("main_enemy", "no enemy"): ("main_enemy", "none"),
+    ("main_friend", "Russia"): ("main_friend", "russia"),
+    ("main_friend", "China"): ("main_friend", "china"),
+    ("main_friend", "USA"): ("main_friend", "usa"),
+    ("main_friend", "no single best friend"): ("main_friend", "none"),
+}
+
+
+def kazakhstan_published() -> pd.DataFrame:
+    """The percentages the 2020 article printed, as ``question, category, percent``.
+
+    Shares of all respondents ("don't know" included); rows the article gives
+    only in a chart (EU, Muslim countries) or as "under 1%" are left out.
+    """
+    import pandas as pd
+
+    raw = pd.read_csv(data_dir() / "kazakhstan" / "sources" / "published_survey_2020.csv")
+    rows = []
+    for question_raw, target_raw, response, percent in raw[
+        ["question", "target", "response", "percent"]
+    ].itertuples(index=False):
+        target = _PUBLISHED.get((str(question_raw), str(target_raw)))
+        value = pd.to_numeric(pd.Series([percent]), errors="coerce").iloc[0]
+        if target is None or pd.isna(value):
+            continue
+        if isinstance(target, tuple):
+            question, category = target
+        else:
+            question, category = target, str(response)
+        rows.append((question, category, float(value)))
+    return pd.DataFrame(rows, columns=["question", "category", "percent"])
+
+
+def kazakhstan_region_names() -> dict[str, str]:
+    """Region code -> English name, from ``region_covariates_2020.csv``."""
+    import pandas as pd
+
+    table = pd.read_csv(_kz("region_covariates_2020.csv"))
+    return dict(zip(table["region"], table["name"], strict=True))
