@@ -72,7 +72,7 @@ def ppc(
     for f in factors:
         if f in model_factors:
             column = design.cells[f]
-            codes = column.cat.codes.to_numpy()[design.respondent_cell]
+            codes = column.cat.codes.to_numpy().astype(np.int64)[design.respondent_cell]
             labels = [str(v) for v in column.cat.categories]
         else:
             assert frame is not None

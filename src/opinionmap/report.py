@@ -214,6 +214,11 @@ def _question_section(
         pub = published[published["question"] == q][["category", "percent"]]
         national = national.merge(pub, on="category", how="left")
         national["published"] = national.pop("percent") / 100
+        if result.spec.missing and national["published"].notna().all():
+            # the model drops missing codes: compare with the published shares of those answering
+            national["published, of those answering"] = (
+                national["published"] / national["published"].sum()
+            )
     files.append(_write_csv(national, out / f"{q}_national.csv"))
     top = national.sort_values("mean", ascending=False).iloc[0]["category"]
     ranked = by_area[by_area["category"] == top].sort_values("mean")
@@ -235,11 +240,16 @@ def _question_section(
     css = "ok" if result.diagnostics.converged else "bad"
     parts.append(f'<p class="{css}">Convergence: {html.escape(verdict)}</p>')
     parts.append("<h3>National shares</h3>")
-    shown = _pct(national, ["mean", "sd", "lower", "upper", "published"])
+    shown = _pct(
+        national, ["mean", "sd", "lower", "upper", "published", "published, of those answering"]
+    )
     parts.append(shown.to_html(index=False, border=0))
 
     # map of the (up to) three most common answers, one colour scale
-    cats = list(national.sort_values("mean", ascending=False)["category"][:3])
+    if result.spec.family == "ordinal":
+        cats = list(result.design.categories)[-3:][::-1]
+    else:
+        cats = list(national.sort_values("mean", ascending=False)["category"][:3])
     fig = plot_choropleth(by_area, area=area, categories=cats, title=f"{label}: share by {area}")
     files.append(_save_png(fig, out / f"{q}_map.png"))
     parts.append(f"<h3>By {html.escape(area)}</h3>")
@@ -296,7 +306,7 @@ def _question_section(
         hi = table.pivot(index=g, columns="category", values="upper")[
             list(result.design.categories)
         ]
-        cells = wide.copy().astype(object)
+        cells = wide.copy().astype(object).rename_axis(columns=None)
         for c in wide.columns:
             for i in wide.index:
                 cells.loc[i, c] = f"{wide.loc[i, c]:.0%} [{lo.loc[i, c]:.0%}, {hi.loc[i, c]:.0%}]"
