@@ -1,0 +1,117 @@
+"""The main job: `opinionmap demo --quick` end to end, and `opinionmap report` on its fits."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+import opinionmap as om
+from opinionmap.cli import app
+
+QUESTIONS = [
+    "main_enemy",
+    "main_friend",
+    "model_country",
+    "presence_china",
+    "presence_eu",
+    "presence_muslim",
+    "presence_russia",
+    "presence_usa",
+]
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    out = tmp_path_factory.mktemp("demo")
+    result = runner.invoke(app, ["demo", "--quick", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out, result.output
+
+
+def test_every_spec_parses_and_builds() -> None:
+    from opinionmap.design import build_design
+    from opinionmap.model import build_model
+
+    specs = sorted(om.datasets.models_dir().glob("*.toml"))
+    assert [p.stem for p in specs] == QUESTIONS
+    survey = om.read_survey(om.datasets.kazakhstan_survey_path())
+    for path in specs:
+        spec = om.read_spec(path)
+        assert spec.outcome == path.stem
+        assert spec.data is not None and spec.data.is_file()
+        model = build_model(build_design(spec, survey))
+        assert "u_region" in model.named_vars
+        assert "u_region:ethnicity" in model.named_vars
+
+
+@pytest.mark.slow
+def test_demo_writes_a_report_with_every_question_region_and_map(demo: tuple[Path, str]) -> None:
+    out, output = demo
+    report = out / "report.html"
+    assert f"report written to {report.resolve()}" in output
+    for question in QUESTIONS:
+        assert f"fitting {question}" in output
+        assert (out / "fits" / f"{question}.nc").is_file()
+        assert (out / f"{question}_map.png").stat().st_size > 20_000
+        assert (out / f"{question}_by_region.csv").is_file()
+        assert (out / f"{question}_by_ethnicity.csv").is_file()
+    html = report.read_text(encoding="utf-8")
+    for question in QUESTIONS:
+        assert f'id="{question}"' in html
+    names = om.datasets.kazakhstan_region_names()
+    for code, name in names.items():
+        assert f"{name} ({code})" in html
+    # one embedded map per question, plus MRP-vs-direct and PPC figures
+    assert len(re.findall(r'alt="map of ', html)) == len(QUESTIONS)
+    assert len(re.findall(r"src=\"data:image/png;base64,", html)) == 3 * len(QUESTIONS)
+    # published figures appear beside the national estimates
+    national = pd.read_csv(out / "presence_russia_national.csv")
+    assert national.set_index("category").loc["more", "published"] == pytest.approx(0.26)
+    assert "How the frame was built" in html
+
+
+@pytest.mark.slow
+def test_report_command_on_saved_fits(demo: tuple[Path, str], tmp_path: Path) -> None:
+    out, _ = demo
+    fits = [str(out / "fits" / f"{q}.nc") for q in ("presence_china", "main_enemy")]
+    result = runner.invoke(
+        app,
+        [
+            "report",
+            *fits,
+            "--frame",
+            str(om.datasets.kazakhstan_frame_path()),
+            "--survey",
+            str(om.datasets.kazakhstan_survey_path()),
+            "--out",
+            str(tmp_path / "mine"),
+            "--title",
+            "My report",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    html = (tmp_path / "mine" / "report.html").read_text(encoding="utf-8")
+    assert "<title>My report</title>" in html
+    assert 'id="presence_china"' in html and 'id="main_enemy"' in html
+    assert 'id="presence_russia"' not in html
+
+
+def test_report_command_names_a_missing_fit(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app,
+        [
+            "report",
+            str(tmp_path / "nope.nc"),
+            "--frame",
+            str(om.datasets.kazakhstan_frame_path()),
+            "--out",
+            str(tmp_path / "r"),
+        ],
+    )
+    assert result.exit_code == 2
+    assert "nope.nc: no such file" in result.output
