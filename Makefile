@@ -1,6 +1,5 @@
 # The README's commands: `make demo` (set-up if needed, then the demo) and `make test`.
 VENV := .venv/bin
-DEMO := out/demo
 
 .PHONY: setup test lint fast demo data
 
@@ -25,14 +24,11 @@ test: lint
 fast: $(VENV)/opinionmap
 	$(VENV)/pytest -m "not slow" -x -q
 
-# End to end on the bundled Kazakhstan data: check the data, fit, summarise, check the fit.
+# The main job: the whole pipeline on the bundled Kazakhstan data (every question in
+# models/, poststratified by region and ethnicity) -> demo-out/report.html.
+# --quick keeps draws small; drop it (opinionmap demo) for publication quality.
 demo: $(VENV)/opinionmap
-	$(VENV)/opinionmap survey check data/kazakhstan/survey_2020.csv
-	$(VENV)/opinionmap frame check data/kazakhstan/frame_2020.csv --codebook data/kazakhstan/survey_2020.codebook.toml
-	$(VENV)/opinionmap fit models/presence_russia.toml --out $(DEMO)/presence_russia.nc --seed 2020
-	$(VENV)/opinionmap summary $(DEMO)/presence_russia.nc
-	$(VENV)/opinionmap ppc $(DEMO)/presence_russia.nc --out $(DEMO)/presence_russia_ppc.csv --plot $(DEMO)/presence_russia_ppc.png
-	@echo "demo outputs are in $(DEMO)/"
+	$(VENV)/opinionmap demo --quick --out demo-out
 
 # Rebuild data/kazakhstan/ from the official figures (seeded; identical output each run).
 data: $(VENV)/opinionmap
