@@ -7,12 +7,17 @@ The pipeline, one module per stage::
       -> effects / ppc -> frame (read_frame, rake) for poststratification
 
 Names that need PyMC (``fit``, ``load``, ``build_model``, ...) are imported on
-first use, so ``import opinionmap`` and the command line start quickly.
+first use, so ``import opinionmap`` and the command line start quickly. The
+function wins over the submodule of the same name: ``om.fit`` is always the
+function; reach a submodule with ``from opinionmap.fit import ...`` or
+``importlib.import_module("opinionmap.fit")``.
 """
 
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -58,10 +63,21 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'opinionmap' has no attribute {name!r}")
+class _LazyModule(types.ModuleType):
+    """The package module: names in ``_LAZY`` resolve to their functions on every access.
+
+    A module-level ``__getattr__`` is not enough: importing ``opinionmap.fit`` (the
+    module) binds the submodule on the package under the same name as the function
+    ``opinionmap.fit``, after which ``om.fit(...)`` would find the module.
+    """
+
+    def __getattribute__(self, name: str) -> Any:
+        if name in _LAZY:
+            return getattr(importlib.import_module(_LAZY[name]), name)
+        return super().__getattribute__(name)
+
+
+sys.modules[__name__].__class__ = _LazyModule
 
 
 __all__ = [
