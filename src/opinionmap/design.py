@@ -305,12 +305,18 @@ def _infer_coding(column: pd.Series, name: str, where: str, spec: ModelSpec) -> 
             f"{where}: predictor {name!r} is empty in rows {format_values(rows)}; fill or drop "
             "those rows before fitting."
         )
+    is_group = any(name in g.factors for g in spec.group_terms)
     if isinstance(column.dtype, pd.CategoricalDtype):
         levels = tuple(str(v) for v in column.cat.categories)
+        if not is_group:
+            # a fixed effect of a level no respondent has is not estimable (and an
+            # unobserved reference level would make the dummies collinear with the
+            # intercept): keep the observed levels, in the declared order
+            present = set(column.astype(str))
+            levels = tuple(lv for lv in levels if lv in present)
     elif pd.api.types.is_numeric_dtype(column.dtype) and not pd.api.types.is_bool_dtype(
         column.dtype
     ):
-        is_group = any(name in g.factors for g in spec.group_terms)
         if not is_group:
             return VariableCoding(name, "numeric")
         levels = tuple(str(v) for v in sorted(pd.unique(column)))

@@ -14,6 +14,7 @@ import json
 import os
 import platform
 import warnings
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -35,7 +36,7 @@ from opinionmap.design import (
 )
 from opinionmap.diagnostics import Diagnostics, diagnose
 from opinionmap.errors import OpinionmapError, format_values
-from opinionmap.model import build_model
+from opinionmap.model import build_model, model_coords, noncentering_weight
 from opinionmap.predict import Draws, linear_predictor, log_probabilities
 from opinionmap.spec import ModelSpec
 
@@ -45,6 +46,14 @@ SAMPLERS = ("nutpie", "pymc", "numpyro")
 LogLikelihood = Literal["auto", "respondent", "cell"]
 # store respondent-level log-likelihood up to this many values (draws x respondents)
 RESPONDENT_LOGLIK_MAX = 50_000_000
+# NUTS target acceptance rate (step-size adaptation); 0.9 rather than PyMC's 0.8 because
+# the group standard deviations of terms with few levels have skewed, heavy-tailed
+# posteriors (rstanarm uses 0.95 for multilevel models)
+TARGET_ACCEPT = 0.9
+# nutpie models compiled in this process, newest last: compiling takes 15-40 s with numba
+# and the same model refitted (another seed, more draws) need not pay it again
+_COMPILED_CACHE_SIZE = 4
+_compiled: OrderedDict[str, Any] = OrderedDict()
 
 
 class ProvenanceError(OpinionmapError):
@@ -128,6 +137,8 @@ def fit(
     progress: bool = True,
     log_likelihood: LogLikelihood = "auto",
     warn: bool = True,
+    target_accept: float | None = None,
+    aggregate: bool = True,
 ) -> FitResult:
     """Fit a model to survey data.
 
@@ -155,6 +166,12 @@ def fit(
     warn
         Emit a :class:`~opinionmap.diagnostics.ConvergenceWarning` when the fit
         did not converge.
+    target_accept
+        NUTS target acceptance rate; ``None`` uses :data:`TARGET_ACCEPT` (0.9).
+        Raise it (0.95, 0.99) when a fit reports divergences.
+    aggregate
+        ``True`` (default) evaluates the likelihood on covariate cells;
+        ``False`` on respondents (the same log-density, more slowly; for checks).
 
     Examples
     --------
@@ -174,12 +191,19 @@ def fit(
         raise OpinionmapError(
             f"log_likelihood must be 'auto', 'respondent' or 'cell', got {log_likelihood!r}."
         )
+    if target_accept is None:
+        target_accept = TARGET_ACCEPT
+    if not isinstance(target_accept, int | float) or not 0.0 < target_accept < 1.0:
+        raise OpinionmapError(
+            f"target_accept must lie strictly between 0 and 1, got {target_accept!r}."
+        )
     if random_seed is None:
         random_seed = int(np.random.SeedSequence().generate_state(1)[0] % (2**31))
-    design = build_design(spec, survey)
-    model = build_model(design)
+    design = build_design(spec, survey, aggregate=aggregate)
     cores = cores or min(chains, os.cpu_count() or 1)
-    tree = _sample(model, sampler, draws, tune, chains, cores, random_seed, progress)
+    tree = _sample(
+        design, sampler, draws, tune, chains, cores, random_seed, progress, float(target_accept)
+    )
     tree = _assemble(tree, design, log_likelihood)
     tree.attrs.update(
         {
@@ -192,6 +216,8 @@ def fit(
             "opinionmap_draws": draws,
             "opinionmap_tune": tune,
             "opinionmap_chains": chains,
+            "opinionmap_target_accept": float(target_accept),
+            "opinionmap_aggregate": int(aggregate),
             **design.to_attrs(),
             "opinionmap_groups": json.dumps(
                 [
@@ -210,8 +236,35 @@ def fit(
     return FitResult(tree, spec, design, diagnostics)
 
 
+def _model_key(design: Design) -> str:
+    """Everything the compiled model depends on: spec, data, cells, coords, weights."""
+    parts = {
+        "spec": design.spec.hash(),
+        "data": design.data_hash,
+        "cells": design.n_cells,
+        "coords": model_coords(design),
+        "weights": [noncentering_weight(design, g).tolist() for g in design.groups],
+    }
+    return json.dumps(parts, sort_keys=True)
+
+
+def _compile_nutpie(design: Design) -> Any:
+    """The nutpie-compiled model of a design, from this process's cache when it has it."""
+    import nutpie
+
+    key = _model_key(design)
+    if key in _compiled:
+        _compiled.move_to_end(key)
+        return _compiled[key]
+    compiled = nutpie.compile_pymc_model(build_model(design))
+    _compiled[key] = compiled
+    while len(_compiled) > _COMPILED_CACHE_SIZE:
+        _compiled.popitem(last=False)
+    return compiled
+
+
 def _sample(
-    model: Any,
+    design: Design,
     sampler: str,
     draws: int,
     tune: int,
@@ -219,13 +272,13 @@ def _sample(
     cores: int,
     seed: int,
     progress: bool,
+    target_accept: float,
 ) -> xr.DataTree:
     if sampler == "nutpie":
         import nutpie
 
-        compiled = nutpie.compile_pymc_model(model)
         tree = nutpie.sample(
-            compiled,
+            _compile_nutpie(design),
             draws=draws,
             tune=tune,
             chains=chains,
@@ -233,9 +286,12 @@ def _sample(
             seed=seed,
             save_warmup=False,
             progress_bar=progress,
+            target_accept=target_accept,
         )
     else:
         import pymc as pm
+
+        model = build_model(design)
 
         if sampler == "numpyro":
             try:
@@ -253,6 +309,7 @@ def _sample(
                 random_seed=seed,
                 progressbar=progress,
                 nuts_sampler=sampler,
+                target_accept=target_accept,
                 compute_convergence_checks=False,
             )
     keep = {}

