@@ -50,6 +50,7 @@ from opinionmap.design import Design, GroupIndex
 
 __all__ = [
     "PILOT_FRACTION",
+    "PILOT_MIN_SD",
     "build_model",
     "cutpoint_labels",
     "noncentering_weight",
@@ -58,6 +59,9 @@ __all__ = [
 ]
 
 PILOT_FRACTION = 0.5
+# the moment estimate is truncated at zero and noisy with few levels; below this fraction
+# of the prior scale of sigma it is replaced by it (the posterior of sigma keeps mass there)
+PILOT_MIN_SD = 0.2
 
 
 def cutpoint_labels(levels: tuple[str, ...]) -> list[str]:
@@ -144,7 +148,8 @@ def noncentering_weight(design: Design, group: GroupIndex) -> np.ndarray:
         return np.zeros(width)
     if chosen == "noncentered":
         return np.ones(width)
-    s = PILOT_FRACTION * pilot_group_sd(design, group)
+    floor = PILOT_MIN_SD * design.spec.priors.group_sd
+    s = PILOT_FRACTION * np.maximum(pilot_group_sd(design, group), floor)
     information = float(np.median(design.respondents_per_level(group))) * (
         _respondent_information(design)
     )
