@@ -40,6 +40,7 @@ from common import (
     fmt,
     markdown_table,
     prime_cache,
+    provenance,
     run_job,
     save_results,
     simulate_survey,
@@ -244,6 +245,8 @@ def main() -> None:
     print(ratio_table(outcomes))
     print()
     print(phases_table(outcomes))
+    print()
+    print(provenance(outcomes))
 
 
 if __name__ == "__main__":

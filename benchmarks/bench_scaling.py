@@ -29,6 +29,7 @@ from common import (
     fmt,
     markdown_table,
     prime_cache,
+    provenance,
     run_job,
     save_results,
     simulate_survey,
@@ -143,6 +144,8 @@ def main() -> None:
         )
     print()
     print(phases_table(outcomes))
+    print()
+    print(provenance(outcomes))
 
 
 if __name__ == "__main__":

@@ -296,6 +296,23 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
+def provenance(outcomes: Sequence[Outcome]) -> str:
+    """One line per distinct opinionmap source tree the fits ran with."""
+    lines = []
+    for o in outcomes:
+        src = o.report.get("opinionmap_source")
+        if not src:
+            continue
+        dirty = ", ".join(src.get("uncommitted", [])) or "none"
+        line = (
+            f"opinionmap code: git HEAD {src.get('git_head', '?')}, uncommitted: {dirty} "
+            f"(sources sha256 {src['sources_sha256']})"
+        )
+        if line not in lines:
+            lines.append(line)
+    return "\n".join(lines)
+
+
 def machine() -> dict[str, Any]:
     """The machine and the package versions, for the record."""
     packages = ("opinionmap", "pymc", "pytensor", "nutpie", "numba", "bambi", "formulae", "arviz")

@@ -18,10 +18,13 @@ import time
 START = time.perf_counter()
 
 import argparse  # noqa: E402
+import hashlib  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import os  # noqa: E402
+import subprocess  # noqa: E402
 from collections.abc import Callable  # noqa: E402
+from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 RESULT_MARK = "BENCH_RESULT "
@@ -65,6 +68,34 @@ class SamplingMessages(logging.Handler):
         message = record.getMessage()
         if "sampling (" in message:
             self.messages.append(message)
+
+
+def source_provenance() -> dict[str, Any]:
+    """Which opinionmap code ran: a hash of its sources, git HEAD and uncommitted files.
+
+    The package is installed from the working tree, which may change between runs.
+    """
+    import opinionmap
+
+    package = Path(opinionmap.__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(path.relative_to(package).as_posix().encode())
+        digest.update(path.read_bytes())
+    out: dict[str, Any] = {"sources_sha256": digest.hexdigest()[:16]}
+    git = ["git", "-C", str(package)]
+    try:
+        head = subprocess.run(
+            [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        )
+        status = subprocess.run(
+            [*git, "status", "--porcelain", "--", "."], capture_output=True, text=True
+        )
+    except OSError:
+        return out
+    out["git_head"] = head.stdout.strip()
+    out["uncommitted"] = [line[3:] for line in status.stdout.splitlines()]
+    return out
 
 
 def parse_args() -> argparse.Namespace:
@@ -184,6 +215,7 @@ def main() -> None:
     fit = fit_opinionmap if args.tool == "opinionmap" else fit_bambi
     report = fit(args, phases)
     report["phases"] = {k: round(v, 2) for k, v in phases.seconds.items()}
+    report["opinionmap_source"] = source_provenance()
     report["process_s"] = round(time.perf_counter() - START, 2)
     print(RESULT_MARK + json.dumps(report), flush=True)
 
