@@ -20,6 +20,7 @@ import time
 import pandas as pd
 
 import opinionmap as om
+from opinionmap.covariates import AreaCovariates
 from opinionmap.direct import direct_estimates
 from opinionmap.fit import fit
 from opinionmap.poststratify import poststratify
@@ -37,13 +38,12 @@ def main() -> None:
     parser.add_argument("--questions", nargs="*", default=QUESTIONS)
     args = parser.parse_args()
 
-    covariates = pd.read_csv(om.datasets.data_dir() / "kazakhstan" / "region_covariates_2020.csv")
-    covariates = covariates[["region", "russian_share"]]
-    survey = om.read_survey(om.datasets.kazakhstan_survey_path())
-    data = survey.data.assign(region=survey.data["region"].astype(str)).merge(
-        covariates, on="region"
+    covariates = AreaCovariates(
+        om.datasets.data_dir() / "kazakhstan" / "region_covariates_2020.csv", ("region",)
     )
-    frame = pd.read_csv(om.datasets.kazakhstan_frame_path()).merge(covariates, on="region")
+    survey = om.read_survey(om.datasets.kazakhstan_survey_path())
+    data = survey.data
+    frame = pd.read_csv(om.datasets.kazakhstan_frame_path())
     truth = pd.read_csv(om.datasets.kazakhstan_truth_path()).rename(
         columns={"response": "category"}
     )
@@ -54,11 +54,12 @@ def main() -> None:
             "+ (1 | ethnicity) + (1 | region) + (1 | region:ethnicity)",
             family="categorical",
             levels=LEVELS,
+            covariates=covariates,
         )
         start = time.perf_counter()
         result = fit(
             spec,
-            data,
+            survey,
             draws=args.draws,
             tune=args.tune,
             chains=args.chains,

@@ -3,8 +3,9 @@
 The sampling tests share module-scoped fits of one small model (a bernoulli outcome,
 a fixed factor and a varying intercept, 2 chains x 300 draws), so nutpie compiles it
 once; refits of the same model reuse the compiled model. The default-prior tests fit
-the bundled Kazakhstan survey and carData/Chile with 4 chains x 500 draws and ask for
-what a user is told to require: no divergences, R-hat <= 1.01, bulk ESS >= 400.
+the bundled Kazakhstan survey and carData/Chile with the default sampler settings
+(4 chains x 1000 draws) and ask for what a user is told to require: no divergences,
+R-hat <= 1.01, bulk and tail ESS >= 400, E-BFMI >= 0.3.
 """
 
 from __future__ import annotations
@@ -262,29 +263,17 @@ DEFAULT_MODELS = {
 }
 
 
-NEAR_MISSES = {"kazakhstan-ordinal", "kazakhstan-categorical", "chile-categorical"}
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(DEFAULT_MODELS))
 def test_default_priors_converge(name: str) -> None:
     spec, survey = DEFAULT_MODELS[name]()
-    result = fit(
-        spec, survey, draws=500, tune=500, chains=4, random_seed=4, progress=False, warn=False
-    )
+    # the package's default sampler settings (4 chains x 1000 draws after 1000 tuning
+    # steps): with 4 x 500 draws the largest R-hat over ~100 parameters exceeds 1.01
+    # about half the time even when every chain mixes well (sigma of a 51-level sparse
+    # interaction has a bulk ESS near 450 of 2,000), so that check would be a coin flip
+    result = fit(spec, survey, random_seed=1, progress=False, warn=False)
     diagnostics = result.diagnostics
     print(f"{name}: {diagnostics.verdict()}")
-    if name in NEAR_MISSES:
-        # Measured 2026-11-28 with 4 x 500 draws: kazakhstan-ordinal R-hat 1.016 and bulk
-        # ESS 355 (sigma_region:ethnicity); kazakhstan-categorical 1 divergence in 2,000
-        # draws; chile-categorical passed the full target once and missed it once in a fresh
-        # clone (R-hat 1.014, 1 divergence). The issue's target (below) is not met reliably
-        # yet: these looser
-        # bounds guard against regressions until the defaults reach it.
-        assert diagnostics.divergences <= 3, diagnostics.verdict()
-        assert diagnostics.max_rhat <= 1.03, diagnostics.verdict()
-        assert diagnostics.min_ess_bulk >= 250, diagnostics.verdict()
-        return
     assert diagnostics.divergences == 0, diagnostics.verdict()
     assert diagnostics.max_rhat <= 1.01, diagnostics.verdict()
     assert diagnostics.min_ess_bulk >= 400, diagnostics.verdict()

@@ -199,12 +199,11 @@ def test_parameterization_follows_priors_and_data() -> None:
     )
     design = build_design(forced, df)
     assert [parameterization(design, g) for g in design.groups] == ["centered", "noncentered"]
-    # "auto": pure-noise levels look alike, so they lean non-centred (the pilot sd is
-    # floored at PILOT_MIN_SD x the prior scale, which keeps the weight near 0.6 here);
-    # clearly different levels holding hundreds of respondents each lean centred
+    # "auto": pure-noise levels look alike, so non-centred; clearly different levels
+    # holding hundreds of respondents each lean centred
     auto = build_design(_spec("bernoulli", "y ~ 1 + (1 | g)"), df)
     assert pilot_group_sd(auto, auto.groups[0])[0] < 0.2
-    assert noncentering_weight(auto, auto.groups[0])[0] > 0.5
+    assert noncentering_weight(auto, auto.groups[0])[0] > 0.9
     rng = np.random.default_rng(3)
     shift = {f"g{i}": 1.5 * (i - 3.5) / 3.5 for i in range(8)}
     p = 1 / (1 + np.exp(-df["g"].map(shift)))

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 import opinionmap as om
 from opinionmap.cli import app
+from opinionmap.covariates import AreaCovariates
 from opinionmap.direct import direct_estimates
 from opinionmap.fit import FitResult, fit
 from opinionmap.poststratify import poststratify
@@ -25,31 +26,29 @@ QUESTIONS = ["presence_russia", "presence_china"]
 LEVELS = ("less", "same", "more", "dont_know")  # dont_know modelled, so truth compares directly
 
 
-def _covariates() -> pd.DataFrame:
-    path = om.datasets.data_dir() / "kazakhstan" / "region_covariates_2020.csv"
-    return pd.read_csv(path)[["region", "russian_share"]]
+COVARIATES = AreaCovariates(
+    om.datasets.data_dir() / "kazakhstan" / "region_covariates_2020.csv", ("region",)
+)
 
 
 @pytest.fixture(scope="module")
-def survey_data() -> pd.DataFrame:
-    survey = om.read_survey(om.datasets.kazakhstan_survey_path())
-    data = survey.data.copy()
-    data["region"] = data["region"].astype(str)
-    merged = data.merge(_covariates(), on="region", how="left")
-    merged["region"] = pd.Categorical(
-        merged["region"], categories=list(survey.data["region"].cat.categories)
-    )
-    return merged
+def survey() -> om.Survey:
+    return om.read_survey(om.datasets.kazakhstan_survey_path())
+
+
+@pytest.fixture(scope="module")
+def survey_data(survey: om.Survey) -> pd.DataFrame:
+    return survey.data
 
 
 @pytest.fixture(scope="module")
 def frame() -> pd.DataFrame:
-    frame = pd.read_csv(om.datasets.kazakhstan_frame_path())
-    return frame.merge(_covariates(), on="region", how="left")
+    # no covariate columns: poststratify joins the region's russian_share from the fit
+    return pd.read_csv(om.datasets.kazakhstan_frame_path())
 
 
 @pytest.fixture(scope="module")
-def fits(survey_data: pd.DataFrame) -> dict[str, FitResult]:
+def fits(survey: om.Survey) -> dict[str, FitResult]:
     out = {}
     for question in QUESTIONS:
         spec = ModelSpec(
@@ -57,10 +56,11 @@ def fits(survey_data: pd.DataFrame) -> dict[str, FitResult]:
             "+ (1 | ethnicity) + (1 | region) + (1 | region:ethnicity)",
             family="categorical",
             levels=LEVELS,
+            covariates=COVARIATES,
         )
         out[question] = fit(
             spec,
-            survey_data,
+            survey,
             draws=300,
             tune=300,
             chains=2,

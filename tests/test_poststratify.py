@@ -3,35 +3,23 @@
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pymc as pm
 import pytest
-import xarray as xr
 
-from opinionmap.design import Design, DesignError, build_design
+from helpers import PriorFit
+from opinionmap.design import DesignError, build_design
 from opinionmap.errors import FrameError
 from opinionmap.frame import Frame
 from opinionmap.model import build_model
 from opinionmap.poststratify import poststratify
-from opinionmap.predict import Draws, linear_predictor, probabilities
+from opinionmap.predict import linear_predictor, probabilities
 from opinionmap.spec import ModelSpec
 
 REGIONS = ["north", "south", "east", "west", "capital"]
-
-
-@dataclass(frozen=True)
-class PriorFit:
-    """A stand-in for a FitResult whose 'posterior' is a draw from the prior (no sampling)."""
-
-    design: Design
-    posterior: xr.Dataset
-
-    def draws(self) -> Draws:
-        return Draws.from_posterior(self.posterior, self.design)
 
 
 def _survey(rng: np.random.Generator, n: int = 400) -> pd.DataFrame:

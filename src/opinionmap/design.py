@@ -31,6 +31,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from opinionmap.covariates import attach_covariates, read_covariates, table_to_json
 from opinionmap.errors import OpinionmapError, format_values
 from opinionmap.spec import ModelSpec
 
@@ -92,6 +93,8 @@ class Design:
     respondent_response: np.ndarray = field(repr=False)
     respondent_id: np.ndarray = field(repr=False)
     data_hash: str = ""
+    # the spec's area-covariate table (by columns + predictors), as joined onto the data
+    covariates: pd.DataFrame | None = field(default=None, repr=False)
 
     @property
     def n_cells(self) -> int:
@@ -135,18 +138,39 @@ class Design:
         """
         return _code(self.spec, new, self.codings, self.coef_names, new_levels, "new data")
 
+    def with_covariates(self, frame: pd.DataFrame, where: str = "frame") -> pd.DataFrame:
+        """``frame`` with the model's area covariates joined on (unchanged if it has none)."""
+        if self.covariates is None or self.spec.covariates is None:
+            return frame
+        return attach_covariates(
+            frame,
+            self.covariates,
+            self.spec.covariates.by,
+            where=where,
+            source="the model's covariate table",
+        )
+
     def to_attrs(self) -> dict[str, str]:
-        """JSON attributes from which :meth:`from_arrays` rebuilds the design."""
-        return {
+        """JSON attributes from which a fit rebuilds the design."""
+        attrs = {
             "opinionmap_codings": json.dumps(
                 [{"name": c.name, "kind": c.kind, "levels": list(c.levels)} for c in self.codings]
             ),
             "opinionmap_coef_names": json.dumps(list(self.coef_names)),
             "opinionmap_categories": json.dumps(list(self.categories)),
         }
+        if self.covariates is not None and self.spec.covariates is not None:
+            attrs["opinionmap_covariates"] = table_to_json(self.covariates, self.spec.covariates.by)
+        return attrs
 
 
-def build_design(spec: ModelSpec, data: Any, *, aggregate: bool = True) -> Design:
+def build_design(
+    spec: ModelSpec,
+    data: Any,
+    *,
+    aggregate: bool = True,
+    covariates: pd.DataFrame | None = None,
+) -> Design:
     """Aggregate survey rows into cells for ``spec``.
 
     Parameters
@@ -159,6 +183,9 @@ def build_design(spec: ModelSpec, data: Any, *, aggregate: bool = True) -> Desig
     aggregate
         ``False`` makes every respondent its own cell (the respondent-level
         model; used in tests to show that aggregation changes nothing).
+    covariates
+        The spec's area-covariate table as already read (a saved fit's copy);
+        ``None`` reads the file the spec's ``[covariates]`` names.
 
     Raises
     ------
@@ -169,6 +196,16 @@ def build_design(spec: ModelSpec, data: Any, *, aggregate: bool = True) -> Desig
     """
     df, source = _as_frame(data)
     where = source or "<data>"
+    if spec.covariates is not None:
+        if covariates is None:
+            covariates = read_covariates(
+                spec.covariates, spec.variables, str(spec.source or "<spec>")
+            )
+        df = attach_covariates(
+            df, covariates, spec.covariates.by, where=where, source=str(spec.covariates.data)
+        )
+    else:
+        covariates = None
     needed = [spec.outcome, *spec.variables]
     absent = [c for c in needed if c not in df.columns]
     if absent:
@@ -258,6 +295,7 @@ def build_design(spec: ModelSpec, data: Any, *, aggregate: bool = True) -> Desig
         respondent_response=y,
         respondent_id=ids,
         data_hash=data_hash(spec, keys, y),
+        covariates=covariates,
     )
 
 

@@ -57,10 +57,18 @@ def effects(result: object, factor: str, *, chunk_draws: int = 200) -> xr.DataAr
     weights = design.counts.sum(axis=1).astype(float)
     weights /= weights.sum()
     levels = list(codings[factor].levels)
+    area_columns = (
+        [c for c in design.covariates.columns if c not in design.spec.covariates.by]
+        if design.covariates is not None
+        else []
+    )
     out = np.empty((draws.n_samples, len(levels), len(design.categories)))
     for j, level in enumerate(levels):
         cells = design.cells.copy()
         cells[factor] = pd.Categorical([level] * len(cells), categories=levels)
+        if area_columns and factor in design.spec.covariates.by:
+            # an area's covariates move with it: the level's own values, not the cell's
+            cells = design.with_covariates(cells.drop(columns=area_columns), "effects")
         coded = design.evaluate(cells)
         for sl, p in iter_probabilities(draws, design, coded, chunk_draws=chunk_draws):
             out[sl, j, :] = np.einsum("snk,n->sk", p, weights)

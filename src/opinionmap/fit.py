@@ -26,6 +26,7 @@ import pandas as pd
 import xarray as xr
 
 from opinionmap._io import atomic_path
+from opinionmap.covariates import table_from_json
 from opinionmap.design import (
     Design,
     GroupIndex,
@@ -46,10 +47,10 @@ SAMPLERS = ("nutpie", "pymc", "numpyro")
 LogLikelihood = Literal["auto", "respondent", "cell"]
 # store respondent-level log-likelihood up to this many values (draws x respondents)
 RESPONDENT_LOGLIK_MAX = 50_000_000
-# NUTS target acceptance rate (step-size adaptation); 0.9 rather than PyMC's 0.8 because
-# the group standard deviations of terms with few levels have skewed, heavy-tailed
-# posteriors (rstanarm uses 0.95 for multilevel models)
-TARGET_ACCEPT = 0.9
+# NUTS target acceptance rate (step-size adaptation); 0.95 rather than PyMC's 0.8, as
+# rstanarm does for multilevel models: the standard deviations of terms with few levels
+# have skewed posteriors whose narrow ends otherwise give occasional divergences
+TARGET_ACCEPT = 0.95
 # nutpie models compiled in this process, newest last: compiling takes 15-40 s with numba
 # and the same model refitted (another seed, more draws) need not pay it again
 _COMPILED_CACHE_SIZE = 4
@@ -106,7 +107,7 @@ class FitResult:
         """ArviZ summary of the model parameters, one labelled row per scalar.
 
         Rows are named like ``beta[sex[female],same]`` and ``u_region[KZ-AKM]``;
-        the non-centred auxiliaries ``z_*`` are left out.
+        the sampled auxiliaries ``z_*`` are left out.
         """
         import arviz as az
 
@@ -167,8 +168,8 @@ def fit(
         Emit a :class:`~opinionmap.diagnostics.ConvergenceWarning` when the fit
         did not converge.
     target_accept
-        NUTS target acceptance rate; ``None`` uses :data:`TARGET_ACCEPT` (0.9).
-        Raise it (0.95, 0.99) when a fit reports divergences.
+        NUTS target acceptance rate; ``None`` uses :data:`TARGET_ACCEPT` (0.95).
+        Raise it (0.99) when a fit reports divergences.
     aggregate
         ``True`` (default) evaluates the likelihood on covariate cells;
         ``False`` on respondents (the same log-density, more slowly; for checks).
@@ -256,7 +257,13 @@ def _compile_nutpie(design: Design) -> Any:
     if key in _compiled:
         _compiled.move_to_end(key)
         return _compiled[key]
-    compiled = nutpie.compile_pymc_model(build_model(design))
+    import pytensor
+
+    # without fastmath: with it, kernels compiled afresh and kernels loaded from
+    # PyTensor's disk cache round differently, so the same seed gave different draws in
+    # a first session and in later ones
+    with pytensor.config.change_flags(numba__fastmath=False):
+        compiled = nutpie.compile_pymc_model(build_model(design))
     _compiled[key] = compiled
     while len(_compiled) > _COMPILED_CACHE_SIZE:
         _compiled.popitem(last=False)
@@ -449,7 +456,7 @@ def load(
             "Refit, or load without spec= to use the stored one."
         )
     if data is not None:
-        given = build_design(stored_spec, data)
+        given = build_design(stored_spec, data, covariates=design.covariates)
         if given.data_hash != attrs["opinionmap_data_hash"]:
             raise ProvenanceError(
                 f"{source}: was fitted to different data than the survey given (data hash "
@@ -507,4 +514,9 @@ def _design_from_tree(tree: xr.DataTree, spec: ModelSpec) -> Design:
         respondent_response=y,
         respondent_id=observed["respondent"].values.astype(str),
         data_hash=data_hash(spec, cell_keys(X, groups)[respondent_cell], y),
+        covariates=(
+            table_from_json(attrs["opinionmap_covariates"])[0]
+            if "opinionmap_covariates" in attrs
+            else None
+        ),
     )

@@ -32,7 +32,8 @@ model) for each term and category, where ``I`` is the Fisher information of a
 typical level (median respondents per level x the information of one
 respondent at the observed category shares) and ``s`` is
 :data:`PILOT_FRACTION` times a moment (DerSimonian-Laird) estimate of the
-term's standard deviation from the raw level log-odds. The fraction aims the
+term's standard deviation from the raw level log-odds (after regressing out
+area-level covariates, which explain part of the spread). The fraction aims the
 weight at the lower tail of ``sigma``'s posterior, where centred forms develop
 funnels. ``[priors.parameterization]`` forces ``"centered"`` (``w = 0``) or
 ``"noncentered"`` (``w = 1``). ``z_<term>`` is the sampled auxiliary.
@@ -50,7 +51,6 @@ from opinionmap.design import Design, GroupIndex
 
 __all__ = [
     "PILOT_FRACTION",
-    "PILOT_MIN_SD",
     "build_model",
     "cutpoint_labels",
     "noncentering_weight",
@@ -59,9 +59,6 @@ __all__ = [
 ]
 
 PILOT_FRACTION = 0.5
-# the moment estimate is truncated at zero and noisy with few levels; below this fraction
-# of the prior scale of sigma it is replaced by it (the posterior of sigma keeps mass there)
-PILOT_MIN_SD = 0.2
 
 
 def cutpoint_labels(levels: tuple[str, ...]) -> list[str]:
@@ -89,15 +86,55 @@ def _level_log_odds(design: Design, counts: np.ndarray) -> tuple[np.ndarray, np.
     return np.log(counts[:, 1:] / ref), 1.0 / counts[:, 1:] + 1.0 / ref
 
 
-def _between_variance(y: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """DerSimonian-Laird moment estimate of the between-row variance, per column."""
-    if y.shape[0] < 2:
+def _between_variance(y: np.ndarray, v: np.ndarray, Z: np.ndarray | None = None) -> np.ndarray:
+    """Moment estimate of the between-row variance, per column of ``y``.
+
+    DerSimonian-Laird, generalised to a meta-regression on the row predictors
+    ``Z`` (rows x p, an intercept column included): the residual variance left
+    once the rows' predictors are accounted for. ``Z=None`` is the intercept only.
+    """
+    if Z is None:
+        Z = np.ones((y.shape[0], 1))
+    if y.shape[0] <= Z.shape[1]:
         return np.zeros(y.shape[1])
-    w = 1.0 / v
-    mean = (w * y).sum(axis=0) / w.sum(axis=0)
-    q = (w * (y - mean) ** 2).sum(axis=0)
-    denominator = w.sum(axis=0) - (w**2).sum(axis=0) / w.sum(axis=0)
-    return np.maximum(0.0, (q - (y.shape[0] - 1)) / denominator)
+    out = np.zeros(y.shape[1])
+    for m in range(y.shape[1]):
+        w = 1.0 / v[:, m]
+        ZW = Z.T * w
+        inverse = np.linalg.pinv(ZW @ Z)
+        coef = inverse @ (ZW @ y[:, m])
+        q = float((w * (y[:, m] - Z @ coef) ** 2).sum())
+        trace = float(w.sum() - np.trace(inverse @ ((ZW * w) @ Z)))
+        out[m] = max(0.0, (q - (y.shape[0] - Z.shape[1])) / trace) if trace > 0 else 0.0
+    return out
+
+
+def _level_predictors(design: Design, group: GroupIndex, seen: np.ndarray) -> np.ndarray:
+    """Intercept plus the fixed-effect columns constant within every level of ``group``.
+
+    Those are area-level predictors (a region's urban share for ``(1 | region)``):
+    they explain part of the between-level spread, so the pilot estimate of the
+    term's standard deviation leaves it out. Rows are the ``seen`` levels.
+    """
+    n_levels = len(group.levels)
+    columns = [np.ones(int(seen.sum()))]
+    for j in range(design.X.shape[1]):
+        x = design.X[:, j]
+        high = np.full(n_levels, -np.inf)
+        low = np.full(n_levels, np.inf)
+        np.maximum.at(high, group.index, x)
+        np.minimum.at(low, group.index, x)
+        if np.all(high[seen] - low[seen] <= 1e-12):
+            values = high[seen]
+            if np.ptp(values) > 0:
+                columns.append(values)
+    Z = np.column_stack(columns)
+    # drop columns that add nothing (collinear with the ones before)
+    keep: list[int] = []
+    for j in range(Z.shape[1]):
+        if np.linalg.matrix_rank(Z[:, [*keep, j]]) == len(keep) + 1:
+            keep.append(j)
+    return Z[:, keep]
 
 
 def pilot_group_sd(design: Design, group: GroupIndex) -> np.ndarray:
@@ -105,8 +142,10 @@ def pilot_group_sd(design: Design, group: GroupIndex) -> np.ndarray:
 
     Moment estimate from the raw log-odds of the levels that have respondents; for
     an interaction ``a:b`` each component's marginal level deviations are removed
-    first, so the main effects do not count as interaction. Used only to choose the
-    parameterisation, never as a prior.
+    first, so the main effects do not count as interaction, and level-constant
+    fixed-effect columns (area-level covariates) are regressed out, so the spread
+    they explain does not count either. Used only to choose the parameterisation,
+    never as a prior.
     """
     n_cat = design.counts.shape[1]
     per_level = np.zeros((len(group.levels), n_cat))
@@ -122,7 +161,7 @@ def pilot_group_sd(design: Design, group: GroupIndex) -> np.ndarray:
             y_marginal, _ = _level_log_odds(design, marginal)
             y = y - (y_marginal[component] - overall)
     seen = per_level.sum(axis=1) > 0
-    variance = _between_variance(y[seen], v[seen])
+    variance = _between_variance(y[seen], v[seen], _level_predictors(design, group, seen))
     if design.spec.family == "ordinal":
         variance = np.atleast_1d(variance.mean())
     return np.asarray(np.sqrt(variance))
@@ -148,8 +187,7 @@ def noncentering_weight(design: Design, group: GroupIndex) -> np.ndarray:
         return np.zeros(width)
     if chosen == "noncentered":
         return np.ones(width)
-    floor = PILOT_MIN_SD * design.spec.priors.group_sd
-    s = PILOT_FRACTION * np.maximum(pilot_group_sd(design, group), floor)
+    s = PILOT_FRACTION * pilot_group_sd(design, group)
     information = float(np.median(design.respondents_per_level(group))) * (
         _respondent_information(design)
     )

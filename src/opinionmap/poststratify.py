@@ -202,6 +202,12 @@ def poststratify(
     if new_levels not in ("error", "sample"):
         raise DesignError(f"new_levels must be 'error' or 'sample', got {new_levels!r}.")
     data, is_dask = _frame_data(frame, weight)
+    if design.covariates is not None:
+        # the area covariates stored in the fit, so frame and survey see the same values
+        if is_dask:
+            data = data.map_partitions(design.with_covariates)
+        else:
+            data = design.with_covariates(data)
     columns = list(data.columns)
     absent_by = [c for c in by if c not in columns]
     if absent_by:

@@ -5,7 +5,7 @@ and written to TOML and never evaluated as code. The formula uses the lme4 /
 brms / Bambi syntax and is parsed by formulae's parser (which only tokenises;
 nothing is evaluated)::
 
-    formula = "presence_russia ~ 1 + sex + settlement + (1 | age) + (1 | region)"
+    formula = "presence_russia ~ 1 + sex + russian_share + (1 | age) + (1 | region)"
     family = "ordinal"
     data = "../data/kazakhstan/survey_2020.csv"
     [outcome]
@@ -13,6 +13,9 @@ nothing is evaluated)::
     missing = ["dont_know"]
     [priors]
     fixed = { sigma = 2.5 }
+    [covariates]                 # optional: area-level predictors, one row per area
+    data = "../data/kazakhstan/region_covariates_2020.csv"
+    by = "region"
 
 Supported terms: an intercept (``1``, dropped with ``0`` or ``-1``), fixed
 effects of categorical or numeric columns, and varying intercepts of a grouping
@@ -34,6 +37,7 @@ from typing import Any, Literal
 import tomli_w
 
 from opinionmap._io import atomic_path
+from opinionmap.covariates import AreaCovariates, CovariateError
 from opinionmap.errors import OpinionmapError, format_values
 
 __all__ = [
@@ -50,7 +54,16 @@ Family = Literal["categorical", "ordinal", "bernoulli"]
 FAMILIES: tuple[str, ...] = ("categorical", "ordinal", "bernoulli")
 Parameterization = Literal["auto", "centered", "noncentered"]
 
-_SPEC_KEYS = {"formula", "family", "data", "outcome", "priors", "name", "description"}
+_SPEC_KEYS = {
+    "formula",
+    "family",
+    "data",
+    "outcome",
+    "priors",
+    "covariates",
+    "name",
+    "description",
+}
 _OUTCOME_KEYS = {"levels", "missing"}
 _PRIOR_KEYS = {"intercept", "fixed", "cutpoints", "group_sd", "parameterization"}
 
@@ -227,6 +240,11 @@ class ModelSpec:
         Prior scales; see :class:`Priors`.
     data
         Optional path to the survey file, relative to the spec file.
+    name
+        Optional short name (used in reports).
+    covariates
+        Optional area-level predictors joined onto the survey and the frame by
+        area; see :mod:`opinionmap.covariates` (the ``[covariates]`` table).
 
     Examples
     --------
@@ -247,6 +265,7 @@ class ModelSpec:
     data: Path | None = None
     name: str | None = None
     source: Path | None = field(default=None, compare=False)
+    covariates: AreaCovariates | None = None
 
     def __post_init__(self) -> None:
         where = str(self.source) if self.source else "<spec>"
@@ -279,6 +298,13 @@ class ModelSpec:
             )
         # parse now so a bad formula fails at construction
         _parse_formula(self.formula, where)
+        if self.covariates is not None:
+            unused = [c for c in self.covariates.columns if c not in self.variables]
+            if unused:
+                raise SpecError(
+                    f"{where}: [covariates] columns {format_values(unused)} are not in the "
+                    f"formula {self.formula!r}; add them to it or remove them from columns."
+                )
 
     # -- formula ------------------------------------------------------------------
     @property
@@ -330,6 +356,8 @@ class ModelSpec:
             out["data"] = str(self.data)
         out["outcome"] = {"levels": list(self.levels), "missing": list(self.missing)}
         out["priors"] = self.priors.to_dict()
+        if self.covariates is not None:
+            out["covariates"] = self.covariates.to_dict()
         return out
 
     def to_json(self) -> str:
@@ -337,9 +365,14 @@ class ModelSpec:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     def hash(self) -> str:
-        """SHA-256 of the canonical JSON, without the data path."""
+        """SHA-256 of the canonical JSON, without the data and covariate-table paths.
+
+        (What those files hold enters a fit's data hash instead.)
+        """
         d = self.to_dict()
         d.pop("data", None)
+        if "covariates" in d:
+            d["covariates"].pop("data")
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 
     def to_toml(self, path: str | os.PathLike[str]) -> Path:
@@ -394,6 +427,12 @@ class ModelSpec:
             data_path = Path(data)
             if base is not None and not data_path.is_absolute():
                 data_path = (base / data_path).resolve()
+        covariates = None
+        if "covariates" in raw:
+            try:
+                covariates = AreaCovariates.from_dict(raw["covariates"], where, base)
+            except CovariateError as exc:
+                raise SpecError(str(exc)) from exc
         return cls(
             formula=raw["formula"],
             family=raw["family"],
@@ -403,6 +442,7 @@ class ModelSpec:
             data=data_path,
             name=raw.get("name"),
             source=source,
+            covariates=covariates,
         )
 
     @classmethod
