@@ -281,7 +281,7 @@ def test_log_density_at_a_fixed_point_by_hand(form: str) -> None:
     )
     compiled = _compile(build_design(spec, df))
     point = {
-        "Intercept": np.array(0.3),
+        "Intercept_at_means": np.array(0.3),  # x enters centred at its mean
         "beta": np.array([-0.4]),
         "sigma_g_log__": np.array(np.log(0.7)),
         "z_g_zerosum__": np.array([0.2, -0.5]),
@@ -306,7 +306,10 @@ def test_log_density_at_a_fixed_point_by_hand(form: str) -> None:
         - (len(z) - 1) * (0.5 * np.log(2 * np.pi) + np.log(scale))
     )
     level = pd.Series(u, index=["a", "b", "c"])
-    eta = 0.3 - 0.4 * df["x"].to_numpy() + level[df["g"]].to_numpy()
+    x_mean = df["x"].mean()
+    eta = 0.3 - 0.4 * (df["x"].to_numpy() - x_mean) + level[df["g"]].to_numpy()
+    # the reported intercept is for x as given: the level at x = 0
+    assert compiled.at(point)["Intercept"] == pytest.approx(0.3 + 0.4 * x_mean, rel=1e-12)
     success = (df["y"] == "yes").to_numpy()
     loglik = np.where(success, -np.log1p(np.exp(-eta)), -np.log1p(np.exp(eta))).sum()
     logp = model.compile_logp(jacobian=False, mode=FAST)(point)

@@ -417,15 +417,14 @@ def _code(
                 )
             columns[c.name] = numeric
             continue
-        text = values.astype(str)
-        unknown = sorted(set(text) - set(c.levels))
-        if unknown:
+        codes = level_codes(values, c.levels)
+        if (codes < 0).any():
+            unknown = sorted(set(values[codes < 0].astype(str)))
             raise DesignError(
                 f"{where}: predictor {c.name!r} has level(s) {format_values(unknown)} that the "
                 f"model was not fitted with (its levels: {format_values(c.levels)}). Recode them "
                 "to known levels."
             )
-        codes = pd.Categorical(text, categories=list(c.levels)).codes
         for i, lv in enumerate(c.levels[1:], start=1):
             columns[f"{c.name}[{lv}]"] = (codes == i).astype(float)
     X = np.zeros((n, len(coef_names)))
@@ -449,27 +448,44 @@ def _code(
     for group_term in spec.group_terms:
         level_lists = [by_name[f].levels for f in group_term.factors]
         labels = [":".join(combo) for combo in _product(level_lists)]
-        lookup = {label: i for i, label in enumerate(labels)}
-        keys = (
-            df[list(group_term.factors)].astype(str).agg(":".join, axis=1) if n else pd.Series([])
-        )
-        index = keys.map(lookup)
-        missing = keys[index.isna()]
-        if len(missing):
-            if new_levels == "error":
-                raise DesignError(
-                    f"{where}: grouping factor {group_term.name!r} has level(s) "
-                    f"{format_values(sorted(set(missing)))} that the model was not fitted with "
-                    f"(it knows {format_values(labels)}). Recode them, or use "
-                    "new_levels='sample' to draw their effects from the fitted distribution."
-                )
-            index = index.fillna(-1)
-        groups.append(
-            GroupIndex(
-                group_term.name, group_term.factors, tuple(labels), index.to_numpy(dtype=np.int64)
+        index = np.zeros(n, dtype=np.int64)
+        for factor, levels in zip(group_term.factors, level_lists, strict=True):
+            codes = level_codes(df[factor], levels)
+            index = np.where((index < 0) | (codes < 0), -1, index * len(levels) + codes)
+        if (index < 0).any() and new_levels == "error":
+            missing = sorted(set(group_keys(df.loc[index < 0], group_term.factors)))
+            raise DesignError(
+                f"{where}: grouping factor {group_term.name!r} has level(s) "
+                f"{format_values(missing)} that the model was not fitted with "
+                f"(it knows {format_values(labels)}). Recode them, or use "
+                "new_levels='sample' to draw their effects from the fitted distribution."
             )
-        )
+        groups.append(GroupIndex(group_term.name, group_term.factors, tuple(labels), index))
     return NewData(X, tuple(groups))
+
+
+def level_codes(values: pd.Series, levels: tuple[str, ...]) -> np.ndarray:
+    """Position of each value's label in ``levels`` (``-1`` for labels not there).
+
+    Labels are compared as text (``str`` of the value, as when fitting); the work is
+    done once per distinct value, so a million-row frame costs a lookup per row.
+    """
+    known = pd.Index(list(levels))
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        codes = values.cat.codes.to_numpy()
+        distinct = values.cat.categories
+    else:
+        codes, distinct = pd.factorize(values, use_na_sentinel=True)
+    lookup = known.get_indexer(pd.Index(distinct).astype(str))
+    return np.where(codes >= 0, lookup[np.maximum(codes, 0)], -1).astype(np.int64)
+
+
+def group_keys(df: pd.DataFrame, factors: tuple[str, ...]) -> list[str]:
+    """Each row's label of a grouping term: its factor levels joined by ``":"``."""
+    keys = df[factors[0]].astype(str)
+    for factor in factors[1:]:
+        keys = keys.str.cat(df[factor].astype(str), sep=":")
+    return [str(k) for k in keys]
 
 
 def _product(lists: list[tuple[str, ...]]) -> list[tuple[str, ...]]:

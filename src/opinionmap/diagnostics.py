@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from opinionmap.model import is_auxiliary
+
 __all__ = ["ConvergenceWarning", "Diagnostics", "diagnose"]
 
 RHAT_MAX = 1.01
@@ -102,7 +104,7 @@ class Diagnostics:
 def diagnose(tree: xr.DataTree, *, warn: bool = True) -> Diagnostics:
     """Compute diagnostics of a sampled ``DataTree`` and warn loudly when anything is off."""
     posterior = tree["posterior"].to_dataset()
-    names = [str(v) for v in posterior.data_vars if not str(v).startswith("z_")]
+    names = [str(v) for v in posterior.data_vars if not is_auxiliary(str(v))]
     rhat = az.rhat(posterior, var_names=names)
     ess_bulk = az.ess(posterior, var_names=names, method="bulk")
     ess_tail = az.ess(posterior, var_names=names, method="tail")

@@ -37,7 +37,7 @@ from opinionmap.design import (
 )
 from opinionmap.diagnostics import Diagnostics, diagnose
 from opinionmap.errors import OpinionmapError, format_values
-from opinionmap.model import build_model, model_coords, noncentering_weight
+from opinionmap.model import build_model, is_auxiliary, model_coords, noncentering_weight
 from opinionmap.predict import Draws, linear_predictor, log_probabilities
 from opinionmap.spec import ModelSpec
 
@@ -107,14 +107,15 @@ class FitResult:
         """ArviZ summary of the model parameters, one labelled row per scalar.
 
         Rows are named like ``beta[sex[female],same]`` and ``u_region[KZ-AKM]``;
-        the sampled auxiliaries ``z_*`` are left out.
+        the sampled auxiliaries (``z_*``, the intercept or cutpoints at the numeric
+        predictors' means) are left out.
         """
         import arviz as az
 
         names = (
             list(var_names)
             if var_names
-            else [v for v in self.posterior.data_vars if not str(v).startswith("z_")]
+            else [v for v in self.posterior.data_vars if not is_auxiliary(str(v))]
         )
         return az.summary(self.tree, var_names=names, ci_prob=prob, round_to="none")
 

@@ -21,9 +21,8 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 import xarray as xr
-from scipy import sparse
 
-from opinionmap.design import Design, DesignError, GroupIndex, NewData
+from opinionmap.design import Design, DesignError, GroupIndex, NewData, group_keys, level_codes
 from opinionmap.effects import summarise_draws
 from opinionmap.errors import FrameError, format_values
 from opinionmap.frame import Frame
@@ -295,32 +294,34 @@ class _Job:
         den = np.zeros(n_groups)
         if len(part) == 0:
             return num, den
-        # collapse to distinct (model variables x by) combinations first
+        # collapse to distinct (model variables x by) combinations first (NaN kept, so
+        # that coding reports it), then sort by output group so that each chunk's
+        # weighted sums are contiguous runs (np.add.reduceat, no transposed copies)
         cells = (
-            part.astype({c: str for c in self.keep})
-            .groupby(list(self.keep), sort=False, observed=True)[self.weight]
+            part.groupby(list(self.keep), sort=False, observed=True, dropna=False)[self.weight]
             .sum()
             .reset_index()
         )
         group = _group_codes(cells, self.by, self.by_levels)
+        order = np.argsort(group, kind="stable")
+        cells = cells.iloc[order].reset_index(drop=True)
+        group = group[order]
         w = cells[self.weight].to_numpy(dtype=float)
         chunk_cells = max(1, min(len(cells), self.chunk_values // max(k * 64, 1)))
         chunk_draws = max(1, self.chunk_values // max(chunk_cells * k, 1))
         for start in range(0, len(cells), chunk_cells):
             rows = slice(start, min(start + chunk_cells, len(cells)))
-            block = cells.iloc[rows]
-            coded = _code_with_new(design, block, self.new_labels)
+            coded = _code_with_new(design, cells.iloc[rows], self.new_labels)
             g = group[rows]
             wb = w[rows]
-            onehot = sparse.csr_matrix((wb, (g, np.arange(len(g)))), shape=(n_groups, len(g)))
+            runs = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
             np.add.at(den, g, wb)
             for d0 in range(0, draws.n_samples, chunk_draws):
                 sl = slice(d0, min(d0 + chunk_draws, draws.n_samples))
                 sub = draws.subset(sl)
                 p = probabilities(design, linear_predictor(sub, design, coded), sub)
-                s = p.shape[0]
-                flat = np.moveaxis(p, 1, 0).reshape(len(g), s * k)
-                num[sl] += np.moveaxis(np.asarray(onehot @ flat).reshape(n_groups, s, k), 1, 0)
+                p *= wb[None, :, None]
+                num[sl, g[runs], :] += np.add.reduceat(p, runs, axis=1)
         return num, den
 
 
@@ -361,10 +362,11 @@ def _frame_data(frame: Any, weight: str) -> tuple[Any, bool]:
 
 
 def _unique(data: Any, column: str, is_dask: bool) -> list[str]:
-    values = data[column].astype(str).unique()
+    """Distinct values of a column as text, in order of appearance (NaN as ``"nan"``)."""
+    values = data[column].unique()
     if is_dask:
         values = values.compute()
-    return [str(v) for v in pd.unique(np.asarray(values))]
+    return list(dict.fromkeys(str(v) for v in np.asarray(values, dtype=object)))
 
 
 def _by_levels(data: Any, by: tuple[str, ...], design: Design, is_dask: bool) -> list[list[str]]:
@@ -394,14 +396,10 @@ def _new_labels(
         if len(g.factors) == 1:
             present = _unique(data, g.factors[0], is_dask)
         else:
-            keys = (
-                data[list(g.factors)]
-                .astype(str)
-                .apply(
-                    lambda r: ":".join(r), axis=1, **({"meta": (None, "object")} if is_dask else {})
-                )
-            )
-            present = [str(v) for v in (keys.unique().compute() if is_dask else keys.unique())]
+            combos = data[list(g.factors)].drop_duplicates()
+            if is_dask:
+                combos = combos.compute()
+            present = list(dict.fromkeys(group_keys(combos, g.factors)))
         unknown = [v for v in present if v not in set(g.levels)]
         if unknown:
             if new_levels == "error":
@@ -443,9 +441,9 @@ def _code_with_new(
     for g in coded.groups:
         index = g.index.copy()
         if g.name in new_labels and (index < 0).any():
-            keys = block[list(g.factors)].astype(str).agg(":".join, axis=1).to_numpy()
+            keys = group_keys(block.loc[index < 0], g.factors)
             lookup = {lab: len(g.levels) + i for i, lab in enumerate(new_labels[g.name])}
-            index[index < 0] = [lookup[key] for key in keys[index < 0]]
+            index[index < 0] = [lookup[key] for key in keys]
         groups.append(GroupIndex(g.name, g.factors, g.levels, index))
     return NewData(coded.X, tuple(groups))
 
@@ -457,7 +455,7 @@ def _group_codes(
         return np.zeros(len(cells), dtype=np.int64)
     code = np.zeros(len(cells), dtype=np.int64)
     for column, levels in zip(by, by_levels, strict=True):
-        c = pd.Categorical(cells[column].astype(str), categories=levels).codes.astype(np.int64)
+        c = level_codes(cells[column], tuple(levels))
         code = code * len(levels) + c
     return code
 

@@ -140,10 +140,18 @@ def probabilities(design: Design, eta: np.ndarray, draws: Draws) -> np.ndarray:
         p = expit(eta)
         return np.stack([1.0 - p, p], axis=2)
     assert draws.cutpoints is not None
-    cdf = expit(draws.cutpoints[:, None, :] - eta[:, :, None])
-    ones = np.ones((*cdf.shape[:2], 1))
-    zeros = np.zeros((*cdf.shape[:2], 1))
-    return np.diff(np.concatenate([zeros, cdf, ones], axis=2), axis=2)
+    # P(y <= k) = expit(c_k - eta) = 1 / (1 + exp(eta - c_k)), in place: this is the
+    # inner loop of poststratification (draws x frame cells x cutpoints values)
+    cdf = eta[:, :, None] - draws.cutpoints[:, None, :]
+    with np.errstate(over="ignore"):
+        np.exp(cdf, out=cdf)
+    cdf += 1.0
+    np.reciprocal(cdf, out=cdf)
+    p = np.empty((*cdf.shape[:2], cdf.shape[2] + 1))
+    p[..., 0] = cdf[..., 0]
+    np.subtract(cdf[..., 1:], cdf[..., :-1], out=p[..., 1:-1])
+    np.subtract(1.0, cdf[..., -1], out=p[..., -1])
+    return p
 
 
 def iter_probabilities(
