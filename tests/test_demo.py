@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pandas as pd
@@ -73,6 +75,33 @@ def test_demo_writes_a_report_with_every_question_region_and_map(demo: tuple[Pat
     national = pd.read_csv(out / "presence_russia_national.csv")
     assert national.set_index("category").loc["more", "published"] == pytest.approx(0.26)
     assert "How the frame was built" in html
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    shutil.which("chromium") is None,
+    reason="needs Debian's chromium (apt-get install chromium); "
+    "scripts/check_report_render.sh is the same check by hand",
+)
+def test_report_renders_with_its_images_in_headless_chromium(
+    demo: tuple[Path, str], tmp_path: Path
+) -> None:
+    from matplotlib.image import imread
+
+    out, _ = demo
+    shot = tmp_path / "report.png"
+    script = Path(__file__).resolve().parents[1] / "scripts" / "check_report_render.sh"
+    subprocess.run(
+        ["bash", str(script), str(out / "report.html"), str(shot)], check=True, timeout=180
+    )
+    rgb = imread(shot)[..., :3]
+    assert rgb.shape[0] >= 2000 and rgb.shape[1] >= 1000
+    # the maps and charts drew: a page of text alone (or broken images) has almost no
+    # saturated pixels and few distinct colours
+    saturated = (rgb.max(axis=-1) - rgb.min(axis=-1)) > 0.3
+    assert saturated.mean() > 0.02
+    colours = {tuple(c) for c in (rgb[::7, ::7] * 255).astype(int).reshape(-1, 3)}
+    assert len(colours) > 500
 
 
 @pytest.mark.slow

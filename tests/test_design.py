@@ -158,6 +158,24 @@ def test_evaluate_unknown_group_level_error_or_sample() -> None:
     np.testing.assert_array_equal(new.groups[0].index, [0, -1, 1])
 
 
+def test_interaction_and_numeric_levels_code_like_their_labels() -> None:
+    df = _df().assign(k=[1, 2] * 6)  # a grouping factor stored as numbers
+    design = build_design(_spec("y ~ 1 + (1 | g:sex) + (1 | k)"), df)
+    g_sex, k = design.groups
+    assert g_sex.levels == ("p:f", "p:m", "q:f", "q:m", "r:f", "r:m")
+    assert k.levels == ("1", "2")
+    rows = pd.DataFrame(
+        {
+            "g": pd.Categorical(["r", "p", "q"], categories=["r", "q", "p"]),  # other order
+            "sex": ["m", "f", "m"],
+            "k": [2, 1, 2],
+        }
+    )
+    new = design.evaluate(rows)
+    np.testing.assert_array_equal(new.groups[0].index, [5, 0, 3])
+    np.testing.assert_array_equal(new.groups[1].index, [1, 0, 1])
+
+
 def test_evaluate_missing_column() -> None:
     design = build_design(_spec("y ~ 1 + sex + (1 | g)"), _df())
     with pytest.raises(DesignError, match=r"column\(s\) 'g' used by the model are missing"):

@@ -184,6 +184,11 @@ def test_codebook_level_without_respondents_is_not_new() -> None:
             DesignError,
             r"predictor 'sex' has level\(s\) 'F'",
         ),
+        (
+            lambda f: f.assign(age=f["age"].where(f.index != 3)),
+            FrameError,
+            r"column 'age' is empty in rows 3",
+        ),
     ],
 )
 def test_bad_frames_are_named(change, error, pattern) -> None:  # type: ignore[no-untyped-def]
