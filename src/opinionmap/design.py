@@ -221,7 +221,7 @@ def build_design(
         )
     text = outcome.astype(str)
     keep = ~text.isin(spec.missing).to_numpy()
-    unknown = sorted(set(text[keep]) - set(spec.levels))
+    unknown = sorted(_present(text[keep]) - set(spec.levels))
     if unknown:
         raise DesignError(
             f"{where}: outcome {spec.outcome!r} has values {format_values(unknown)} that are "
@@ -254,9 +254,8 @@ def build_design(
     # cells: unique rows of (X, group indices)
     keys = cell_keys(coded.X, coded.groups)
     if aggregate:
-        unique, inverse = np.unique(keys, axis=0, return_inverse=True)
-        inverse = inverse.reshape(-1)
-        first = np.zeros(len(unique), dtype=np.int64)
+        n_unique, inverse = _unique_rows(keys)
+        first = np.zeros(n_unique, dtype=np.int64)
         first[inverse[::-1]] = np.arange(len(inverse))[::-1]
     else:
         inverse = np.arange(len(df))
@@ -297,6 +296,30 @@ def build_design(
         data_hash=data_hash(spec, keys, y),
         covariates=covariates,
     )
+
+
+def _unique_rows(keys: np.ndarray) -> tuple[int, np.ndarray]:
+    """Number of distinct rows and each row's index among them, rows in sorted order.
+
+    The same as ``np.unique(keys, axis=0, return_inverse=True)``, which sorts the
+    rows as tuples (9 s for a million respondents); here each column is ranked
+    through a hash table and the ranks are combined into one integer per row, whose
+    one-dimensional sort is fast and keeps the same (lexicographic) order.
+    """
+    keys = keys + 0.0  # -0.0 and 0.0 are one value
+    combined = np.zeros(keys.shape[0], dtype=np.int64)
+    span = 1
+    for j in range(keys.shape[1]):
+        codes, distinct = pd.factorize(keys[:, j])
+        span *= max(len(distinct), 1)
+        if span >= 2**62:  # too many combinations for one integer: sort the rows
+            unique, inverse = np.unique(keys, axis=0, return_inverse=True)
+            return len(unique), inverse.reshape(-1)
+        rank = np.empty(len(distinct), dtype=np.int64)
+        rank[np.argsort(distinct, kind="stable")] = np.arange(len(distinct))
+        combined = combined * len(distinct) + rank[codes]
+    unique, inverse = np.unique(combined, return_inverse=True)
+    return len(unique), inverse.reshape(-1)
 
 
 def cell_keys(X: np.ndarray, groups: tuple[GroupIndex, ...]) -> np.ndarray:
@@ -350,7 +373,7 @@ def _infer_coding(column: pd.Series, name: str, where: str, spec: ModelSpec) -> 
             # a fixed effect of a level no respondent has is not estimable (and an
             # unobserved reference level would make the dummies collinear with the
             # intercept): keep the observed levels, in the declared order
-            present = set(column.astype(str))
+            present = _present(column)
             levels = tuple(lv for lv in levels if lv in present)
     elif pd.api.types.is_numeric_dtype(column.dtype) and not pd.api.types.is_bool_dtype(
         column.dtype
@@ -359,13 +382,18 @@ def _infer_coding(column: pd.Series, name: str, where: str, spec: ModelSpec) -> 
             return VariableCoding(name, "numeric")
         levels = tuple(str(v) for v in sorted(pd.unique(column)))
     else:
-        levels = tuple(sorted(str(v) for v in pd.unique(column)))
+        levels = tuple(sorted(_present(column)))
     return VariableCoding(name, "categorical", levels)
+
+
+def _present(values: pd.Series) -> set[str]:
+    """The distinct values of a column, as text (one pass over the distinct values only)."""
+    return {str(v) for v in pd.unique(values)}
 
 
 def _fixed_levels(coding: VariableCoding, values: pd.Series) -> tuple[str, ...]:
     """Levels of a categorical fixed effect that the data has (unobserved ones dropped)."""
-    present = set(values.astype(str))
+    present = _present(values)
     return tuple(lv for lv in coding.levels if lv in present)
 
 
@@ -419,7 +447,7 @@ def _code(
             continue
         codes = level_codes(values, c.levels)
         if (codes < 0).any():
-            unknown = sorted(set(values[codes < 0].astype(str)))
+            unknown = sorted(_present(values[codes < 0]))
             raise DesignError(
                 f"{where}: predictor {c.name!r} has level(s) {format_values(unknown)} that the "
                 f"model was not fitted with (its levels: {format_values(c.levels)}). Recode them "
