@@ -7,6 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -128,6 +129,25 @@ def test_report_command_on_saved_fits(demo: tuple[Path, str], tmp_path: Path) ->
     assert "<title>My report</title>" in html
     assert 'id="presence_china"' in html and 'id="main_enemy"' in html
     assert 'id="presence_russia"' not in html
+
+
+@pytest.mark.slow
+def test_demo_one_job_at_a_time_gives_the_same_fit(demo: tuple[Path, str], tmp_path: Path) -> None:
+    out, _ = demo
+    folder = tmp_path / "models"
+    om.read_spec(om.datasets.models_dir() / "presence_china.toml").to_toml(
+        folder / "presence_china.toml"
+    )
+    result = runner.invoke(
+        app, ["demo", "--quick", "--jobs", "1", "--models", str(folder), "--out", str(tmp_path)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "[1/1] fitting presence_china" in result.output
+    alone = om.load(tmp_path / "fits" / "presence_china.nc").posterior
+    together = om.load(out / "fits" / "presence_china.nc").posterior
+    # same seed, same draws, whether the models were fitted in parallel processes or not
+    np.testing.assert_array_equal(alone["cutpoints"].values, together["cutpoints"].values)
+    np.testing.assert_array_equal(alone["u_region"].values, together["u_region"].values)
 
 
 def test_report_command_names_a_missing_fit(tmp_path: Path) -> None:
