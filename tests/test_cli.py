@@ -10,6 +10,7 @@ import xarray as xr
 from typer.testing import CliRunner
 
 import opinionmap
+import opinionmap as om
 from opinionmap.cli import app
 
 runner = CliRunner()
@@ -172,11 +173,18 @@ def test_fit_summary_and_ppc_end_to_end(tmp_path: Path) -> None:
             "2",
             "--seed",
             "11",
+            "--target-accept",
+            "0.9",
+            "--adaptation",
+            "low_rank",
             "--no-progress",
         ],
     )
     assert result.exit_code == 0, result.output
     assert "1118 respondents" in result.output
+    saved = om.load(out)
+    assert saved.tree.attrs["opinionmap_adaptation"] == "low_rank"
+    assert saved.tree.attrs["opinionmap_target_accept"] == pytest.approx(0.9)
     assert "seed 11" in result.output
     # with 150 draws the verdict must be reported, converged or not
     assert "converged" in result.output.lower()

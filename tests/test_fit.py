@@ -47,6 +47,8 @@ def _small_data(seed: int = 3, n: int = 400) -> pd.DataFrame:
         ({"chains": 1.5}, "chains must be an integer >= 1"),
         ({"log_likelihood": "area"}, "log_likelihood must be 'auto', 'respondent' or 'cell'"),
         ({"target_accept": 1.0}, "target_accept must lie strictly between 0 and 1"),
+        ({"adaptation": "full"}, "unknown adaptation 'full'"),
+        ({"adaptation": "low_rank", "sampler": "pymc"}, "needs sampler='nutpie'"),
     ],
 )
 def test_bad_arguments(kwargs: dict[str, object], message: str) -> None:

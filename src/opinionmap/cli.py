@@ -176,6 +176,14 @@ def fit_command(
         int | None, typer.Option(help="Random seed (default: drawn and recorded in the file).")
     ] = None,
     sampler: Annotated[str, typer.Option(help="nutpie (default), pymc or numpyro.")] = "nutpie",
+    target_accept: Annotated[
+        float | None,
+        typer.Option(help="NUTS target acceptance (default 0.95); 0.99 against divergences."),
+    ] = None,
+    adaptation: Annotated[
+        str,
+        typer.Option(help="nutpie mass matrix: diag (default) or low_rank (slow mixing)."),
+    ] = "diag",
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Fit a model spec to survey data and save the posterior as netCDF."""
@@ -201,6 +209,8 @@ def fit_command(
             sampler=sampler,
             progress=progress,
             warn=False,
+            target_accept=target_accept,
+            adaptation=adaptation,
         )
         result.save(out)
     except OpinionmapError as exc:

@@ -44,6 +44,7 @@ from opinionmap.spec import ModelSpec
 __all__ = ["SAMPLERS", "FitResult", "ProvenanceError", "fit", "load"]
 
 SAMPLERS = ("nutpie", "pymc", "numpyro")
+ADAPTATIONS = ("diag", "low_rank")
 LogLikelihood = Literal["auto", "respondent", "cell"]
 # store respondent-level log-likelihood up to this many values (draws x respondents)
 RESPONDENT_LOGLIK_MAX = 50_000_000
@@ -141,6 +142,7 @@ def fit(
     warn: bool = True,
     target_accept: float | None = None,
     aggregate: bool = True,
+    adaptation: str = "diag",
 ) -> FitResult:
     """Fit a model to survey data.
 
@@ -174,6 +176,14 @@ def fit(
     aggregate
         ``True`` (default) evaluates the likelihood on covariate cells;
         ``False`` on respondents (the same log-density, more slowly; for checks).
+    adaptation
+        nutpie's mass-matrix adaptation: ``"diag"`` (default) or ``"low_rank"``
+        (a diagonal plus low-rank matrix that also learns correlations between
+        parameters). ``"low_rank"`` helps ordinal and binary models whose group
+        standard deviations mix slowly (the bundled presence-of-Muslim-countries
+        question: R-hat 1.015 with ``"diag"``, 1.006 and no divergences with
+        ``"low_rank"``, 31 s against 45 s), but costs much more per draw for
+        categorical models with many categories. nutpie only.
 
     Examples
     --------
@@ -193,6 +203,14 @@ def fit(
         raise OpinionmapError(
             f"log_likelihood must be 'auto', 'respondent' or 'cell', got {log_likelihood!r}."
         )
+    if adaptation not in ADAPTATIONS:
+        raise OpinionmapError(
+            f"unknown adaptation {adaptation!r}; choose one of {format_values(ADAPTATIONS)}."
+        )
+    if adaptation != "diag" and sampler != "nutpie":
+        raise OpinionmapError(
+            f"adaptation={adaptation!r} needs sampler='nutpie' (got {sampler!r})."
+        )
     if target_accept is None:
         target_accept = TARGET_ACCEPT
     if not isinstance(target_accept, int | float) or not 0.0 < target_accept < 1.0:
@@ -204,7 +222,16 @@ def fit(
     design = build_design(spec, survey, aggregate=aggregate)
     cores = cores or min(chains, os.cpu_count() or 1)
     tree = _sample(
-        design, sampler, draws, tune, chains, cores, random_seed, progress, float(target_accept)
+        design,
+        sampler,
+        draws,
+        tune,
+        chains,
+        cores,
+        random_seed,
+        progress,
+        float(target_accept),
+        adaptation,
     )
     tree = _assemble(tree, design, log_likelihood)
     tree.attrs.update(
@@ -219,6 +246,7 @@ def fit(
             "opinionmap_tune": tune,
             "opinionmap_chains": chains,
             "opinionmap_target_accept": float(target_accept),
+            "opinionmap_adaptation": adaptation,
             "opinionmap_aggregate": int(aggregate),
             **design.to_attrs(),
             "opinionmap_groups": json.dumps(
@@ -281,6 +309,7 @@ def _sample(
     seed: int,
     progress: bool,
     target_accept: float,
+    adaptation: str = "diag",
 ) -> xr.DataTree:
     if sampler == "nutpie":
         import nutpie
@@ -295,6 +324,7 @@ def _sample(
             save_warmup=False,
             progress_bar=progress,
             target_accept=target_accept,
+            **({"adaptation": adaptation} if adaptation != "diag" else {}),
         )
     else:
         import pymc as pm
