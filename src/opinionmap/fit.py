@@ -182,8 +182,10 @@ def fit(
         parameters). ``"low_rank"`` helps ordinal and binary models whose group
         standard deviations mix slowly (the bundled presence-of-Muslim-countries
         question: R-hat 1.015 with ``"diag"``, 1.006 and no divergences with
-        ``"low_rank"``, 31 s against 45 s), but costs much more per draw for
-        categorical models with many categories. nutpie only.
+        ``"low_rank"``, 31 s against 45 s), but did worse on the China and EU
+        questions (R-hat 1.012; 1 divergence) and costs much more per draw for
+        categorical models with many categories: an option to try on a fit that
+        did not converge, not a better default. nutpie only.
 
     Examples
     --------
