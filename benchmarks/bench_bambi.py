@@ -39,9 +39,9 @@ from common import (
     chile,
     fmt,
     markdown_table,
-    prime_cache,
+    phases_text,
     provenance,
-    run_job,
+    run_reported,
     save_results,
     simulate_survey,
 )
@@ -99,21 +99,16 @@ def run_tool(
         tool, path, data.formula, data.levels, draws, draws, args.chains, seed, timeout, cores
     )
     name = f"{tool}_{data.name}"
-    if args.cache == "cold":
-        env = cache_env(work / f"cache_{name}_seed{seed}")
-    else:
-        env = cache_env(work / f"cache_{name}")
-        prime_log = work / f"{name}_prime.log"
-        if not prime_log.exists():
-            primed = prime_cache(job, data.name, env, prime_log)
-            if primed.status != "ok":
-                return primed
-    print(f"  {tool} on {data.name}, seed {seed} ...", flush=True)
-    out = run_job(job, data.name, env, work / f"{name}_seed{seed}.log")
-    print(f"  {tool} on {data.name}: {out.status}, {fmt(out.wall_s)} s {out.note}", flush=True)
-    if out.status == "failed":
-        print((work / f"{name}_seed{seed}.log").read_text()[-3000:])
-    return out
+    cold = args.cache == "cold"
+    env = cache_env(work / (f"cache_{name}_seed{seed}" if cold else f"cache_{name}"))
+    return run_reported(
+        job,
+        data.name,
+        env,
+        work / f"{name}_seed{seed}.log",
+        f"{tool} on {data.name}, seed {seed}",
+        prime=None if cold else work / f"{name}_prime.log",
+    )
 
 
 def results_table(outcomes: Sequence[Outcome]) -> str:
@@ -159,7 +154,7 @@ def phases_table(outcomes: Sequence[Outcome]) -> str:
             o.dataset,
             o.tool,
             fmt(o.seed, "d"),
-            "; ".join(f"{k} {v:.1f}" for k, v in o.report["phases"].items()),
+            phases_text(o),
         ]
         for o in outcomes
         if o.status == "ok"

@@ -28,9 +28,9 @@ from common import (
     cache_env,
     fmt,
     markdown_table,
-    prime_cache,
+    phases_text,
     provenance,
-    run_job,
+    run_reported,
     save_results,
     simulate_survey,
 )
@@ -61,17 +61,14 @@ def run_size(n: int, work: Path, args: argparse.Namespace) -> Outcome:
     path = data.save(work)
     draws = 250 if args.quick else 1000
     job = Job("opinionmap", path, data.formula, data.levels, draws, draws, args.chains, args.seed)
-    env = cache_env(work / f"cache_{n}")
-    if args.cache == "warm":
-        primed = prime_cache(job, data.name, env, work / f"{data.name}_prime.log")
-        if primed.status != "ok":
-            return primed
-    print(f"  opinionmap on {n:,} respondents ...", flush=True)
-    out = run_job(job, data.name, env, work / f"{data.name}.log")
-    print(f"  {n:,}: {out.status}, {fmt(out.wall_s)} s {out.note}", flush=True)
-    if out.status == "failed":
-        print((work / f"{data.name}.log").read_text()[-3000:])
-    return out
+    return run_reported(
+        job,
+        data.name,
+        cache_env(work / f"cache_{n}"),
+        work / f"{data.name}.log",
+        f"opinionmap on {n:,} respondents",
+        prime=work / f"{data.name}_prime.log" if args.cache == "warm" else None,
+    )
 
 
 def results_table(outcomes: Sequence[Outcome]) -> str:
@@ -105,7 +102,7 @@ def phases_table(outcomes: Sequence[Outcome]) -> str:
     rows = [
         [
             fmt(o.report["n_respondents"], ","),
-            "; ".join(f"{k} {v:.1f}" for k, v in o.report["phases"].items()),
+            phases_text(o),
         ]
         for o in outcomes
         if o.status == "ok"

@@ -277,7 +277,31 @@ def prime_cache(job: Job, dataset: str, env: dict[str, str], log: Path) -> Outco
     return out
 
 
+def run_reported(
+    job: Job, dataset: str, env: dict[str, str], log: Path, label: str, *, prime: Path | None
+) -> Outcome:
+    """Prime the caches first (when ``prime`` names a log), then run, printing progress.
+
+    A failed run prints the tail of its log.
+    """
+    if prime is not None and not prime.exists():
+        primed = prime_cache(job, dataset, env, prime)
+        if primed.status != "ok":
+            return primed
+    print(f"  {label} ...", flush=True)
+    out = run_job(job, dataset, env, log)
+    print(f"  {label}: {out.status}, {fmt(out.wall_s)} s {out.note}", flush=True)
+    if out.status == "failed":
+        print(log.read_text()[-3000:])
+    return out
+
+
 # -- reporting ------------------------------------------------------------------------
+
+
+def phases_text(outcome: Outcome) -> str:
+    """Seconds by phase, e.g. ``"import 2.7; compile 11.7; sample 2.7"``."""
+    return "; ".join(f"{k} {v:.1f}" for k, v in outcome.report["phases"].items())
 
 
 def fmt(value: Any, spec: str = ".1f") -> str:
