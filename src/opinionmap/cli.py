@@ -254,9 +254,10 @@ def _fit_one(
     return result.diagnostics.verdict(), result.diagnostics.converged
 
 
-def _echo_verdict_text(outcome: str, verdict: str, converged: bool) -> None:
+def _echo_verdict_text(prefix: str, verdict: str, converged: bool) -> None:
+    """Print a convergence verdict: green when converged, bold red otherwise."""
     typer.secho(
-        f"{outcome}: {verdict}",
+        f"{prefix}{verdict}",
         fg=typer.colors.GREEN if converged else typer.colors.RED,
         bold=not converged,
     )
@@ -264,10 +265,7 @@ def _echo_verdict_text(outcome: str, verdict: str, converged: bool) -> None:
 
 def _echo_verdict(diagnostics: object) -> None:
     converged = getattr(diagnostics, "converged", False)
-    verdict = diagnostics.verdict()  # type: ignore[attr-defined]
-    typer.secho(
-        verdict, fg=typer.colors.GREEN if converged else typer.colors.RED, bold=not converged
-    )
+    _echo_verdict_text("", diagnostics.verdict(), converged)  # type: ignore[attr-defined]
 
 
 @app.command("summary")
@@ -506,7 +504,7 @@ def demo_command(
         if jobs == 1:
             for spec_path, outcome in zip(specs, outcomes, strict=True):
                 _echo_verdict_text(
-                    outcome, *_fit_one(spec_path, paths[outcome], *settings, not quick)
+                    f"{outcome}: ", *_fit_one(spec_path, paths[outcome], *settings, not quick)
                 )
         else:
             # spawn, not fork: the parent may hold threads (numba, nutpie)
@@ -517,7 +515,7 @@ def demo_command(
                     for spec_path, o in zip(specs, outcomes, strict=True)
                 }
                 for future in as_completed(futures):
-                    _echo_verdict_text(futures[future], *future.result())
+                    _echo_verdict_text(f"{futures[future]}: ", *future.result())
         results = [load(paths[o], data=survey) for o in outcomes]
         path = _write_report(
             results,

@@ -188,13 +188,9 @@ def attach_covariates(
     keys = df[by].astype(str)
     lookup = table.astype({b: str for b in by}).set_index(by)[columns]
     joined = keys.join(lookup, on=by)
-    if len(by) == 1:
-        unknown = ~keys[by[0]].isin(lookup.index)
-    else:
-        known = set(lookup.index)
-        unknown = pd.Series(
-            [tuple(row) not in known for row in keys.itertuples(index=False)], index=df.index
-        )
+    # the table has a value for every area it lists (read_covariates checks), so an
+    # empty joined value means an area the table does not list
+    unknown = joined[columns].isna().any(axis=1)
     if unknown.any():
         missing = sorted({":".join(row) for row in keys[unknown].itertuples(index=False)})
         raise CovariateError(
@@ -231,10 +227,9 @@ def table_to_json(table: pd.DataFrame, by: Sequence[str]) -> str:
     )
 
 
-def table_from_json(text: str) -> tuple[pd.DataFrame, tuple[str, ...]]:
-    """Inverse of :func:`table_to_json`."""
-    raw = json.loads(text)
-    return pd.DataFrame(raw["columns"]), tuple(raw["by"])
+def table_from_json(text: str) -> pd.DataFrame:
+    """The table stored by :func:`table_to_json`."""
+    return pd.DataFrame(json.loads(text)["columns"])
 
 
 def _json_default(value: Any) -> Any:

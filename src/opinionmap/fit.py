@@ -326,7 +326,7 @@ def _sample(
             save_warmup=False,
             progress_bar=progress,
             target_accept=target_accept,
-            **({"adaptation": adaptation} if adaptation != "diag" else {}),
+            adaptation=adaptation,
         )
     else:
         import pymc as pm
@@ -548,7 +548,7 @@ def _design_from_tree(tree: xr.DataTree, spec: ModelSpec) -> Design:
         respondent_id=observed["respondent"].values.astype(str),
         data_hash=data_hash(spec, cell_keys(X, groups)[respondent_cell], y),
         covariates=(
-            table_from_json(attrs["opinionmap_covariates"])[0]
+            table_from_json(attrs["opinionmap_covariates"])
             if "opinionmap_covariates" in attrs
             else None
         ),

@@ -140,11 +140,9 @@ def _level_predictors(design: Design, group: GroupIndex, seen: np.ndarray) -> np
         np.maximum.at(high, group.index, x)
         np.minimum.at(low, group.index, x)
         if np.all(high[seen] - low[seen] <= 1e-12):
-            values = high[seen]
-            if np.ptp(values) > 0:
-                columns.append(values)
+            columns.append(high[seen])
     Z = np.column_stack(columns)
-    # drop columns that add nothing (collinear with the ones before)
+    # drop columns that add nothing (constant, or collinear with the ones before)
     keep: list[int] = []
     for j in range(Z.shape[1]):
         if np.linalg.matrix_rank(Z[:, [*keep, j]]) == len(keep) + 1:
