@@ -59,6 +59,7 @@ def test_demo_writes_a_report_with_every_question_region_and_map(demo: tuple[Pat
     assert f"report written to {report.resolve()}" in output
     for question in QUESTIONS:
         assert f"fitting {question}" in output
+        assert f"report: {question} section written" in output
         assert (out / "fits" / f"{question}.nc").is_file()
         assert (out / f"{question}_map.png").stat().st_size > 20_000
         assert (out / f"{question}_by_region.csv").is_file()
@@ -148,6 +149,10 @@ def test_demo_one_job_at_a_time_gives_the_same_fit(demo: tuple[Path, str], tmp_p
     # same seed, same draws, whether the models were fitted in parallel processes or not
     np.testing.assert_array_equal(alone["cutpoints"].values, together["cutpoints"].values)
     np.testing.assert_array_equal(alone["u_region"].values, together["u_region"].values)
+    # and the same report section, written in the demo's process or in a worker
+    for table in ("presence_china_by_region.csv", "presence_china_national.csv"):
+        pd.testing.assert_frame_equal(pd.read_csv(tmp_path / table), pd.read_csv(out / table))
+    assert "presence_china" in (tmp_path / "report.html").read_text(encoding="utf-8")
 
 
 def test_report_command_names_a_missing_fit(tmp_path: Path) -> None:

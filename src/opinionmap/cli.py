@@ -10,13 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import pandas as pd
 import typer
 
 from opinionmap import __version__
 from opinionmap.errors import OpinionmapError
+
+if TYPE_CHECKING:
+    from opinionmap.report import Section
 
 app = typer.Typer(
     name="opinionmap",
@@ -223,7 +226,7 @@ def fit_command(
     _echo_verdict(result.diagnostics)
 
 
-def _fit_one(
+def _demo_question(
     spec_path: Path,
     out: Path,
     draws: int,
@@ -232,16 +235,24 @@ def _fit_one(
     seed: int,
     cores: int,
     progress: bool,
-) -> tuple[str, bool]:
-    """Fit one spec on the bundled survey and save it (run in a worker by ``demo``)."""
+) -> tuple[str, str, bool, Section]:
+    """Fit one bundled spec, save it and write its report section (a ``demo`` worker).
+
+    Returns the outcome, the verdict, whether the fit converged and the report
+    section, so that the parent process only puts the sections together: it
+    neither reloads the fits nor redoes their diagnostics.
+    """
     from opinionmap import datasets
     from opinionmap.fit import fit
+    from opinionmap.frame import read_frame
+    from opinionmap.report import report_section
     from opinionmap.spec import read_spec
     from opinionmap.survey import read_survey
 
+    survey = read_survey(datasets.kazakhstan_survey_path())
     result = fit(
         read_spec(spec_path),
-        read_survey(datasets.kazakhstan_survey_path()),
+        survey,
         draws=draws,
         tune=tune,
         chains=chains,
@@ -250,8 +261,18 @@ def _fit_one(
         progress=progress,
         warn=False,
     )
-    result.save(out)
-    return result.diagnostics.verdict(), result.diagnostics.converged
+    q = result.spec.outcome
+    result.save(out / "fits" / f"{q}.nc")
+    section = report_section(
+        result,
+        read_frame(datasets.kazakhstan_frame_path()),
+        out,
+        survey=survey,
+        published=datasets.kazakhstan_published(),
+        area_names=datasets.kazakhstan_region_names(),
+        label=_question_labels([result], survey).get(q),
+    )
+    return q, result.diagnostics.verdict(), result.diagnostics.converged, section
 
 
 def _echo_verdict_text(prefix: str, verdict: str, converged: bool) -> None:
@@ -389,6 +410,17 @@ FRAME_NOTE = (
 )
 
 
+def _question_labels(results: Sequence[object], survey: object) -> dict[str, str]:
+    """Display names of the results' questions from the survey's codebook, where it has them."""
+    labels = {}
+    codebook = getattr(survey, "codebook", None)
+    for r in results:
+        q = r.spec.outcome  # type: ignore[attr-defined]
+        if codebook is not None and q in codebook.names and codebook[q].label:
+            labels[q] = codebook[q].label
+    return labels
+
+
 def _write_report(
     results: Sequence[object],
     frame: object,
@@ -396,27 +428,17 @@ def _write_report(
     *,
     survey: object = None,
     published: pd.DataFrame | None = None,
-    names: dict[str, str] | None = None,
-    note: str | None = None,
     title: str = "opinionmap report",
 ) -> Path:
     from opinionmap.report import build_report
 
-    labels = {}
-    codebook = getattr(survey, "codebook", None)
-    for r in results:
-        q = r.spec.outcome  # type: ignore[attr-defined]
-        if codebook is not None and q in codebook.names and codebook[q].label:
-            labels[q] = codebook[q].label
     return build_report(
         results,
         frame,
         out,
         survey=survey,
         published=published,
-        area_names=names,
-        labels=labels,
-        frame_note=note,
+        labels=_question_labels(results, survey),
         title=title,
         progress=typer.echo,
     )
@@ -465,7 +487,8 @@ def demo_command(
         int | None,
         typer.Option(
             min=1,
-            help="Models fitted at once, each in its own process (default: the number of "
+            help="Questions fitted (and their report sections drawn) at once, each in its own "
+            "process (default: the number of "
             "CPU cores, at most 4). Compiling a model is single-threaded, so two at once "
             "on two cores nearly halve a quick run.",
         ),
@@ -477,10 +500,9 @@ def demo_command(
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     from opinionmap import datasets
-    from opinionmap.fit import load
     from opinionmap.frame import read_frame
+    from opinionmap.report import write_report
     from opinionmap.spec import read_spec
-    from opinionmap.survey import read_survey
 
     draws, tune, chains = (150, 200, 2) if quick else (1000, 1000, 4)
     cpus = os.cpu_count() or 1
@@ -490,41 +512,40 @@ def demo_command(
         specs = sorted(folder.glob("*.toml"))
         if not specs:
             raise OpinionmapError(f"{folder}: no model specs (*.toml).")
-        survey = read_survey(datasets.kazakhstan_survey_path())
         frame = read_frame(datasets.kazakhstan_frame_path())
-        outcomes = []
-        for i, spec_path in enumerate(specs, start=1):
-            spec = read_spec(spec_path)
-            outcomes.append(spec.outcome)
+        parsed = [read_spec(spec_path) for spec_path in specs]
+        outcomes = [spec.outcome for spec in parsed]
+        for i, spec in enumerate(parsed, start=1):
             typer.echo(
                 f"[{i}/{len(specs)}] fitting {spec.outcome} ({spec.family}, {chains} x {draws})"
             )
         settings = (draws, tune, chains, seed, max(1, cpus // jobs))
-        paths = {o: out / "fits" / f"{o}.nc" for o in outcomes}
+        sections = {}
+
+        def done(outcome: str, verdict: str, converged: bool, section: Section) -> None:
+            _echo_verdict_text(f"{outcome}: ", verdict, converged)
+            typer.echo(f"report: {outcome} section written")
+            sections[outcome] = section
+
         if jobs == 1:
-            for spec_path, outcome in zip(specs, outcomes, strict=True):
-                _echo_verdict_text(
-                    f"{outcome}: ", *_fit_one(spec_path, paths[outcome], *settings, not quick)
-                )
+            for spec_path in specs:
+                done(*_demo_question(spec_path, out, *settings, not quick))
         else:
             # spawn, not fork: the parent may hold threads (numba, nutpie)
             context = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-                futures = {
-                    pool.submit(_fit_one, spec_path, paths[o], *settings, False): o
-                    for spec_path, o in zip(specs, outcomes, strict=True)
-                }
+                futures = [
+                    pool.submit(_demo_question, spec_path, out, *settings, False)
+                    for spec_path in specs
+                ]
                 for future in as_completed(futures):
-                    _echo_verdict_text(f"{futures[future]}: ", *future.result())
-        results = [load(paths[o], data=survey) for o in outcomes]
-        path = _write_report(
-            results,
+                    done(*future.result())
+        typer.echo("report: putting the sections together")
+        path = write_report(
+            [sections[o] for o in outcomes],
             frame,
             out,
-            survey=survey,
-            published=datasets.kazakhstan_published(),
-            names=datasets.kazakhstan_region_names(),
-            note=FRAME_NOTE,
+            frame_note=FRAME_NOTE,
             title="What Kazakhstan's regions want from the world (synthetic demo data)",
         )
     except OpinionmapError as exc:

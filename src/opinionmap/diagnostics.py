@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from itertools import product
 
 import arviz as az
 import numpy as np
@@ -135,12 +136,11 @@ def diagnose(tree: xr.DataTree, *, warn: bool = True) -> Diagnostics:
 
 
 def _flatten(da: xr.DataArray, name: str) -> dict[str, float]:
+    """``{"name[label,label]": value}`` for every element of ``da``, in C order."""
     if da.ndim == 0:
         return {name: float(da)}
-    stacked = da.stack(_flat=da.dims)
-    out = {}
-    for i in range(stacked.sizes["_flat"]):
-        item = stacked.isel(_flat=i)
-        label = ",".join(str(item[d].item()) for d in da.dims)
-        out[f"{name}[{label}]"] = float(item)
-    return out
+    labels = product(*(da[d].values.tolist() for d in da.dims))
+    return {
+        f"{name}[{','.join(map(str, label))}]": float(value)
+        for label, value in zip(labels, da.values.ravel(), strict=True)
+    }

@@ -26,7 +26,10 @@ from opinionmap.maps import plot_choropleth, plot_mrp_vs_direct
 from opinionmap.poststratify import poststratify
 from opinionmap.ppc import plot_ppc, ppc
 
-__all__ = ["QuestionReport", "build_report"]
+__all__ = ["Section", "build_report", "report_section", "write_report"]
+
+# the frame columns each question is broken down by, where the frame has them
+GROUPS = ("ethnicity", "age", "settlement")
 
 CSS = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; color: #222;
@@ -44,14 +47,12 @@ img { max-width: 100%; }
 
 
 @dataclass(frozen=True)
-class QuestionReport:
-    """What the report wrote for one question."""
+class Section:
+    """One question's part of the report: its HTML and its row of the overview table."""
 
     question: str
-    by_area: pd.DataFrame
-    national: pd.DataFrame
-    converged: bool
-    files: tuple[Path, ...]
+    html: str
+    summary: dict[str, Any]
 
 
 def _img(path: Path, alt: str) -> str:
@@ -90,7 +91,7 @@ def build_report(
     survey: Any = None,
     published: pd.DataFrame | None = None,
     area: str = "region",
-    groups: Sequence[str] = ("ethnicity", "age", "settlement"),
+    groups: Sequence[str] = GROUPS,
     area_names: Mapping[str, str] | None = None,
     labels: Mapping[str, str] | None = None,
     frame_note: str | None = None,
@@ -99,6 +100,8 @@ def build_report(
     progress: Callable[[str], None] | None = None,
 ) -> Path:
     """Write ``report.html`` with CSV tables and PNG figures into ``out_dir``.
+
+    The same as :func:`report_section` for each result, then :func:`write_report`.
 
     Parameters
     ----------
@@ -124,33 +127,51 @@ def build_report(
     pathlib.Path
         The report's path.
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     say = progress or (lambda _msg: None)
-    sections: list[str] = []
-    overview: list[dict[str, Any]] = []
+    sections = []
     for result in results:
         question = result.spec.outcome
         say(f"report: {question}")
-        section, summary = _question_section(
-            result,
-            frame,
-            out,
-            survey=survey,
-            published=published,
-            area=area,
-            groups=groups,
-            area_names=area_names,
-            label=(labels or {}).get(question, question),
-            prob=prob,
+        sections.append(
+            report_section(
+                result,
+                frame,
+                out_dir,
+                survey=survey,
+                published=published,
+                area=area,
+                groups=groups,
+                area_names=area_names,
+                label=(labels or {}).get(question),
+                prob=prob,
+            )
         )
-        sections.append(section)
-        overview.append(summary)
-    head = pd.DataFrame(overview)
+    return write_report(
+        sections, frame, out_dir, area=area, frame_note=frame_note, title=title, prob=prob
+    )
+
+
+def write_report(
+    sections: Sequence[Section],
+    frame: Any,
+    out_dir: str | os.PathLike[str],
+    *,
+    area: str = "region",
+    frame_note: str | None = None,
+    title: str = "opinionmap report",
+    prob: float = 0.9,
+) -> Path:
+    """Write ``report.html`` (and ``overview.csv``) from sections made by :func:`report_section`.
+
+    The sections' figures and tables are already in ``out_dir``; sections made in
+    other processes (one per question, in parallel) come together here.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    head = pd.DataFrame([section.summary for section in sections])
     _write_csv(head, out / "overview.csv")
     nav = " ".join(
-        f'<a href="#{html.escape(r.spec.outcome)}">{html.escape(r.spec.outcome)}</a>'
-        for r in results
+        f'<a href="#{html.escape(s.question)}">{html.escape(s.question)}</a>' for s in sections
     )
     body = [
         f"<h1>{html.escape(title)}</h1>",
@@ -159,7 +180,7 @@ def build_report(
         "<p>For each question, the most common answer nationally (MRP, with its "
         f"{prob:.0%} interval) and the regions where it is most and least common.</p>",
         head.to_html(index=False, escape=True, border=0),
-        *sections,
+        *(section.html for section in sections),
         "<h2>How the frame was built</h2>",
         f"<p>{frame_note or 'Frame supplied by the user.'}</p>",
         _frame_table(frame, area),
@@ -191,19 +212,27 @@ def _frame_table(frame: Any, area: str) -> str:
     )
 
 
-def _question_section(
+def report_section(
     result: Any,
     frame: Any,
-    out: Path,
+    out_dir: str | os.PathLike[str],
     *,
-    survey: Any,
-    published: pd.DataFrame | None,
-    area: str,
-    groups: Sequence[str],
-    area_names: Mapping[str, str] | None,
-    label: str,
-    prob: float,
-) -> tuple[str, dict[str, Any]]:
+    survey: Any = None,
+    published: pd.DataFrame | None = None,
+    area: str = "region",
+    groups: Sequence[str] = GROUPS,
+    area_names: Mapping[str, str] | None = None,
+    label: str | None = None,
+    prob: float = 0.9,
+) -> Section:
+    """One question's section: writes its CSV tables and PNG figures into ``out_dir``.
+
+    Arguments as in :func:`build_report`; ``label`` is the question's display name
+    (default: the outcome column).
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    label = label or result.spec.outcome
     q = result.spec.outcome
     files: list[Path] = []
     est = poststratify(result, frame, by=[area])
@@ -324,4 +353,4 @@ def _question_section(
         f"{prob:.0%} intervals.</p>"
     )
     parts.append(_img(files[-1], f"posterior predictive check for {q}"))
-    return "\n".join(parts), summary
+    return Section(q, "\n".join(parts), summary)
