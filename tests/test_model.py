@@ -23,10 +23,12 @@ import opinionmap as om
 from opinionmap import datasets
 from opinionmap.design import Design, build_design
 from opinionmap.model import (
+    PILOT_FRACTION,
     build_model,
     cutpoint_labels,
     noncentering_weight,
     parameterization,
+    pilot_fraction,
     pilot_group_sd,
 )
 from opinionmap.predict import Draws, linear_predictor, log_probabilities, probabilities
@@ -211,6 +213,28 @@ def test_parameterization_follows_priors_and_data() -> None:
     distinct = build_design(_spec("bernoulli", "y ~ 1 + (1 | g)"), df)
     assert 0.5 < pilot_group_sd(distinct, distinct.groups[0])[0] < 1.5
     assert noncentering_weight(distinct, distinct.groups[0])[0] < 0.3
+
+
+def test_terms_with_few_levels_lean_non_centred() -> None:
+    # the weight aims at the lower 5% point of the sd's sampling distribution, which
+    # for 3 levels is a quarter of the estimate: there, partly centred forms became
+    # funnels (20 of 25 divergences of the bundled model_country question)
+    assert pilot_fraction(3) == pytest.approx(np.sqrt(stats.chi2.ppf(0.05, 2) / 2))
+    assert pilot_fraction(3) == pytest.approx(0.226, abs=1e-3)
+    assert pilot_fraction(2) < pilot_fraction(3) < pilot_fraction(4) < PILOT_FRACTION
+    assert pilot_fraction(13) == pilot_fraction(51) == PILOT_FRACTION
+    rng = np.random.default_rng(5)
+    df = pd.DataFrame({"g": rng.choice(["a", "b", "c"], 3000)})
+    shift = df["g"].map({"a": -0.4, "b": 0.0, "c": 0.4})
+    df["y"] = np.where(rng.random(len(df)) < 1 / (1 + np.exp(-shift)), "yes", "no")
+    design = build_design(_spec("bernoulli", "y ~ 1 + (1 | g)"), df)
+    group = design.groups[0]
+    s = pilot_group_sd(design, group)[0]
+    information = 1000 * 0.25  # respondents per level x p(1 - p), p about 0.5
+    as_before = 1 / (1 + (PILOT_FRACTION * s) ** 2 * information)
+    weight = noncentering_weight(design, group)[0]
+    assert weight == pytest.approx(1 / (1 + (pilot_fraction(3) * s) ** 2 * information), abs=0.02)
+    assert weight > as_before + 0.2
 
 
 def test_cells_and_respondents_have_the_same_log_density(compiled: Compiled) -> None:
