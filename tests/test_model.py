@@ -30,6 +30,7 @@ from opinionmap.model import (
     parameterization,
     pilot_fraction,
     pilot_group_sd,
+    sd_pairs,
 )
 from opinionmap.predict import Draws, linear_predictor, log_probabilities, probabilities
 from opinionmap.spec import ModelSpec, Priors
@@ -151,6 +152,11 @@ def test_ordinal_kazakhstan_dims_and_labels(kazakhstan: om.Survey) -> None:
     assert len(model.coords["region:ethnicity"]) == 51
     assert "sigma_region" not in dims  # one scale, no dims
     assert {"u_age", "z_age", "sigma_age"} <= set(model.named_vars)
+    # most regions' respondents are mostly of one ethnicity: region's SD is sampled with
+    # the interaction's, in polar coordinates
+    free = {rv.name for rv in model.free_RVs}
+    assert {"sd_radius_region:ethnicity", "sd_angle_region:ethnicity"} <= free
+    assert "sigma_region" not in free and "sigma_age" in free
 
 
 def test_categorical_kazakhstan_dims(kazakhstan: om.Survey) -> None:
@@ -235,6 +241,43 @@ def test_terms_with_few_levels_lean_non_centred() -> None:
     weight = noncentering_weight(design, group)[0]
     assert weight == pytest.approx(1 / (1 + (pilot_fraction(3) * s) ** 2 * information), abs=0.02)
     assert weight > as_before + 0.2
+
+
+def test_paired_sds_keep_the_independent_half_normal_prior() -> None:
+    spec = ModelSpec(
+        formula="y ~ 1 + (1 | h) + (1 | g) + (1 | g:h)",
+        family="categorical",
+        levels=FAMILIES["categorical"],
+        priors=Priors(group_sd=0.7),
+    )
+    design = build_design(spec, _data("categorical"))
+    assert sd_pairs(design) == {"g": "g:h"}  # 8 levels of g, 3 of h: g's more concentrated
+    model = build_model(design)
+    main, interaction, alone = pm.draw(
+        [model["sigma_g"], model["sigma_g:h"], model["sigma_h"]], draws=20_000, random_seed=3
+    )
+    for sd in (main, interaction, alone):
+        for k in range(sd.shape[1]):  # per category
+            assert stats.kstest(sd[:, k], stats.halfnorm(scale=0.7).cdf).pvalue > 0.01
+    for k in range(main.shape[1]):
+        assert abs(np.corrcoef(main[:, k], interaction[:, k])[0, 1]) < 0.03
+
+
+def test_each_term_is_paired_at_most_once() -> None:
+    df = _data("bernoulli", n=2000).assign(k=lambda d: np.where(d["g"] < "g4", "p", "q"))
+    spec = ModelSpec(
+        formula="y ~ 1 + (1 | g) + (1 | h) + (1 | g:h) + (1 | g:k) + (1 | h:k)",
+        family="bernoulli",
+        levels=FAMILIES["bernoulli"],
+    )
+    design = build_design(spec, df)
+    # g:h takes g (within a level of g the most common h holds about 40% of its
+    # respondents, within a level of h the most common g about 15%); g:k finds g taken
+    # and k without a term of its own; h:k takes h
+    assert sd_pairs(design) == {"g": "g:h", "h": "h:k"}
+    free = {rv.name for rv in build_model(design).free_RVs}
+    assert {"sigma_g:k", "sd_radius_g:h", "sd_radius_h:k"} <= free
+    assert not {"sigma_g", "sigma_h", "sigma_g:h", "sigma_h:k"} & free
 
 
 def test_cells_and_respondents_have_the_same_log_density(compiled: Compiled) -> None:

@@ -39,6 +39,24 @@ weight at the lower tail of ``sigma``'s posterior, where centred forms develop
 funnels. ``[priors.parameterization]`` forces ``"centered"`` (``w = 0``) or
 ``"noncentered"`` (``w = 1``). ``z_<term>`` is the sampled auxiliary.
 
+Paired standard deviations
+--------------------------
+A two-factor interaction ``(1 | a:b)`` and one of its factors' own term ``(1 | a)``
+can explain the same variation: where each region's respondents are mostly of one
+ethnicity, a region's effect and its majority's region x ethnicity effect move the
+same respondents, so the data pin down roughly ``sigma_a**2 + sigma_a:b**2`` and
+the two SDs trade off along an arc that NUTS with a diagonal mass matrix crosses
+slowly. Such a pair is sampled in polar coordinates, ``sigma_a = r cos(theta)``,
+``sigma_a:b = r sin(theta)``, with ``r ~ Rayleigh(group_sd)`` (``sd_radius_<a:b>``)
+and ``theta ~ Uniform(0, pi/2)`` (``sd_angle_<a:b>``): exactly the prior of two
+independent ``HalfNormal(group_sd)`` (tested), with the arc along one coordinate.
+The main term paired with an interaction is the one whose levels the other factor
+varies least within (:func:`sd_pairs`: the largest respondent share of the other
+factor's most common level within each level); each term is paired at most once.
+On the bundled categorical questions (4 chains x 1,000 draws, seeds 2020, 1, 2) the
+worst R-hat went from 1.018, 1.026, 1.013 to 1.009, 1.007, 1.010 (main friend) and
+from 1.019, 1.012, 1.013 to 1.015, 1.010, 1.011 (model country).
+
 Numeric predictors
 ------------------
 Columns that involve a numeric variable (an area-level covariate such as a
@@ -71,11 +89,15 @@ __all__ = [
     "parameterization",
     "pilot_fraction",
     "pilot_group_sd",
+    "sd_pairs",
 ]
 
 PILOT_FRACTION = 0.5
 # suffix of the intercept / cutpoints sampled at the numeric predictors' means
 CENTRED = "_at_means"
+# prefixes of the polar coordinates of a paired main term's and interaction's SDs
+RADIUS = "sd_radius_"
+ANGLE = "sd_angle_"
 
 
 def cutpoint_labels(levels: tuple[str, ...]) -> list[str]:
@@ -302,8 +324,9 @@ def build_model(design: Design) -> pm.Model:
                 pm.Deterministic("Intercept", at_mean - shift, dims=dims)
                 intercept = at_mean
             eta = eta + (intercept[None, :] if cat_dims else intercept)
+        sigmas = _group_sds(design, priors.group_sd, cat_dims)
         for g in design.groups:
-            eta = eta + _group_effect(design, g, priors.group_sd, cat_dims)
+            eta = eta + _group_effect(design, g, sigmas[g.name], cat_dims)
 
         counts = pt.as_tensor_variable(design.counts.astype(float))
         if family == "categorical":
@@ -347,16 +370,81 @@ def numeric_means(design: Design) -> np.ndarray | None:
 
 
 def is_auxiliary(name: str) -> bool:
-    """Sampled helper variables left out of summaries: ``z_*`` and the centred level."""
-    return name.startswith("z_") or name.endswith(CENTRED)
+    """Sampled helper variables left out of summaries.
+
+    ``z_*``, the centred level, and the polar coordinates of paired SDs.
+    """
+    return name.startswith(("z_", RADIUS, ANGLE)) or name.endswith(CENTRED)
+
+
+def sd_pairs(design: Design) -> dict[str, str]:
+    """Main terms whose SD is sampled jointly with an interaction's: ``{main: interaction}``.
+
+    For each two-factor interaction (in formula order) whose factors have terms of
+    their own not yet paired, the factor whose levels hold the largest share of
+    respondents in the other factor's most common level (on the Kazakhstan survey:
+    region, as most regions' respondents are mostly of one ethnicity; see the module
+    docstring, "Paired standard deviations").
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from opinionmap.spec import ModelSpec
+    >>> from opinionmap.design import build_design
+    >>> # every level of g is mostly one level of h, not the other way round
+    >>> df = pd.DataFrame({"y": list("ababab"), "g": list("uuvvww"), "h": list("xxxxyy")})
+    >>> spec = ModelSpec(
+    ...     formula="y ~ 1 + (1 | h) + (1 | g) + (1 | h:g)", family="bernoulli", levels=("a", "b")
+    ... )
+    >>> sd_pairs(build_design(spec, df))
+    {'g': 'h:g'}
+    """
+    mains = {g.name for g in design.groups if len(g.factors) == 1}
+    pairs: dict[str, str] = {}
+    for group in design.groups:
+        if len(group.factors) != 2:
+            continue
+        free = [axis for axis, f in enumerate(group.factors) if f in mains and f not in pairs]
+        if not free:
+            continue
+        sizes = tuple(len(design.coding(f).levels) for f in group.factors)
+        table = design.respondents_per_level(group).reshape(sizes)
+        total = max(float(table.sum()), 1.0)
+        # within each level of the factor on `axis`, the respondents of the other factor's
+        # most common level there, as a share of all respondents
+        axis = max(free, key=lambda a: float(table.max(axis=1 - a).sum()) / total)
+        pairs[group.factors[axis]] = group.name
+    return pairs
+
+
+def _group_sds(
+    design: Design, sd_scale: float, cat_dims: tuple[str, ...]
+) -> dict[str, pt.TensorVariable]:
+    """``sigma_<term>`` for every grouping term, paired terms in polar coordinates."""
+    dims = cat_dims or None
+    sigmas: dict[str, pt.TensorVariable] = {}
+    for main, interaction in sd_pairs(design).items():
+        # |(x, y)| of two independent N(0, s^2) is Rayleigh(s), i.e. Weibull(2, sqrt(2) s),
+        # and its angle is uniform and independent of it
+        radius = pm.Weibull(
+            f"{RADIUS}{interaction}", alpha=2.0, beta=np.sqrt(2.0) * sd_scale, dims=dims
+        )
+        angle = pm.Uniform(f"{ANGLE}{interaction}", 0.0, np.pi / 2.0, dims=dims)
+        sigmas[main] = pm.Deterministic(f"sigma_{main}", radius * pt.cos(angle), dims=dims)
+        sigmas[interaction] = pm.Deterministic(
+            f"sigma_{interaction}", radius * pt.sin(angle), dims=dims
+        )
+    for g in design.groups:
+        if g.name not in sigmas:
+            sigmas[g.name] = pm.HalfNormal(f"sigma_{g.name}", sd_scale, dims=dims)
+    return sigmas
 
 
 def _group_effect(
-    design: Design, group: GroupIndex, sd_scale: float, cat_dims: tuple[str, ...]
+    design: Design, group: GroupIndex, sigma: pt.TensorVariable, cat_dims: tuple[str, ...]
 ) -> pt.TensorVariable:
-    """Add ``sigma_<term>``, ``z_<term>`` and ``u_<term>``; return the cells' effects."""
+    """Add ``z_<term>`` and ``u_<term>`` for a term with SD ``sigma``; return the cells' effects."""
     w = noncentering_weight(design, group)
-    sigma = pm.HalfNormal(f"sigma_{group.name}", sd_scale, dims=cat_dims or None)
     index = pt.as_tensor_variable(group.index)
     if cat_dims:
         # ZeroSumNormal constrains its last axis, so z is (category, level)

@@ -109,10 +109,13 @@ class Priors:
       with ``autoscale = false`` the scale is ``sigma`` as given.
     - ``cutpoints``: Normal(0, 2.5) on each ordered cutpoint (ordinal).
     - ``group_sd``: HalfNormal(1) for the standard deviation of each varying
-      intercept (per non-reference category for categorical models).
-    - ``parameterization``: per grouping factor, ``"auto"`` (centred when the
-      factor's levels hold on average at least 100 respondents, non-centred
-      otherwise), ``"centered"`` or ``"noncentered"``.
+      intercept (per non-reference category for categorical models); a main term
+      and an interaction whose SDs trade off are sampled in polar coordinates with
+      the same prior (:func:`opinionmap.model.sd_pairs`).
+    - ``parameterization``: per grouping factor, ``"auto"`` (partially non-centred,
+      by how much the data pin each level down against a rough estimate of the
+      term's SD: :func:`opinionmap.model.noncentering_weight`), ``"centered"`` or
+      ``"noncentered"``.
     """
 
     intercept: float = 2.5
