@@ -158,19 +158,22 @@ def test_summary_of_a_file_that_is_not_a_fit(tmp_path: Path) -> None:
 def test_fit_summary_and_ppc_end_to_end(tmp_path: Path) -> None:
     repo = Path(__file__).resolve().parents[1]
     out = tmp_path / "fit.nc"
+    # the bundled spec, with its data paths made absolute and how long to sample in its
+    # [sampling] table instead of on the command line
+    text = (repo / "models" / "presence_russia.toml").read_text(encoding="utf-8")
+    spec = tmp_path / "presence_russia.toml"
+    spec.write_text(
+        text.replace('"../data/', f'"{(repo / "data").as_posix()}/')
+        + "\n[sampling]\ndraws = 150\ntune = 200\nchains = 2\n",
+        encoding="utf-8",
+    )
     result = runner.invoke(
         app,
         [
             "fit",
-            str(repo / "models" / "presence_russia.toml"),
+            str(spec),
             "--out",
             str(out),
-            "--draws",
-            "150",
-            "--tune",
-            "200",
-            "--chains",
-            "2",
             "--seed",
             "11",
             "--target-accept",
@@ -186,6 +189,9 @@ def test_fit_summary_and_ppc_end_to_end(tmp_path: Path) -> None:
     assert saved.tree.attrs["opinionmap_adaptation"] == "low_rank"
     assert saved.tree.attrs["opinionmap_target_accept"] == pytest.approx(0.9)
     assert "seed 11" in result.output
+    assert "2 chains x 150 draws" in result.output
+    assert dict(saved.posterior.sizes)["draw"] == 150
+    assert saved.tree.attrs["opinionmap_tune"] == 200
     # with 150 draws the verdict must be reported, converged or not
     assert "converged" in result.output.lower()
 

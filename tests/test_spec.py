@@ -7,7 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from opinionmap.spec import FixedTerm, GroupTerm, ModelSpec, Priors, SpecError, read_spec
+from opinionmap.spec import (
+    FixedTerm,
+    GroupTerm,
+    ModelSpec,
+    Priors,
+    Sampling,
+    SpecError,
+    read_spec,
+)
 
 RUSSIA = (
     "presence_russia ~ 1 + sex + settlement + (1 | age) + (1 | region) + (1 | region:ethnicity)"
@@ -110,6 +118,19 @@ def test_json_round_trip_and_hash() -> None:
     assert _spec(missing=()).hash() != _spec().hash()
 
 
+def test_sampling_table_sets_a_models_defaults(tmp_path: Path) -> None:
+    spec = read_spec(_toml(tmp_path, GOOD_TOML + "[sampling]\ndraws = 2000\nchains = 2\n"))
+    assert spec.sampling == Sampling(draws=2000, chains=2)
+    # a value given to fit or on the command line wins, then the spec's, then 1000/1000/4
+    assert spec.sampling.resolve() == (2000, 1000, 2)
+    assert spec.sampling.resolve(draws=150, tune=200) == (150, 200, 2)
+    assert read_spec(spec.to_toml(tmp_path / "again.toml")) == spec
+    assert ModelSpec.from_json(spec.to_json()) == spec
+    # how long to sample is not part of the model: a fit's spec check ignores it
+    assert spec.hash() == read_spec(_toml(tmp_path, GOOD_TOML)).hash()
+    assert "sampling" not in read_spec(_toml(tmp_path, GOOD_TOML)).to_dict()
+
+
 def test_spec_is_immutable() -> None:
     spec = _spec()
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -155,6 +176,21 @@ def test_spec_is_immutable() -> None:
         ),
         ('formula = "y ~ x"\nfamily = "bernoulli"\n', r"\[outcome\] levels is required"),
         ('formula = "y ~ x"\nfamily = "bernoulli\n', r"not valid TOML"),
+        (
+            'formula = "y ~ x"\nfamily = "bernoulli"\n[outcome]\nlevels = ["a", "b"]\n'
+            "[sampling]\nsamples = 2000\n",
+            r"unknown key\(s\) 'samples' in \[sampling\]; allowed: 'draws', 'tune', 'chains'",
+        ),
+        (
+            'formula = "y ~ x"\nfamily = "bernoulli"\n[outcome]\nlevels = ["a", "b"]\n'
+            "[sampling]\ndraws = 0\n",
+            r"\[sampling\] draws must be an integer >= 1, got 0",
+        ),
+        (
+            'formula = "y ~ x"\nfamily = "bernoulli"\nsampling = 2000\n'
+            '[outcome]\nlevels = ["a", "b"]\n',
+            r"\[sampling\] must be a table",
+        ),
     ],
     ids=[
         "top-level",
@@ -166,6 +202,9 @@ def test_spec_is_immutable() -> None:
         "no-formula",
         "no-levels",
         "bad-toml",
+        "sampling-key",
+        "sampling-draws",
+        "sampling-not-table",
     ],
 )
 def test_bad_spec_files(tmp_path: Path, text: str, message: str) -> None:

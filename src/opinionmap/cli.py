@@ -172,9 +172,19 @@ def fit_command(
     data: Annotated[
         Path | None, typer.Option(help="Survey file (default: the spec's 'data').")
     ] = None,
-    draws: Annotated[int, typer.Option(min=1, help="Draws kept per chain.")] = 1000,
-    tune: Annotated[int, typer.Option(min=0, help="Tuning steps per chain.")] = 1000,
-    chains: Annotated[int, typer.Option(min=1, help="Chains.")] = 4,
+    draws: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Draws kept per chain (default: the spec's [sampling], else 1000)."
+        ),
+    ] = None,
+    tune: Annotated[
+        int | None,
+        typer.Option(min=0, help="Tuning steps per chain (default: [sampling], else 1000)."),
+    ] = None,
+    chains: Annotated[
+        int | None, typer.Option(min=1, help="Chains (default: [sampling], else 4).")
+    ] = None,
     seed: Annotated[
         int | None, typer.Option(help="Random seed (default: drawn and recorded in the file).")
     ] = None,
@@ -218,10 +228,11 @@ def fit_command(
         result.save(out)
     except OpinionmapError as exc:
         raise _fail(exc) from exc
-    design = result.design
+    design, attrs = result.design, result.tree.attrs
     typer.echo(
         f"wrote {out}: {design.n_respondents} respondents in {design.n_cells} cells, "
-        f"{chains} chains x {draws} draws, seed {result.tree.attrs['opinionmap_random_seed']}"
+        f"{attrs['opinionmap_chains']} chains x {attrs['opinionmap_draws']} draws, "
+        f"seed {attrs['opinionmap_random_seed']}"
     )
     _echo_verdict(result.diagnostics)
 
@@ -229,9 +240,9 @@ def fit_command(
 def _demo_question(
     spec_path: Path,
     out: Path,
-    draws: int,
-    tune: int,
-    chains: int,
+    draws: int | None,
+    tune: int | None,
+    chains: int | None,
     seed: int,
     cores: int,
     progress: bool,
@@ -504,7 +515,8 @@ def demo_command(
     from opinionmap.report import write_report
     from opinionmap.spec import read_spec
 
-    draws, tune, chains = (150, 200, 2) if quick else (1000, 1000, 4)
+    # publication quality: each spec's [sampling] defaults, else 4 chains x 1,000 draws
+    draws, tune, chains = (150, 200, 2) if quick else (None, None, None)
     cpus = os.cpu_count() or 1
     jobs = jobs or min(cpus, 4)
     try:
@@ -516,8 +528,9 @@ def demo_command(
         parsed = [read_spec(spec_path) for spec_path in specs]
         outcomes = [spec.outcome for spec in parsed]
         for i, spec in enumerate(parsed, start=1):
+            n_draws, _, n_chains = spec.sampling.resolve(draws, tune, chains)
             typer.echo(
-                f"[{i}/{len(specs)}] fitting {spec.outcome} ({spec.family}, {chains} x {draws})"
+                f"[{i}/{len(specs)}] fitting {spec.outcome} ({spec.family}, {n_chains} x {n_draws})"
             )
         settings = (draws, tune, chains, seed, max(1, cpus // jobs))
         sections = {}

@@ -131,9 +131,9 @@ def fit(
     spec: ModelSpec,
     survey: Any,
     *,
-    draws: int = 1000,
-    tune: int = 1000,
-    chains: int = 4,
+    draws: int | None = None,
+    tune: int | None = None,
+    chains: int | None = None,
     cores: int | None = None,
     random_seed: int | None = None,
     sampler: str = "nutpie",
@@ -153,7 +153,9 @@ def fit(
     survey
         A :class:`~opinionmap.Survey` or a DataFrame with the formula's columns.
     draws, tune, chains
-        NUTS draws kept per chain, tuning steps per chain, and chains.
+        NUTS draws kept per chain, tuning steps per chain, and chains; ``None``
+        takes the spec's ``[sampling]`` table, else 1,000, 1,000 and 4
+        (:class:`~opinionmap.spec.Sampling`).
     cores
         Chains run in parallel (default: ``min(chains, os.cpu_count())``).
     random_seed
@@ -198,6 +200,7 @@ def fit(
         raise OpinionmapError(
             f"unknown sampler {sampler!r}; choose one of {format_values(SAMPLERS)}."
         )
+    draws, tune, chains = spec.sampling.resolve(draws, tune, chains)
     for name, value, low in (("draws", draws, 1), ("tune", tune, 0), ("chains", chains, 1)):
         if not isinstance(value, int) or value < low:
             raise OpinionmapError(f"{name} must be an integer >= {low}, got {value!r}.")

@@ -16,6 +16,8 @@ nothing is evaluated)::
     [covariates]                 # optional: area-level predictors, one row per area
     data = "../data/kazakhstan/region_covariates_2020.csv"
     by = "region"
+    [sampling]                   # optional: the model's default draws, tune, chains
+    draws = 2000
 
 Supported terms: an intercept (``1``, dropped with ``0`` or ``-1``), fixed
 effects of categorical or numeric columns, and varying intercepts of a grouping
@@ -41,11 +43,13 @@ from opinionmap.covariates import AreaCovariates, CovariateError
 from opinionmap.errors import OpinionmapError, format_values
 
 __all__ = [
+    "DEFAULT_SAMPLING",
     "FAMILIES",
     "FixedTerm",
     "GroupTerm",
     "ModelSpec",
     "Priors",
+    "Sampling",
     "SpecError",
     "read_spec",
 ]
@@ -63,9 +67,13 @@ _SPEC_KEYS = {
     "covariates",
     "name",
     "description",
+    "sampling",
 }
 _OUTCOME_KEYS = {"levels", "missing"}
 _PRIOR_KEYS = {"intercept", "fixed", "cutpoints", "group_sd", "parameterization"}
+# opinionmap's sampler settings where neither the call nor the spec's [sampling] sets them
+DEFAULT_SAMPLING = {"draws": 1000, "tune": 1000, "chains": 4}
+_SAMPLING_MIN = {"draws": 1, "tune": 0, "chains": 1}
 
 
 class SpecError(OpinionmapError):
@@ -223,6 +231,67 @@ class Priors:
 
 
 @dataclass(frozen=True)
+class Sampling:
+    """A model's default sampler settings: the spec's optional ``[sampling]`` table.
+
+    For a model that needs longer chains to converge (the bundled main-friend
+    question: 10 answers, several given by a few dozen respondents). ``None``
+    leaves a setting to :data:`DEFAULT_SAMPLING` (4 chains x 1,000 draws after
+    1,000 tuning steps); a value given to ``fit`` or on the command line wins over
+    both.
+
+    Examples
+    --------
+    >>> Sampling(draws=2000).resolve()
+    (2000, 1000, 4)
+    >>> Sampling(draws=2000).resolve(draws=150, chains=2)
+    (150, 1000, 2)
+    """
+
+    draws: int | None = None
+    tune: int | None = None
+    chains: int | None = None
+
+    def __post_init__(self) -> None:
+        for key, low in _SAMPLING_MIN.items():
+            value = getattr(self, key)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < low
+            ):
+                raise SpecError(f"[sampling] {key} must be an integer >= {low}, got {value!r}.")
+
+    def resolve(
+        self, draws: int | None = None, tune: int | None = None, chains: int | None = None
+    ) -> tuple[int, int, int]:
+        """``(draws, tune, chains)``: the arguments given, else the spec's, else the defaults."""
+        given = {"draws": draws, "tune": tune, "chains": chains}
+        return tuple(  # type: ignore[return-value]
+            next(v for v in (given[k], getattr(self, k), DEFAULT_SAMPLING[k]) if v is not None)
+            for k in DEFAULT_SAMPLING
+        )
+
+    def to_dict(self) -> dict[str, int]:
+        """TOML-ready dict of the settings that are set."""
+        return {k: getattr(self, k) for k in DEFAULT_SAMPLING if getattr(self, k) is not None}
+
+    @classmethod
+    def from_dict(cls, raw: Any, where: str) -> Sampling:
+        """Parse the ``[sampling]`` table, rejecting unknown keys and bad values."""
+        if not isinstance(raw, Mapping):
+            raise SpecError(f"{where}: [sampling] must be a table like {{ draws = 2000 }}.")
+        unknown = sorted(set(raw) - set(DEFAULT_SAMPLING))
+        if unknown:
+            raise SpecError(
+                f"{where}: unknown key(s) {format_values(unknown)} in [sampling]; allowed: "
+                f"{format_values(list(DEFAULT_SAMPLING))}."
+            )
+        try:
+            return cls(**raw)
+        except SpecError as exc:
+            raise SpecError(f"{where}: {exc}") from None
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """An immutable model specification.
 
@@ -248,6 +317,8 @@ class ModelSpec:
     covariates
         Optional area-level predictors joined onto the survey and the frame by
         area; see :mod:`opinionmap.covariates` (the ``[covariates]`` table).
+    sampling
+        The model's default draws, tune and chains; see :class:`Sampling`.
 
     Examples
     --------
@@ -269,6 +340,7 @@ class ModelSpec:
     name: str | None = None
     source: Path | None = field(default=None, compare=False)
     covariates: AreaCovariates | None = None
+    sampling: Sampling = field(default_factory=Sampling)
 
     def __post_init__(self) -> None:
         where = str(self.source) if self.source else "<spec>"
@@ -361,6 +433,8 @@ class ModelSpec:
         out["priors"] = self.priors.to_dict()
         if self.covariates is not None:
             out["covariates"] = self.covariates.to_dict()
+        if self.sampling.to_dict():
+            out["sampling"] = self.sampling.to_dict()
         return out
 
     def to_json(self) -> str:
@@ -370,10 +444,12 @@ class ModelSpec:
     def hash(self) -> str:
         """SHA-256 of the canonical JSON, without the data and covariate-table paths.
 
-        (What those files hold enters a fit's data hash instead.)
+        (What those files hold enters a fit's data hash instead.) Nor the
+        ``[sampling]`` defaults: they do not change the model.
         """
         d = self.to_dict()
         d.pop("data", None)
+        d.pop("sampling", None)
         if "covariates" in d:
             d["covariates"].pop("data")
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
@@ -446,6 +522,7 @@ class ModelSpec:
             name=raw.get("name"),
             source=source,
             covariates=covariates,
+            sampling=Sampling.from_dict(raw.get("sampling", {}), where),
         )
 
     @classmethod
