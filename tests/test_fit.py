@@ -27,6 +27,7 @@ from opinionmap.spec import ModelSpec, Priors
 
 SPEC = ModelSpec(formula="y ~ 1 + x + (1 | g)", family="bernoulli", levels=("no", "yes"))
 SMALL = {"draws": 300, "tune": 300, "chains": 2, "progress": False, "warn": False}
+LONGER = {"draws": 1000, "tune": 1000, "chains": 2, "progress": False, "warn": False}
 
 
 def _small_data(seed: int = 3, n: int = 400) -> pd.DataFrame:
@@ -173,6 +174,30 @@ def test_edited_file_is_detected(saved: Path, tmp_path: Path) -> None:
     tree.to_netcdf(edited, engine="h5netcdf")
     with pytest.raises(ProvenanceError, match="do not match its recorded data hash"):
         load(edited)
+
+
+@pytest.fixture(scope="module")
+def reference(data: pd.DataFrame) -> FitResult:
+    """A longer nutpie fit, to compare the other samplers with."""
+    return fit(SPEC, data, random_seed=7, **LONGER)  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sampler", ["pymc", "numpyro"])
+def test_other_samplers_agree_with_nutpie(
+    sampler: str, reference: FitResult, data: pd.DataFrame
+) -> None:
+    other = fit(SPEC, data, random_seed=7, sampler=sampler, **LONGER)  # type: ignore[arg-type]
+    assert other.tree.attrs["opinionmap_sampler"] == sampler
+    assert other.diagnostics.divergences == 0
+    for name in ("Intercept", "beta", "sigma_g", "u_g"):
+        mine, theirs = reference.posterior[name], other.posterior[name]
+        sd = mine.std(("chain", "draw"))
+        gap = abs(mine.mean(("chain", "draw")) - theirs.mean(("chain", "draw")))
+        assert (gap < 0.25 * sd).all(), (name, gap.values, sd.values)
+        assert (abs(theirs.std(("chain", "draw")) / sd - 1) < 0.25).all(), name
+    again = fit(SPEC, data, random_seed=7, sampler=sampler, **LONGER)  # type: ignore[arg-type]
+    assert np.array_equal(again.posterior["beta"].values, other.posterior["beta"].values)
 
 
 @pytest.mark.slow

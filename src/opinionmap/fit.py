@@ -162,7 +162,8 @@ def fit(
         Seed; the same seed and data give identical draws. ``None`` draws one
         and records it in the result's attributes.
     sampler
-        ``"nutpie"`` (default), ``"pymc"`` or ``"numpyro"`` (needs numpyro).
+        ``"nutpie"`` (default), ``"pymc"`` (PyMC's own NUTS) or ``"numpyro"``
+        (NUTS in JAX; needs the ``numpyro`` extra: ``pip install 'opinionmap[numpyro]'``).
     progress
         Show a progress bar while sampling.
     log_likelihood
@@ -341,7 +342,8 @@ def _sample(
                 import numpyro  # type: ignore[import-not-found]  # noqa: F401
             except ImportError as exc:
                 raise OpinionmapError(
-                    "sampler 'numpyro' needs numpyro and jax: pip install numpyro"
+                    "sampler 'numpyro' needs numpyro and jax: pip install 'opinionmap[numpyro]' "
+                    "(or pip install numpyro)"
                 ) from exc
         with model:
             tree = pm.sample(
