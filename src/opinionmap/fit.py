@@ -339,7 +339,7 @@ def _sample(
 
         if sampler == "numpyro":
             try:
-                import numpyro  # type: ignore[import-not-found]  # noqa: F401
+                import numpyro  # noqa: F401
             except ImportError as exc:
                 raise OpinionmapError(
                     "sampler 'numpyro' needs numpyro and jax: pip install 'opinionmap[numpyro]' "
