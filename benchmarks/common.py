@@ -50,6 +50,10 @@ SIM_FACTORS: dict[str, tuple[str, ...]] = {
     "area": tuple(f"area{i:02d}" for i in range(1, 51)),
 }
 SIM_TRUTH_SEED = 20261101
+# the scaling benchmark's survey: sex x age band x area, 2 x 5 x 50 = 500 cells, all of
+# them occupied whatever the sample size (see simulate_cell_survey)
+CELL_FACTORS = ("sex", "age_band", "area")
+CELL_FORMULA = "vote ~ 1 + sex + age_band + (1 | area)"
 
 
 @dataclass(frozen=True)
@@ -148,9 +152,42 @@ def simulate_survey(n: int, seed: int) -> Dataset:
     truth = simulation_truth()
     rng = np.random.default_rng(seed)
     codes = {f: rng.choice(len(lv), size=n, p=truth.shares[f]) for f, lv in SIM_FACTORS.items()}
+    return Dataset(f"sim_{n}", SIM_FORMULA, SIM_LEVELS, _with_votes(codes, truth, rng))
+
+
+def simulate_cell_survey(n: int, seed: int) -> Dataset:
+    """``n`` respondents over the 500 cells of sex x age band x area, every cell occupied.
+
+    The first 500 respondents are one per cell; the other ``n - 500`` are drawn
+    from the population shares, as in :func:`simulate_survey`; votes from the
+    same truth restricted to these factors (intercept, sex, age band and area
+    effects). So 1,000 and 1,000,000 respondents have the same 500 cells, and a fit's
+    cost can differ only through the counts in them: what aggregating to cells
+    promises. (Selection on covariates leaves the model correctly specified.)
+    """
+    if n < 500:
+        raise ValueError(f"simulate_cell_survey needs n >= 500 (one per cell), got {n}")
+    truth = simulation_truth()
+    rng = np.random.default_rng(seed)
+    grid = np.meshgrid(*(np.arange(len(SIM_FACTORS[f])) for f in CELL_FACTORS), indexing="ij")
+    codes = {
+        f: np.concatenate(
+            [g.ravel(), rng.choice(len(SIM_FACTORS[f]), size=n - g.size, p=truth.shares[f])]
+        )
+        for f, g in zip(CELL_FACTORS, grid, strict=True)
+    }
+    return Dataset(f"cells_{n}", CELL_FORMULA, SIM_LEVELS, _with_votes(codes, truth, rng))
+
+
+def _with_votes(
+    codes: dict[str, np.ndarray], truth: Truth, rng: np.random.Generator
+) -> pd.DataFrame:
+    """Respondents' factor levels and votes drawn from the truth's effects of those factors."""
+    n = len(next(iter(codes.values())))
     eta = np.broadcast_to(truth.intercept, (n, len(SIM_LEVELS) - 1)).copy()
     for name, table in (*truth.fixed.items(), *truth.group.items()):
-        eta += table[codes[name]]
+        if name in codes:
+            eta += table[codes[name]]
     logits = np.column_stack([np.zeros(n), eta])
     prob = np.exp(logits - logits.max(axis=1, keepdims=True))
     cum = np.cumsum(prob / prob.sum(axis=1, keepdims=True), axis=1)
@@ -158,8 +195,7 @@ def simulate_survey(n: int, seed: int) -> Dataset:
     columns = {"vote": pd.Categorical.from_codes(vote, categories=list(SIM_LEVELS), ordered=True)}
     for name, code in codes.items():
         columns[name] = pd.Categorical.from_codes(code, categories=list(SIM_FACTORS[name]))
-    frame = pd.DataFrame(columns)
-    return Dataset(f"sim_{n}", SIM_FORMULA, SIM_LEVELS, frame)
+    return pd.DataFrame(columns)
 
 
 # -- timed subprocesses -----------------------------------------------------------------

@@ -310,6 +310,28 @@ def test_numpy_probabilities_match_the_pytensor_likelihood(compiled: Compiled) -
         assert (design.counts * logp[0]).sum() == pytest.approx(float(loglik), rel=1e-10)
 
 
+@pytest.mark.parametrize("k", [2, 3, 10])
+def test_categorical_probabilities_equal_scipy_softmax_even_in_the_tails(k: int) -> None:
+    from scipy.special import log_softmax, softmax
+
+    design = build_design(
+        ModelSpec(formula="y ~ 1", family="categorical", levels=tuple(f"c{i}" for i in range(k))),
+        pd.DataFrame({"y": [f"c{i}" for i in range(k)]}),
+    )
+    rng = np.random.default_rng(8)
+    eta = rng.normal(scale=4.0, size=(6, 40, k - 1))
+    eta[0, 0] = 800.0  # exp overflows without the shift by the row maximum
+    eta[0, 1] = -800.0
+    full = np.concatenate([np.zeros((6, 40, 1)), eta], axis=2)
+    np.testing.assert_allclose(
+        probabilities(design, eta, None), softmax(full, axis=2), rtol=1e-13, atol=1e-300
+    )
+    logp = log_probabilities(design, eta, None)
+    np.testing.assert_allclose(logp, log_softmax(full, axis=2), rtol=1e-13, atol=1e-12)
+    assert np.isfinite(logp).all()
+    assert logp[0, 1, 0] == pytest.approx(0.0) and logp[0, 1, 1] == pytest.approx(-800.0)
+
+
 def test_probabilities_of_new_data_with_new_levels_sum_to_one(compiled: Compiled) -> None:
     design = compiled.design
     draws = compiled.draws_at(compiled.random_point(np.random.default_rng(6)))

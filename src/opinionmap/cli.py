@@ -286,6 +286,25 @@ def _demo_question(
     return q, result.diagnostics.verdict(), result.diagnostics.converged, section
 
 
+def _demo_worker_init() -> None:
+    """Let a ``demo`` worker process end without tearing its interpreter down.
+
+    The worker's results have gone back to the parent by then; the teardown (freeing
+    the compiled models and their LLVM code) took 2-4 s, during which the parent
+    waited for the pool to close.
+    """
+    import atexit
+    import os
+    import sys
+
+    def leave() -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+    atexit.register(leave)
+
+
 def _echo_verdict_text(prefix: str, verdict: str, converged: bool) -> None:
     """Print a convergence verdict: green when converged, bold red otherwise."""
     typer.secho(
@@ -546,7 +565,9 @@ def demo_command(
         else:
             # spawn, not fork: the parent may hold threads (numba, nutpie)
             context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+            with ProcessPoolExecutor(
+                max_workers=jobs, mp_context=context, initializer=_demo_worker_init
+            ) as pool:
                 futures = [
                     pool.submit(_demo_question, spec_path, out, *settings, False)
                     for spec_path in specs

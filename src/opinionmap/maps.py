@@ -97,7 +97,7 @@ def _savefig(fig: Any, path: str | os.PathLike[str] | None) -> None:
     if fmt not in ("png", "svg"):
         raise OpinionmapError(f"{target}: write figures as .png or .svg.")
     with atomic_path(target) as tmp:
-        fig.savefig(tmp, format=fmt, dpi=120, bbox_inches="tight")
+        fig.savefig(tmp, format=fmt, dpi=120)
 
 
 def plot_choropleth(
@@ -151,9 +151,6 @@ def plot_choropleth(
     cats = list(categories) if categories is not None else list(dict.fromkeys(table["category"]))
     has_width = {"lower", "upper"} <= set(table.columns)
     rows = 2 if has_width else 1
-    fig, axes = plt.subplots(
-        rows, len(cats), figsize=(5.4 * len(cats) + 0.8, 2.9 * rows + 0.5), squeeze=False
-    )
     sub = table[table["category"].isin(cats)]
     vmax = float(np.nanmax(sub[value])) if len(sub) else 1.0
     vmin = float(np.nanmin(sub[value])) if len(sub) else 0.0
@@ -162,6 +159,29 @@ def plot_choropleth(
     xs = np.concatenate([r[:, 0] for a in areas for r in a.rings])
     ys = np.concatenate([r[:, 1] for a in areas for r in a.rings])
     median_size = float(np.median([a.size for a in areas]))
+    # a fixed layout in inches (no tight bounding box, which draws the figure twice)
+    panel_w = 5.2
+    panel_h = panel_w * 1.5 * float(np.ptp(ys)) / max(float(np.ptp(xs)), 1e-12)
+    top = (0.55 if title else 0.05) + 0.3
+    fig_w = 0.1 + len(cats) * (panel_w + 0.1) + 0.95
+    fig_h = top + rows * panel_h + (rows - 1) * 0.15 + 0.1
+    fig = plt.figure(figsize=(fig_w, fig_h))
+    axes = np.array(
+        [
+            [
+                fig.add_axes(
+                    (
+                        (0.1 + j * (panel_w + 0.1)) / fig_w,
+                        1 - (top + (row + 1) * panel_h + row * 0.15) / fig_h,
+                        panel_w / fig_w,
+                        panel_h / fig_h,
+                    )
+                )
+                for j in range(len(cats))
+            ]
+            for row in range(rows)
+        ]
+    )
     for j, category in enumerate(cats):
         data = table[table["category"] == category].set_index(
             table[table["category"] == category][area].astype(str)
@@ -205,10 +225,19 @@ def plot_choropleth(
             if row == 0:
                 ax.set_title(str(category), fontsize=11)
             if j == len(cats) - 1:
-                bar = fig.colorbar(coll, ax=axes[row, :].tolist(), shrink=0.8, format="{x:.0%}")
+                box = ax.get_position()
+                cax = fig.add_axes(
+                    (
+                        box.x1 + 0.15 / fig_w,
+                        box.y0 + 0.1 * box.height,
+                        0.15 / fig_w,
+                        0.8 * box.height,
+                    )
+                )
+                bar = fig.colorbar(coll, cax=cax, format="{x:.0%}")
                 bar.set_label(value if row == 0 else "interval width (upper - lower)", fontsize=8)
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, y=1 - 0.1 / fig_h, va="top")
     _savefig(fig, path)
     return fig
 

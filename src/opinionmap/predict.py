@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import xarray as xr
-from scipy.special import expit, log_expit, log_softmax, softmax
+from scipy.special import expit, log_expit
 
 from opinionmap.design import Design, GroupIndex, NewData
 
@@ -104,7 +104,8 @@ def linear_predictor(
         eta += draws.intercept[:, None, ...]
     if draws.beta is not None and data.X.shape[1]:
         if categorical:
-            eta += np.einsum("np,spk->snk", data.X, draws.beta)
+            # (n, p) @ (S, p, K-1) -> (S, n, K-1), one BLAS product per draw (einsum: 20x slower)
+            eta += np.matmul(data.X, draws.beta)
         else:
             eta += draws.beta @ data.X.T
     for g in data.groups:
@@ -116,8 +117,9 @@ def log_probabilities(design: Design, eta: np.ndarray, draws: Draws) -> np.ndarr
     """Log-probability of every category, (S, n, K)."""
     family = design.spec.family
     if family == "categorical":
-        full = np.concatenate([np.zeros((*eta.shape[:2], 1)), eta], axis=2)
-        return log_softmax(full, axis=2)
+        out = _shifted_logits(eta)
+        out -= np.log(_sum_over_categories(np.exp(out)))[..., None]
+        return out
     if family == "bernoulli":
         return np.stack([log_expit(-eta), log_expit(eta)], axis=2)
     assert draws.cutpoints is not None
@@ -134,8 +136,10 @@ def probabilities(design: Design, eta: np.ndarray, draws: Draws) -> np.ndarray:
     """Probability of every category, (S, n, K); rows sum to one."""
     family = design.spec.family
     if family == "categorical":
-        full = np.concatenate([np.zeros((*eta.shape[:2], 1)), eta], axis=2)
-        return softmax(full, axis=2)
+        out = _shifted_logits(eta)
+        np.exp(out, out=out)
+        out /= _sum_over_categories(out)[..., None]
+        return out
     if family == "bernoulli":
         p = expit(eta)
         return np.stack([1.0 - p, p], axis=2)
@@ -152,6 +156,29 @@ def probabilities(design: Design, eta: np.ndarray, draws: Draws) -> np.ndarray:
     np.subtract(cdf[..., 1:], cdf[..., :-1], out=p[..., 1:-1])
     np.subtract(1.0, cdf[..., -1], out=p[..., -1])
     return p
+
+
+def _shifted_logits(eta: np.ndarray) -> np.ndarray:
+    """The logits ``[0, eta]`` (reference category first) minus their row maxima, (S, n, K).
+
+    With :func:`_sum_over_categories` this is scipy's ``softmax`` / ``log_softmax``
+    with the same values, but loops over the few categories instead of reducing
+    over a short last axis: 2-3 times faster for three categories.
+    """
+    top = np.zeros(eta.shape[:2])
+    for k in range(eta.shape[2]):
+        np.maximum(top, eta[..., k], out=top)
+    out = np.empty((*eta.shape[:2], eta.shape[2] + 1))
+    np.negative(top, out=out[..., 0])
+    np.subtract(eta, top[..., None], out=out[..., 1:])
+    return out
+
+
+def _sum_over_categories(values: np.ndarray) -> np.ndarray:
+    total = values[..., 0].copy()
+    for k in range(1, values.shape[2]):
+        total += values[..., k]
+    return total
 
 
 def iter_probabilities(
