@@ -10,6 +10,9 @@ R-hat <= 1.01, bulk and tail ESS >= 400, E-BFMI >= 0.3.
 
 from __future__ import annotations
 
+import sys
+import uuid
+from collections import OrderedDict
 from pathlib import Path
 
 import arviz as az
@@ -103,6 +106,72 @@ def test_same_seed_gives_identical_draws(fitted: FitResult, data: pd.DataFrame) 
     other = fit(SPEC, data, random_seed=8, **SMALL)  # type: ignore[arg-type]
     assert not np.array_equal(fitted.posterior["beta"].values, other.posterior["beta"].values)
     assert fitted.tree.attrs["opinionmap_random_seed"] == 7
+
+
+@pytest.mark.slow
+def test_a_model_loaded_from_the_compile_cache_gives_identical_draws(
+    fitted: FitResult, data: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """nutpie's C callbacks kept on disk: the same model loads them, other data does not."""
+    from pytensor.link.numba.cache import NUMBA_CACHE_PATH
+
+    from opinionmap import _compile_cache
+
+    fit_module = sys.modules["opinionmap.fit"]
+    # a key of its own, so that the first compile below builds the callbacks afresh
+    monkeypatch.setattr(_compile_cache, "_CACHE_VERSION", f"test {uuid.uuid4().hex}")
+    monkeypatch.setattr(fit_module, "_compiled", OrderedDict())
+    before = set(NUMBA_CACHE_PATH.iterdir())
+
+    def hits() -> tuple[int, int]:
+        (compiled,) = fit_module._compiled.values()
+        fit_module._compiled.clear()
+        return compiled.compiled_logp_func.cache_hits, compiled.compiled_expand_func.cache_hits
+
+    try:
+        fresh = fit(SPEC, data, random_seed=7, **SMALL)  # type: ignore[arg-type]
+        (compiled,) = fit_module._compiled.values()
+        assert compiled.compiled_logp_func._pyfunc.__module__ == "opinionmap._compile_cache"
+        assert hits() == (0, 0)
+        loaded = fit(SPEC, data, random_seed=7, **SMALL)  # type: ignore[arg-type]
+        assert hits() == (1, 1)
+        other = fit(SPEC, _small_data(seed=4), random_seed=7, **SMALL)  # type: ignore[arg-type]
+        assert hits() == (0, 0)
+    finally:
+        for path in set(NUMBA_CACHE_PATH.iterdir()) - before:
+            if "opinionmap_" in path.name:
+                path.unlink()
+    for name in fitted.posterior.data_vars:
+        assert np.array_equal(fresh.posterior[name].values, loaded.posterior[name].values), name
+        # the module's fit, compiled however this machine's cache had it, agrees too
+        assert np.array_equal(fitted.posterior[name].values, loaded.posterior[name].values), name
+    assert not np.array_equal(other.posterior["beta"].values, loaded.posterior["beta"].values)
+
+
+@pytest.mark.slow
+def test_nutpies_own_callbacks_give_the_same_draws(
+    fitted: FitResult, data: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the compile cache off, nutpie builds its callbacks itself: the same draws."""
+    import nutpie
+    import pytensor
+
+    from opinionmap._compile_cache import _usable
+
+    assert _usable()
+    with pytensor.config.change_flags(numba__cache=False):
+        assert not _usable()  # nothing to key the callbacks by without PyTensor's cache
+    with monkeypatch.context() as patch:
+        patch.setattr(nutpie, "__version__", "0.17.0")
+        assert not _usable()  # wrappers mirror nutpie 0.16's; another nutpie builds its own
+    monkeypatch.setenv("OPINIONMAP_COMPILE_CACHE", "0")
+    assert not _usable()
+    monkeypatch.setattr(sys.modules["opinionmap.fit"], "_compiled", OrderedDict())
+    again = fit(SPEC, data, random_seed=7, **SMALL)  # type: ignore[arg-type]
+    (compiled,) = sys.modules["opinionmap.fit"]._compiled.values()
+    assert compiled.compiled_logp_func._pyfunc.__module__ == "nutpie.compile_pymc"
+    for name in fitted.posterior.data_vars:
+        assert np.array_equal(fitted.posterior[name].values, again.posterior[name].values), name
 
 
 @pytest.mark.slow

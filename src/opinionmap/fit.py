@@ -52,7 +52,8 @@ RESPONDENT_LOGLIK_MAX = 50_000_000
 # rstanarm does for multilevel models: the standard deviations of terms with few levels
 # have skewed posteriors whose narrow ends otherwise give occasional divergences
 TARGET_ACCEPT = 0.95
-# nutpie models compiled in this process, newest last: compiling takes 15-40 s with numba
+# nutpie models compiled in this process, newest last: compiling takes 8-40 s with numba
+# (3-5 s when opinionmap._compile_cache has the model's C callbacks on disk)
 # and the same model refitted (another seed, more draws) need not pay it again
 _COMPILED_CACHE_SIZE = 4
 _compiled: OrderedDict[str, Any] = OrderedDict()
@@ -285,8 +286,12 @@ def _model_key(design: Design) -> str:
 
 
 def _compile_nutpie(design: Design) -> Any:
-    """The nutpie-compiled model of a design, from this process's cache when it has it."""
-    import nutpie
+    """The nutpie-compiled model of a design, from this process's cache when it has it.
+
+    A new process compiling a model it compiled before loads nutpie's C callbacks from
+    the disk cache (:mod:`opinionmap._compile_cache`) instead of building them again.
+    """
+    from opinionmap._compile_cache import compile_pymc_model
 
     key = _model_key(design)
     if key in _compiled:
@@ -298,7 +303,7 @@ def _compile_nutpie(design: Design) -> Any:
     # PyTensor's disk cache round differently, so the same seed gave different draws in
     # a first session and in later ones
     with pytensor.config.change_flags(numba__fastmath=False):
-        compiled = nutpie.compile_pymc_model(build_model(design))
+        compiled = compile_pymc_model(build_model(design))
     _compiled[key] = compiled
     while len(_compiled) > _COMPILED_CACHE_SIZE:
         _compiled.popitem(last=False)

@@ -1,0 +1,198 @@
+"""nutpie-compiled models that keep their machine code on disk between processes.
+
+``nutpie.compile_pymc_model`` compiles a model in two steps: PyTensor turns the
+log-density and its gradient into a numba function (kept in PyTensor's disk cache),
+then nutpie wraps that function in two numba C callbacks (``numba.cfunc``), which
+numba cannot cache: the wrappers are closures. Building them links the PyTensor
+function's code into each wrapper and optimises and compiles the whole again, 4-10 s
+of LLVM work per model on two cores, every time a process fits a model, even one it
+fitted a minute earlier.
+
+Here the wrappers are built from source text instead, with a key made of PyTensor's
+own cache key of the function they call (which covers the graph and every constant
+in it, the data included), the wrapper's text and the versions of nutpie, numba and
+PyTensor. numba then keeps their compiled code in PyTensor's numba cache directory
+and loads it in 0.2 s the next time the same model is compiled. The wrappers do the
+same as nutpie's (the text below mirrors nutpie 0.16's ``_make_c_logp_func`` and
+``_make_c_expand_func``) and the draws are identical with and without the cache
+(``tests/test_model.py::test_cached_compile_gives_identical_draws``).
+
+Anything unexpected (a model with shared variables, PyTensor's numba cache switched
+off, a nutpie other than 0.16) falls back to ``nutpie.compile_pymc_model``
+unchanged. Switch this cache off with ``OPINIONMAP_COMPILE_CACHE=0`` (nutpie then
+builds its callbacks itself, as before) or all of PyTensor's numba caching with
+``PYTENSOR_FLAGS=numba__cache=False``; clear it by deleting the ``numba`` folder of
+PyTensor's compile directory (``pytensor.config.base_compiledir``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numba
+import numpy as np
+
+__all__ = ["compile_pymc_model"]
+
+# bump when the wrappers below change in a way their text does not show
+_CACHE_VERSION = "1"
+# the nutpie versions whose helpers and callback conventions the wrappers mirror
+_NUTPIE_VERSIONS = ("0.16.",)
+
+_LOGP_SOURCE = """
+def logp_numba(dim, x_, out_, logp_, user_data_):
+    if dim != {n_dim}:
+        return -1
+    try:
+        x = numba.carray(x_, ({n_dim},))
+        out = numba.carray(out_, ({n_dim},))
+        logp = numba.carray(logp_, ())
+        logp_val, grad = inner(x)
+        logp[()] = logp_val
+        out[...] = grad
+        if not np.all(np.isfinite(out)):
+            return 3
+        if not np.isfinite(logp_val):
+            return 4
+    except Exception:
+        return 1
+    return 0
+"""
+
+_EXPAND_SOURCE = """
+def expand_numba(dim, expanded, x_, out_, user_data_):
+    if dim != {n_dim}:
+        return -1
+    if expanded != {n_expanded}:
+        return -1
+    try:
+        x = numba.carray(x_, ({n_dim},))
+        out = numba.carray(out_, ({n_expanded},))
+        (values,) = inner(x)
+        out[...] = values
+    except Exception:
+        return -2
+    return 0
+"""
+
+# nutpie's helpers are module attributes, swapped for the duration of one compile
+_lock = threading.Lock()
+
+
+class _NotCacheable(Exception):
+    """The model cannot use the cached wrappers; compile it the usual way."""
+
+
+def _versions() -> str:
+    import nutpie
+    import pytensor
+
+    return (
+        f"nutpie {nutpie.__version__}; numba {numba.__version__}; pytensor {pytensor.__version__}"
+    )
+
+
+def _cached_wrapper(source: str, name: str, inner: Any) -> Callable[..., int]:
+    """The wrapper ``name`` defined by ``source``, registered for numba's disk cache."""
+    from pytensor.link.numba.cache import CACHED_SRC_FUNCTIONS, compile_numba_function_src
+
+    py_func = getattr(inner, "py_func", None)
+    inner_key = CACHED_SRC_FUNCTIONS.get(py_func) if py_func is not None else None
+    if inner_key is None:  # PyTensor could not key (so cache) the function itself
+        raise _NotCacheable(name)
+    key = hashlib.sha256(
+        "\n".join((_CACHE_VERSION, _versions(), inner_key, source)).encode()
+    ).hexdigest()
+    # ``__name__`` lets numba rebuild the wrapper's environment when it loads it
+    env = {"__name__": __name__, "inner": inner, "np": np, "numba": numba}
+    func: Callable[..., int] = compile_numba_function_src(
+        source, name, global_env=env, cache_key=f"opinionmap_{key}"
+    )
+    return func
+
+
+@contextmanager
+def _cached_wrappers() -> Iterator[None]:
+    """Make nutpie build its two C callbacks from :func:`_cached_wrapper`."""
+    import nutpie.compile_pymc as ncp
+
+    make_logp, make_expand = ncp._make_c_logp_func, ncp._make_c_expand_func
+    # a compile in another thread (not through this module) gets nutpie's own wrappers
+    owner = threading.get_ident()
+
+    def logp_func(
+        n_dim: int, logp_fn: Any, user_data: Any, shared_keys: Any, shared_data: Any
+    ) -> tuple[Callable[..., int], Any]:
+        if threading.get_ident() != owner:
+            return make_logp(n_dim, logp_fn, user_data, shared_keys, shared_data)
+        if shared_keys:
+            raise _NotCacheable("shared variables")
+        _, signature = make_logp(n_dim, logp_fn, user_data, shared_keys, shared_data)
+        source = _LOGP_SOURCE.format(n_dim=int(n_dim))
+        return _cached_wrapper(source, "logp_numba", logp_fn), signature
+
+    def expand_func(
+        n_dim: int,
+        n_expanded: int,
+        expand_fn: Any,
+        user_data: Any,
+        shared_keys: Any,
+        shared_data: Any,
+    ) -> tuple[Callable[..., int], Any]:
+        if threading.get_ident() != owner:
+            return make_expand(n_dim, n_expanded, expand_fn, user_data, shared_keys, shared_data)
+        if shared_keys:
+            raise _NotCacheable("shared variables")
+        _, signature = make_expand(
+            n_dim, n_expanded, expand_fn, user_data, shared_keys, shared_data
+        )
+        source = _EXPAND_SOURCE.format(n_dim=int(n_dim), n_expanded=int(n_expanded))
+        return _cached_wrapper(source, "expand_numba", expand_fn), signature
+
+    ncp._make_c_logp_func, ncp._make_c_expand_func = logp_func, expand_func
+    try:
+        yield
+    finally:
+        ncp._make_c_logp_func, ncp._make_c_expand_func = make_logp, make_expand
+
+
+def _usable() -> bool:
+    """Whether the cache is wanted and this nutpie and PyTensor have what it relies on."""
+    if os.environ.get("OPINIONMAP_COMPILE_CACHE", "1").strip().lower() in ("0", "false", "no"):
+        return False
+    try:
+        import nutpie
+        import nutpie.compile_pymc as ncp
+        import pytensor
+        from pytensor.link.numba.cache import (  # noqa: F401
+            CACHED_SRC_FUNCTIONS,
+            compile_numba_function_src,
+        )
+    except ImportError:
+        return False
+    return (
+        bool(pytensor.config.numba__cache)
+        and nutpie.__version__.startswith(_NUTPIE_VERSIONS)
+        and hasattr(ncp, "_make_c_logp_func")
+        and hasattr(ncp, "_make_c_expand_func")
+    )
+
+
+def compile_pymc_model(model: Any) -> Any:
+    """``nutpie.compile_pymc_model(model)`` (numba backend), its C callbacks cached on disk."""
+    import nutpie
+
+    if not _usable():
+        return nutpie.compile_pymc_model(model)
+    with _lock:
+        try:
+            with _cached_wrappers():
+                return nutpie.compile_pymc_model(model, cache=True)
+        except _NotCacheable:
+            pass
+    return nutpie.compile_pymc_model(model)
