@@ -53,7 +53,7 @@ RESPONDENT_LOGLIK_MAX = 50_000_000
 # have skewed posteriors whose narrow ends otherwise give occasional divergences
 TARGET_ACCEPT = 0.95
 # nutpie models compiled in this process, newest last: compiling takes 8-40 s with numba
-# (3-5 s when opinionmap._compile_cache has the model's C callbacks on disk)
+# (2-5 s when opinionmap._compile_cache has the model's C callbacks on disk)
 # and the same model refitted (another seed, more draws) need not pay it again
 _COMPILED_CACHE_SIZE = 4
 _compiled: OrderedDict[str, Any] = OrderedDict()
