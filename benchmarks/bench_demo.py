@@ -20,7 +20,6 @@ gave the same draws (each question's posterior identical in every run). Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -32,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import xarray as xr
-from common import HERE, cache_env, fmt, machine, markdown_table
+from common import HERE, cache_env, fmt, markdown_table, write_record
 
 TARGET_S = 60.0
 DEMO = "from opinionmap.cli import main; main()"
@@ -44,7 +43,10 @@ def parse_args() -> argparse.Namespace:
         "--rounds", type=int, default=2, help="rebuilt/warm pairs after the cold run"
     )
     parser.add_argument("--jobs", type=int, default=None, help="passed to demo --jobs")
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    return args
 
 
 def run_demo(out: Path, env: dict[str, str], jobs: int | None, log: Path) -> dict[str, object]:
@@ -114,16 +116,9 @@ def main() -> None:
         f"{walls['cold'][0]:.1f} s"
     )
     print(f"identical draws in every run: {'yes' if identical else 'NO'}")
-    record = {
-        "date": stamp,
-        "machine": machine(),
-        "settings": {"rounds": args.rounds, "jobs": args.jobs},
-        "runs": runs,
-        "identical_draws": identical,
-    }
     path = HERE / "results" / f"bench_demo_{stamp}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=2, default=str))
+    settings = {"rounds": args.rounds, "jobs": args.jobs}
+    write_record(path, settings, runs=runs, identical_draws=identical)
     print(f"results: {path}; outputs and logs: {work}")
 
 

@@ -391,13 +391,19 @@ def machine() -> dict[str, Any]:
     }
 
 
-def save_results(path: Path, settings: dict[str, Any], outcomes: Sequence[Outcome]) -> None:
-    """Write the settings, the machine and every outcome as JSON."""
+def write_record(path: Path, settings: dict[str, Any], **fields: Any) -> None:
+    """Write the date, the machine, the settings and ``fields`` as JSON."""
     record = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
         "settings": settings,
-        "outcomes": [asdict(o) | {"ess_per_s": o.ess_per_s} for o in outcomes],
+        **fields,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=2, default=str))
+
+
+def save_results(path: Path, settings: dict[str, Any], outcomes: Sequence[Outcome]) -> None:
+    """Write the settings, the machine and every outcome as JSON."""
+    outcome_records = [asdict(o) | {"ess_per_s": o.ess_per_s} for o in outcomes]
+    write_record(path, settings, outcomes=outcome_records)

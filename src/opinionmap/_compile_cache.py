@@ -132,6 +132,7 @@ def _cached_wrappers() -> Iterator[None]:
             return make_logp(n_dim, logp_fn, user_data, shared_keys, shared_data)
         if shared_keys:
             raise _NotCacheable("shared variables")
+        # nutpie's own maker gives the C signature its sampler calls (its wrapper unused)
         _, signature = make_logp(n_dim, logp_fn, user_data, shared_keys, shared_data)
         source = _LOGP_SOURCE.format(n_dim=int(n_dim))
         return _cached_wrapper(source, "logp_numba", logp_fn), signature
