@@ -22,8 +22,8 @@ import pandas as pd
 import opinionmap as om
 from opinionmap.covariates import AreaCovariates
 from opinionmap.direct import direct_estimates
-from opinionmap.fit import fit
-from opinionmap.poststratify import poststratify
+from opinionmap.fitting import fit
+from opinionmap.poststratification import poststratify
 from opinionmap.spec import ModelSpec
 
 QUESTIONS = ["presence_russia", "presence_usa", "presence_china", "presence_eu", "presence_muslim"]

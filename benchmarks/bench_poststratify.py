@@ -66,7 +66,7 @@ def frame(n_areas: int) -> pd.DataFrame:
 
 
 def step_fit(path: Path, n_areas: int, draws: int) -> float:
-    from opinionmap.fit import fit
+    from opinionmap.fitting import fit
     from opinionmap.spec import ModelSpec
 
     spec = ModelSpec(
@@ -92,14 +92,14 @@ def step_fit(path: Path, n_areas: int, draws: int) -> float:
 
 
 def step_poststratify(path: Path, n_areas: int) -> dict[str, float]:
-    from opinionmap.fit import load
-    from opinionmap.poststratify import poststratify
+    from opinionmap.poststratification import poststratify
+    from opinionmap.results import load
 
     result = load(path)
     f = frame(n_areas)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     start = time.perf_counter()
-    est = poststratify(result, f, by=["area"])
+    est = poststratify(result, f, weight="population", by=["area"])
     elapsed = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     draws = est.draws.sizes["chain"] * est.draws.sizes["draw"]

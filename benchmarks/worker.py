@@ -118,8 +118,7 @@ def fit_opinionmap(args: argparse.Namespace, phases: Phases) -> dict[str, Any]:
     import nutpie
     import pandas as pd
 
-    # the submodule (opinionmap.fit, the attribute, is the function)
-    om_fit = importlib.import_module("opinionmap.fit")
+    om_fit = importlib.import_module("opinionmap.fitting")
     from opinionmap.spec import ModelSpec
 
     phases.add("import", time.perf_counter() - START)
@@ -128,7 +127,7 @@ def fit_opinionmap(args: argparse.Namespace, phases: Phases) -> dict[str, Any]:
         (om_fit, "build_model", "graph"),
         (nutpie, "compile_pymc_model", "compile"),
         (nutpie, "sample", "sample"),
-        (om_fit, "_assemble", "log_likelihood"),
+        (om_fit, "_log_likelihood", "log_likelihood"),
         (om_fit, "diagnose", "diagnostics"),
     ):
         phases.wrap(owner, attr, label)

@@ -709,91 +709,106 @@ def true_model(frame: pd.DataFrame, covariates: pd.DataFrame, seed: int) -> True
     regions = list(frame["region"].cat.categories)
     probabilities: dict[str, np.ndarray] = {}
     params: list[dict[str, object]] = []
-
-    def record(q: str, parameter: str, response: str, term: str, value: float) -> None:
-        params.append(
-            {
-                "question": q,
-                "parameter": parameter,
-                "response": response,
-                "term": term,
-                "value": value,
-            }
-        )
-
     for q in ORDINAL_QUESTIONS:
-        dk_region, dk_region_eth = region_deviations(rng, regions, SD_REGION, 0.0)
-        region, region_eth = region_deviations(rng, regions, SD_REGION, SD_REGION_ETHNICITY)
-        dk_eta = linear(DONT_KNOW_EFFECTS, terms) + deviation_per_cell(
-            frame, dk_region, dk_region_eth
-        )
-        a = _solve_shift(weight, dk_eta, q.target[DONT_KNOW], 1.0)
-        p_dk = expit(a + dk_eta)
-        eta = linear(q.effects, terms) + deviation_per_cell(frame, region, region_eth)
-        answered = weight * (1 - p_dk)
-        # P(less) = expit(c1 - eta); P(more) = 1 - expit(c2 - eta) = expit(-(c2 - eta))
-        c1 = _solve_shift(answered, -eta, q.target["less"], 1.0)
-        c2 = _solve_shift(answered, -eta, q.target["more"], -1.0)
-        if not c1 < c2:
-            raise SystemExit(f"{q.name}: cutpoints out of order ({c1}, {c2})")
-        less = expit(c1 - eta)
-        less_or_same = expit(c2 - eta)
-        probs = np.column_stack(
-            [
-                (1 - p_dk) * (1 - less_or_same),
-                (1 - p_dk) * (less_or_same - less),
-                (1 - p_dk) * less,
-                p_dk,
-            ]
-        )
-        probabilities[q.name] = probs
-        record(q.name, "intercept", DONT_KNOW, "", a)
-        for term, value in DONT_KNOW_EFFECTS.items():
-            record(q.name, "effect", DONT_KNOW, term, value)
-        for r in regions:
-            record(q.name, "region", DONT_KNOW, r, dk_region[r])
-        record(q.name, "cutpoint", "less->same", "", c1)
-        record(q.name, "cutpoint", "same->more", "", c2)
-        for term, value in q.effects.items():
-            record(q.name, "effect", "more", term, value)
-        for r in regions:
-            record(q.name, "region", "more", r, region[r])
-        for (r, e), value in region_eth.items():
-            record(q.name, "region_ethnicity", "more", f"{r}:{e}", value)
-
+        probabilities[q.name] = _ordinal_truth(q, frame, terms, weight, regions, rng, params)
     for q in NOMINAL_QUESTIONS:
-        categories = list(q.target)
-        base = np.column_stack([linear(q.effects.get(k, {}), terms) for k in categories])
-        deviations = []
-        for _k in categories:
-            region, region_eth = region_deviations(
-                rng, regions, SD_REGION_NOMINAL, SD_REGION_ETHNICITY
-            )
-            deviations.append((region, region_eth))
-        base = base + np.column_stack([deviation_per_cell(frame, *d) for d in deviations])
-        target = np.array([q.target[k] for k in categories])
-        intercept = np.log(target)
-        for _ in range(10_000):
-            probs = _softmax(intercept + base)
-            current = weight @ probs
-            step = np.log(target / current)
-            intercept = intercept + step
-            if np.abs(current - target).max() < 1e-15:
-                break
-        intercept = intercept - intercept[categories.index(NONE)]
-        probs = _softmax(intercept + base)
-        probabilities[q.name] = probs
-        for j, k in enumerate(categories):
-            record(q.name, "intercept", k, "", float(intercept[j]))
-            for term, value in q.effects.get(k, {}).items():
-                record(q.name, "effect", k, term, value)
-            region, region_eth = deviations[j]
-            for r in regions:
-                record(q.name, "region", k, r, region[r])
-            for (r, e), value in region_eth.items():
-                record(q.name, "region_ethnicity", k, f"{r}:{e}", value)
-
+        probabilities[q.name] = _nominal_truth(q, frame, terms, weight, regions, rng, params)
     return TrueModel(probabilities, pd.DataFrame(params))
+
+
+def _record(
+    params: list[dict[str, object]], q: str, parameter: str, response: str, term: str, value: float
+) -> None:
+    params.append(
+        {"question": q, "parameter": parameter, "response": response, "term": term, "value": value}
+    )
+
+
+def _ordinal_truth(
+    q: OrdinalQuestion,
+    frame: pd.DataFrame,
+    terms: dict[str, np.ndarray],
+    weight: np.ndarray,
+    regions: list[str],
+    rng: np.random.Generator,
+    params: list[dict[str, object]],
+) -> np.ndarray:
+    """An ordinal question's true probabilities per frame cell; its parameters into ``params``."""
+    dk_region, dk_region_eth = region_deviations(rng, regions, SD_REGION, 0.0)
+    region, region_eth = region_deviations(rng, regions, SD_REGION, SD_REGION_ETHNICITY)
+    dk_eta = linear(DONT_KNOW_EFFECTS, terms) + deviation_per_cell(frame, dk_region, dk_region_eth)
+    a = _solve_shift(weight, dk_eta, q.target[DONT_KNOW], 1.0)
+    p_dk = expit(a + dk_eta)
+    eta = linear(q.effects, terms) + deviation_per_cell(frame, region, region_eth)
+    answered = weight * (1 - p_dk)
+    # P(less) = expit(c1 - eta); P(more) = 1 - expit(c2 - eta) = expit(-(c2 - eta))
+    c1 = _solve_shift(answered, -eta, q.target["less"], 1.0)
+    c2 = _solve_shift(answered, -eta, q.target["more"], -1.0)
+    if not c1 < c2:
+        raise SystemExit(f"{q.name}: cutpoints out of order ({c1}, {c2})")
+    less = expit(c1 - eta)
+    less_or_same = expit(c2 - eta)
+    probs = np.column_stack(
+        [
+            (1 - p_dk) * (1 - less_or_same),
+            (1 - p_dk) * (less_or_same - less),
+            (1 - p_dk) * less,
+            p_dk,
+        ]
+    )
+    _record(params, q.name, "intercept", DONT_KNOW, "", a)
+    for term, value in DONT_KNOW_EFFECTS.items():
+        _record(params, q.name, "effect", DONT_KNOW, term, value)
+    for r in regions:
+        _record(params, q.name, "region", DONT_KNOW, r, dk_region[r])
+    _record(params, q.name, "cutpoint", "less->same", "", c1)
+    _record(params, q.name, "cutpoint", "same->more", "", c2)
+    for term, value in q.effects.items():
+        _record(params, q.name, "effect", "more", term, value)
+    for r in regions:
+        _record(params, q.name, "region", "more", r, region[r])
+    for (r, e), value in region_eth.items():
+        _record(params, q.name, "region_ethnicity", "more", f"{r}:{e}", value)
+    return probs
+
+
+def _nominal_truth(
+    q: NominalQuestion,
+    frame: pd.DataFrame,
+    terms: dict[str, np.ndarray],
+    weight: np.ndarray,
+    regions: list[str],
+    rng: np.random.Generator,
+    params: list[dict[str, object]],
+) -> np.ndarray:
+    """A nominal question's true probabilities per frame cell; its parameters into ``params``."""
+    categories = list(q.target)
+    base = np.column_stack([linear(q.effects.get(k, {}), terms) for k in categories])
+    deviations = [
+        region_deviations(rng, regions, SD_REGION_NOMINAL, SD_REGION_ETHNICITY) for _ in categories
+    ]
+    base = base + np.column_stack([deviation_per_cell(frame, *d) for d in deviations])
+    target = np.array([q.target[k] for k in categories])
+    intercept = np.log(target)
+    for _ in range(10_000):
+        probs = _softmax(intercept + base)
+        current = weight @ probs
+        step = np.log(target / current)
+        intercept = intercept + step
+        if np.abs(current - target).max() < 1e-15:
+            break
+    intercept = intercept - intercept[categories.index(NONE)]
+    probs = _softmax(intercept + base)
+    for j, k in enumerate(categories):
+        _record(params, q.name, "intercept", k, "", float(intercept[j]))
+        for term, value in q.effects.get(k, {}).items():
+            _record(params, q.name, "effect", k, term, value)
+        region, region_eth = deviations[j]
+        for r in regions:
+            _record(params, q.name, "region", k, r, region[r])
+        for (r, e), value in region_eth.items():
+            _record(params, q.name, "region_ethnicity", k, f"{r}:{e}", value)
+    return probs
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:

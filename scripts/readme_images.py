@@ -24,7 +24,8 @@ import pandas as pd
 from PIL import Image
 
 import opinionmap as om
-from opinionmap._io import atomic_path
+from opinionmap._io import FIGURE_DPI, atomic_path
+from opinionmap.summaries import interval_prob
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,7 +53,8 @@ def save_table(demo: Path, question: str, out: Path) -> Path:
         n = int(part["n_respondents"].iloc[0])
         rows.append((names.get(str(region), str(region)), n, *cells))
     rows.sort(key=lambda r: -float(r[2].split("%")[0]))
-    header = ["Region", "respondents", *[f"{c} (90% interval)" for c in categories]]
+    width = f"{interval_prob():.0%}"
+    header = ["Region", "respondents", *[f"{c} ({width} interval)" for c in categories]]
     fig, ax = plt.subplots(figsize=(10, 0.22 * (len(rows) + 1)))
     ax.axis("off")
     t = ax.table(cellText=rows, colLabels=header, loc="upper center", cellLoc="left")
@@ -68,7 +70,7 @@ def save_table(demo: Path, question: str, out: Path) -> Path:
         f"{question}: MRP share by region (opinionmap demo, synthetic survey)", fontsize=10
     )
     with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+        fig.savefig(tmp, format="png", dpi=FIGURE_DPI, bbox_inches="tight")
     plt.close(fig)
     image = Image.open(out).convert("RGB")
     with atomic_path(out) as tmp:

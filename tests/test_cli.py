@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -52,6 +53,44 @@ def test_frame_rake_rejects_inconsistent_margins(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "disagree on their totals" in result.output
     assert not out.exists()
+
+
+def test_frame_rake_names_an_empty_or_malformed_margin_file(tmp_path: Path) -> None:
+    good = tmp_path / "sex.csv"
+    good.write_text("sex,population\nmale,40\nfemale,60\n")
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    no_count = tmp_path / "nocount.csv"
+    no_count.write_text("sex,people\nmale,40\nfemale,60\n")
+    bad_count = tmp_path / "bad.csv"
+    bad_count.write_text("age,population\nyoung,many\nold,60\n")
+    out = tmp_path / "frame.csv"
+    for path, message in (
+        (empty, f"{empty}: the margin file is empty"),
+        (no_count, f"{no_count}: no count column 'population'"),
+        (bad_count, f"{bad_count}: column 'population' holds non-numeric counts 'many'"),
+        (tmp_path / "nope.csv", "nope.csv: no such margin file"),
+    ):
+        result = runner.invoke(app, ["frame", "rake", str(good), str(path), "--out", str(out)])
+        assert result.exit_code == 2, result.output
+        assert message in " ".join(result.output.split()), result.output
+        assert not out.exists()
+
+
+def test_a_bad_sampler_setting_stops_before_anything_is_read(tmp_path: Path) -> None:
+    spec = _spec(
+        tmp_path,
+        'formula = "y ~ 1 + x"\nfamily = "bernoulli"\n[outcome]\nlevels = ["no", "yes"]\n',
+    )
+    for args, message in (
+        (["--seed", "-1"], "seed must be an integer >= 0, got -1"),
+        (["--draws", "0"], "draws must be an integer >= 1, got 0"),
+        (["--sampler", "gibbs"], "unknown sampler 'gibbs'"),
+    ):
+        result = runner.invoke(app, ["fit", str(spec), "--out", str(tmp_path / "f.nc"), *args])
+        assert result.exit_code == 2
+        assert message in result.output
+    assert not (tmp_path / "f.nc").exists()
 
 
 def test_frame_check_against_the_bundled_codebook() -> None:
@@ -199,6 +238,9 @@ def test_fit_summary_and_ppc_end_to_end(tmp_path: Path) -> None:
     assert summary.exit_code == 0, summary.output
     assert "cutpoints[less->same]" in summary.output
     assert "u_region[KZ-SEV]" in summary.output
+    # how each term was parameterised, from the plan stored in the fit
+    assert "parameterisation" in summary.output
+    assert re.search(r"region:ethnicity\s+0\s+auto\s+noncentered\s+1\.0", summary.output)
 
     table = tmp_path / "ppc.csv"
     plot = tmp_path / "ppc.png"

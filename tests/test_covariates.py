@@ -13,10 +13,11 @@ import pytest
 from helpers import PriorFit
 from opinionmap.covariates import AreaCovariates, CovariateError
 from opinionmap.design import build_design
-from opinionmap.effects import effects
-from opinionmap.fit import fit, load
+from opinionmap.fitting import fit
+from opinionmap.marginal import effects
 from opinionmap.model import build_model
-from opinionmap.poststratify import poststratify
+from opinionmap.poststratification import poststratify
+from opinionmap.results import load
 from opinionmap.spec import ModelSpec, SpecError
 
 AREAS = [f"area{i:02d}" for i in range(12)]
@@ -145,17 +146,19 @@ def test_frame_needs_no_covariate_columns(tmp_path: Path) -> None:
         columns=["area", "sex", "population"],
     )
     frame["sex"] = frame["sex"].map({"m": "male", "f": "female"})
-    bare = poststratify(result, frame, by=["area"]).draws
-    carried = poststratify(result, frame.assign(urban_share=expected_for(frame)), by=["area"])
+    bare = poststratify(result, frame, weight="population", by=["area"]).draws
+    carried = poststratify(
+        result, frame.assign(urban_share=expected_for(frame)), weight="population", by=["area"]
+    )
     np.testing.assert_allclose(bare.values, carried.draws.values)
     # the covariate moves the estimates: a frame with other values gives other shares
     moved = frame.assign(urban_share=expected_for(frame) + 0.5)
     with pytest.raises(CovariateError, match="differs from the model's covariate table"):
-        poststratify(result, moved, by=["area"])
+        poststratify(result, moved, weight="population", by=["area"])
     # an area the table does not know
     stray = pd.concat([frame, frame.iloc[[0]].assign(area="area99")], ignore_index=True)
     with pytest.raises(CovariateError, match=r"'area99'.*not in the model's covariate table"):
-        poststratify(result, stray, by=["area"], new_levels="sample")
+        poststratify(result, stray, weight="population", by=["area"], new_levels="sample")
 
 
 def test_new_area_is_poststratified_with_its_own_covariate(tmp_path: Path) -> None:
@@ -163,7 +166,9 @@ def test_new_area_is_poststratified_with_its_own_covariate(tmp_path: Path) -> No
     frame = pd.DataFrame(
         {"area": ["area10", "area11"], "sex": ["male", "male"], "population": [1.0, 1.0]}
     )
-    est = poststratify(result, frame, by=["area"], new_levels="sample", random_seed=3)
+    est = poststratify(
+        result, frame, weight="population", by=["area"], new_levels="sample", random_seed=3
+    )
     draws = result.draws()
     slope = result.posterior["beta"].sel(coef="urban_share").values.reshape(-1)
     # the two unsurveyed areas differ by their covariates: the mean difference of their
@@ -194,8 +199,12 @@ def test_area_slope_recovered_and_kept_through_save_and_load(tmp_path: Path) -> 
     (tmp_path / "areas.csv").unlink()
     loaded = load(tmp_path / "fit.nc", data=survey)
     frame = pd.DataFrame({"area": AREAS, "sex": "female", "population": 1.0})
-    a = poststratify(result, frame, by=["area"], new_levels="sample", random_seed=1)
-    b = poststratify(loaded, frame, by=["area"], new_levels="sample", random_seed=1)
+    a = poststratify(
+        result, frame, weight="population", by=["area"], new_levels="sample", random_seed=1
+    )
+    b = poststratify(
+        loaded, frame, weight="population", by=["area"], new_levels="sample", random_seed=1
+    )
     np.testing.assert_allclose(a.draws.values, b.draws.values)
     # effects by area use each area's own covariate: shares rise with urban share
     shares = effects(loaded, "area").sel(category="yes").mean(("chain", "draw"))

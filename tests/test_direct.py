@@ -55,6 +55,6 @@ def test_survey_codebook_supplies_categories_missing_codes_and_weight() -> None:
 def test_missing_columns_are_named() -> None:
     df = pd.DataFrame({"area": ["a"], "y": ["x"]})
     with pytest.raises(SurveyError, match=r"column\(s\) 'region' not in the survey"):
-        direct_estimates(df, "y")
+        direct_estimates(df, "y", by="region")
     with pytest.raises(SurveyError, match=r"no weight column 'w'"):
         direct_estimates(df, "y", by="area", weight="w")

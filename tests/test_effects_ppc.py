@@ -6,11 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from opinionmap.checks import plot_ppc, ppc
 from opinionmap.design import DesignError
-from opinionmap.effects import effects, summarise_draws
-from opinionmap.fit import FitResult, fit
-from opinionmap.ppc import plot_ppc, ppc
+from opinionmap.fitting import fit
+from opinionmap.marginal import effects
+from opinionmap.results import FitResult
 from opinionmap.spec import ModelSpec
+from opinionmap.summaries import summarise_draws
 
 AGE_EFFECT = {"young": -1.0, "middle": 0.0, "old": 1.0}
 

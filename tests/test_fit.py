@@ -10,6 +10,7 @@ R-hat <= 1.01, bulk and tail ESS >= 400, E-BFMI >= 0.3.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import uuid
 from collections import OrderedDict
@@ -25,8 +26,10 @@ import opinionmap as om
 from opinionmap import datasets
 from opinionmap.design import DesignError
 from opinionmap.errors import OpinionmapError
-from opinionmap.fit import FitResult, ProvenanceError, fit, load
-from opinionmap.spec import ModelSpec, Priors
+from opinionmap.fitting import fit
+from opinionmap.plan import make_plan
+from opinionmap.results import FitResult, ProvenanceError, load
+from opinionmap.spec import ModelSpec, Priors, Sampling
 
 SPEC = ModelSpec(formula="y ~ 1 + x + (1 | g)", family="bernoulli", levels=("no", "yes"))
 SMALL = {"draws": 300, "tune": 300, "chains": 2, "progress": False, "warn": False}
@@ -109,6 +112,27 @@ def test_same_seed_gives_identical_draws(fitted: FitResult, data: pd.DataFrame) 
 
 
 @pytest.mark.slow
+def test_the_fit_records_its_settings_and_plan(
+    fitted: FitResult, saved: Path, data: pd.DataFrame
+) -> None:
+    settings = fitted.sampling
+    assert (settings.draws, settings.tune, settings.chains, settings.seed) == (300, 300, 2, 7)
+    assert (settings.sampler, settings.target_accept, settings.adaptation) == (
+        "nutpie",
+        0.95,
+        "diag",
+    )
+    assert fitted.plan == make_plan(fitted.design)
+    loaded = load(saved)
+    assert loaded.plan == fitted.plan and loaded.sampling == settings
+    # the same settings from the spec's [sampling] table give the same draws
+    spec = dataclasses.replace(SPEC, sampling=Sampling(draws=300, tune=300, chains=2, seed=7))
+    again = fit(spec, data, progress=False, warn=False)
+    for name in fitted.posterior.data_vars:
+        assert np.array_equal(fitted.posterior[name].values, again.posterior[name].values), name
+
+
+@pytest.mark.slow
 def test_a_model_loaded_from_the_compile_cache_gives_identical_draws(
     fitted: FitResult, data: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -117,7 +141,7 @@ def test_a_model_loaded_from_the_compile_cache_gives_identical_draws(
 
     from opinionmap import _compile_cache
 
-    fit_module = sys.modules["opinionmap.fit"]
+    fit_module = sys.modules["opinionmap.fitting"]
     # a key of its own, so that the first compile below builds the callbacks afresh
     monkeypatch.setattr(_compile_cache, "_CACHE_VERSION", f"test {uuid.uuid4().hex}")
     monkeypatch.setattr(fit_module, "_compiled", OrderedDict())
@@ -148,6 +172,50 @@ def test_a_model_loaded_from_the_compile_cache_gives_identical_draws(
     assert not np.array_equal(other.posterior["beta"].values, loaded.posterior["beta"].values)
 
 
+def test_the_compile_cache_covers_the_pinned_nutpie() -> None:
+    """pyproject pins nutpie to the minor version the cached wrappers mirror, and it is active."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    from opinionmap import _compile_cache
+
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    dependencies = tomllib.loads(pyproject.read_text())["project"]["dependencies"]
+    (pin,) = [Requirement(d) for d in dependencies if Requirement(d).name == "nutpie"]
+    (mirrored,) = _compile_cache._NUTPIE_VERSIONS
+    major, minor = (int(p) for p in mirrored.rstrip(".").split("."))
+    assert pin.specifier.contains(f"{major}.{minor}.0")
+    assert pin.specifier.contains(f"{major}.{minor}.99")
+    assert not pin.specifier.contains(f"{major}.{minor + 1}.0"), "no upper bound on nutpie"
+    assert not pin.specifier.contains(f"{major}.{minor - 1}.99")
+    import nutpie
+
+    assert Version(nutpie.__version__) in pin.specifier
+    # with the pinned nutpie and default settings, the cache is used
+    assert _compile_cache._usable()
+
+
+@pytest.mark.slow
+def test_a_failing_compile_cache_warns_and_falls_back(
+    fitted: FitResult, data: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from opinionmap import _compile_cache
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("numba refused the wrapper")
+
+    monkeypatch.setattr(_compile_cache, "_cached_wrapper", broken)
+    monkeypatch.setattr(sys.modules["opinionmap.fitting"], "_compiled", OrderedDict())
+    with pytest.warns(_compile_cache.CompileCacheWarning, match="numba refused the wrapper"):
+        again = fit(SPEC, data, random_seed=7, **SMALL)  # type: ignore[arg-type]
+    (compiled,) = sys.modules["opinionmap.fitting"]._compiled.values()
+    assert compiled.compiled_logp_func._pyfunc.__module__ == "nutpie.compile_pymc"
+    for name in fitted.posterior.data_vars:
+        assert np.array_equal(fitted.posterior[name].values, again.posterior[name].values), name
+
+
 @pytest.mark.slow
 def test_nutpies_own_callbacks_give_the_same_draws(
     fitted: FitResult, data: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
@@ -166,9 +234,9 @@ def test_nutpies_own_callbacks_give_the_same_draws(
         assert not _usable()  # wrappers mirror nutpie 0.16's; another nutpie builds its own
     monkeypatch.setenv("OPINIONMAP_COMPILE_CACHE", "0")
     assert not _usable()
-    monkeypatch.setattr(sys.modules["opinionmap.fit"], "_compiled", OrderedDict())
+    monkeypatch.setattr(sys.modules["opinionmap.fitting"], "_compiled", OrderedDict())
     again = fit(SPEC, data, random_seed=7, **SMALL)  # type: ignore[arg-type]
-    (compiled,) = sys.modules["opinionmap.fit"]._compiled.values()
+    (compiled,) = sys.modules["opinionmap.fitting"]._compiled.values()
     assert compiled.compiled_logp_func._pyfunc.__module__ == "nutpie.compile_pymc"
     for name in fitted.posterior.data_vars:
         assert np.array_equal(fitted.posterior[name].values, again.posterior[name].values), name

@@ -24,7 +24,7 @@ def truth_table() -> pd.DataFrame:
 
 
 def test_bundled_boundaries_have_the_17_frame_regions() -> None:
-    areas = read_boundaries()
+    areas = om.datasets.kazakhstan_regions()
     frame = om.read_frame(om.datasets.kazakhstan_frame_path())
     assert sorted(a.key for a in areas) == sorted(frame.levels("region"))
     names = {a.key: a.name for a in areas}
@@ -42,7 +42,13 @@ def test_choropleth_writes_png_and_svg(
     truth_table: pd.DataFrame, tmp_path: Path, suffix: str
 ) -> None:
     path = tmp_path / f"map.{suffix}"
-    fig = plot_choropleth(truth_table, categories=["more", "less"], path=path)
+    fig = plot_choropleth(
+        truth_table,
+        om.datasets.kazakhstan_regions(),
+        area="region",
+        categories=["more", "less"],
+        path=path,
+    )
     assert path.stat().st_size > 20_000
     # two rows (estimate, interval width) x two categories, plus two colour bars
     assert len(fig.axes) == 6
@@ -57,18 +63,20 @@ def test_choropleth_writes_png_and_svg(
 def test_choropleth_rejects_unknown_areas(truth_table: pd.DataFrame) -> None:
     bad = truth_table.assign(region=truth_table["region"].replace({"KZ-SEV": "KZ-XXX"}))
     with pytest.raises(OpinionmapError, match=r"areas 'KZ-XXX' have no boundary"):
-        plot_choropleth(bad)
+        plot_choropleth(bad, om.datasets.kazakhstan_regions(), area="region")
 
 
 def test_mrp_vs_direct_plot_is_sorted(truth_table: pd.DataFrame, tmp_path: Path) -> None:
     survey = om.read_survey(om.datasets.kazakhstan_survey_path())
     direct = direct_estimates(survey, "presence_russia")
-    fig = plot_mrp_vs_direct(truth_table, direct, category="more", path=tmp_path / "dots.png")
+    fig = plot_mrp_vs_direct(
+        truth_table, direct, category="more", area="region", path=tmp_path / "dots.png"
+    )
     labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
     ordered = truth_table[truth_table["category"] == "more"].sort_values("mean")["region"].tolist()
     assert [lab.split(" ")[0] for lab in labels] == ordered
     assert all("(n=50)" in lab for lab in labels)
     assert (tmp_path / "dots.png").stat().st_size > 10_000
     with pytest.raises(OpinionmapError, match="no MRP estimates for category 'maybe'"):
-        plot_mrp_vs_direct(truth_table, direct, category="maybe")
+        plot_mrp_vs_direct(truth_table, direct, category="maybe", area="region")
     assert np.isfinite(direct["weighted"]).all()

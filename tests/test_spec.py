@@ -122,13 +122,33 @@ def test_sampling_table_sets_a_models_defaults(tmp_path: Path) -> None:
     spec = read_spec(_toml(tmp_path, GOOD_TOML + "[sampling]\ndraws = 2000\nchains = 2\n"))
     assert spec.sampling == Sampling(draws=2000, chains=2)
     # a value given to fit or on the command line wins, then the spec's, then 1000/1000/4
-    assert spec.sampling.resolve() == (2000, 1000, 2)
-    assert spec.sampling.resolve(draws=150, tune=200) == (150, 200, 2)
+    resolved = spec.sampling.resolved()
+    assert (resolved.draws, resolved.tune, resolved.chains) == (2000, 1000, 2)
+    given = spec.sampling.merged(draws=150, tune=200).resolved()
+    assert (given.draws, given.tune, given.chains) == (150, 200, 2)
     assert read_spec(spec.to_toml(tmp_path / "again.toml")) == spec
     assert ModelSpec.from_json(spec.to_json()) == spec
     # how long to sample is not part of the model: a fit's spec check ignores it
     assert spec.hash() == read_spec(_toml(tmp_path, GOOD_TOML)).hash()
     assert "sampling" not in read_spec(_toml(tmp_path, GOOD_TOML)).to_dict()
+
+
+def test_every_sampler_setting_in_one_object(tmp_path: Path) -> None:
+    text = GOOD_TOML + "[sampling]\ndraws = 500\nseed = 7\nsampler = 'pymc'\ntarget_accept = 0.99\n"
+    spec = read_spec(_toml(tmp_path, text))
+    assert spec.sampling == Sampling(draws=500, seed=7, sampler="pymc", target_accept=0.99)
+    # the call's settings over the spec's, then the defaults (resolved when asked)
+    settings = spec.sampling.merged(Sampling(chains=2), seed=8).resolved()
+    assert (settings.draws, settings.tune, settings.chains, settings.seed) == (500, 1000, 2, 8)
+    assert (settings.sampler, settings.target_accept, settings.adaptation) == ("pymc", 0.99, "diag")
+    assert settings.cores is not None and 1 <= settings.cores <= 2
+    # one setting left open gets a seed of its own, drawn and then fixed
+    assert Sampling().resolved().seed != Sampling().resolved().seed
+    # what a fit stores, and reads back
+    attrs = settings.to_attrs()
+    assert attrs["opinionmap_random_seed"] == 8 and attrs["opinionmap_draws"] == 500
+    assert Sampling.from_attrs(attrs) == settings
+    assert read_spec(spec.to_toml(tmp_path / "again.toml")) == spec
 
 
 def test_spec_is_immutable() -> None:
@@ -144,7 +164,7 @@ def test_spec_is_immutable() -> None:
         (
             'formula = "y ~ x"\nfamily = "bernoulli"\nlikelihood = "x"\n'
             '[outcome]\nlevels = ["a", "b"]\n',
-            r"unknown key\(s\) 'likelihood'; allowed top-level keys",
+            r"unknown key\(s\) 'likelihood' at the top level; allowed keys",
         ),
         (
             'formula = "y ~ x"\nfamily = "bernoulli"\n[outcome]\nlevels = ["a", "b"]\norder = 1\n',
@@ -179,7 +199,7 @@ def test_spec_is_immutable() -> None:
         (
             'formula = "y ~ x"\nfamily = "bernoulli"\n[outcome]\nlevels = ["a", "b"]\n'
             "[sampling]\nsamples = 2000\n",
-            r"unknown key\(s\) 'samples' in \[sampling\]; allowed: 'draws', 'tune', 'chains'",
+            r"unknown key\(s\) 'samples' in \[sampling\]; allowed keys: 'draws', 'tune', 'chains'",
         ),
         (
             'formula = "y ~ x"\nfamily = "bernoulli"\n[outcome]\nlevels = ["a", "b"]\n'
@@ -190,6 +210,26 @@ def test_spec_is_immutable() -> None:
             'formula = "y ~ x"\nfamily = "bernoulli"\nsampling = 2000\n'
             '[outcome]\nlevels = ["a", "b"]\n',
             r"\[sampling\] must be a table",
+        ),
+        (
+            'formula = "y ~ x"\nfamily = "bernoulli"\n[outcome]\nlevels = ["a", "b"]\n'
+            "[sampling]\ntarget_accept = 1.5\n",
+            r"\[sampling\] target_accept must lie strictly between 0 and 1, got 1.5",
+        ),
+        (
+            'formula = "y ~ x"\nfamily = "bernoulli"\n[outcome]\nlevels = ["a", "b"]\n'
+            '[sampling]\nsampler = "gibbs"\n',
+            r"\[sampling\] unknown sampler 'gibbs'; choose one of 'nutpie', 'pymc', 'numpyro'",
+        ),
+        (
+            'formula = "y ~ x"\nfamily = "bernoulli"\n[outcome]\nlevels = ["a", "b"]\n'
+            '[sampling]\nadaptation = "low_rank"\nsampler = "pymc"\n',
+            r"\[sampling\] adaptation='low_rank' needs sampler='nutpie'",
+        ),
+        (
+            'formula = "y ~ x"\nfamily = "bernoulli"\n[outcome]\nlevels = ["a", "b"]\n'
+            "[sampling]\nseed = -1\n",
+            r"\[sampling\] seed must be an integer >= 0, got -1",
         ),
     ],
     ids=[
@@ -205,6 +245,10 @@ def test_spec_is_immutable() -> None:
         "sampling-key",
         "sampling-draws",
         "sampling-not-table",
+        "sampling-accept",
+        "sampling-sampler",
+        "sampling-adaptation",
+        "sampling-seed",
     ],
 )
 def test_bad_spec_files(tmp_path: Path, text: str, message: str) -> None:

@@ -1,23 +1,22 @@
 """opinionmap: Bayesian multilevel regression and poststratification for opinion surveys.
 
-The pipeline, one module per stage::
+The pipeline, one module per stage, in data-flow order::
 
-    survey (read_survey, Codebook) -> spec (ModelSpec, read_spec)
-      -> design (build_design) -> model (build_model) -> fit (fit, load)
-      -> effects / ppc -> frame (read_frame, rake) for poststratification
+    survey (read_survey, Codebook) -> spec (ModelSpec, Sampling, read_spec)
+      -> design (build_design) -> plan (make_plan) -> model (build_model)
+      -> fitting (fit) -> results (FitResult, load)
+      -> marginal (effects) / checks (ppc) / frame (read_frame, rake)
+      -> poststratification (poststratify) / direct (direct_estimates)
+      -> maps, report; pipeline and demo run it all
 
-Names that need PyMC (``fit``, ``load``, ``build_model``, ...) are imported on
-first use, so ``import opinionmap`` and the command line start quickly. The
-function wins over the submodule of the same name: ``om.fit`` is always the
-function; reach a submodule with ``from opinionmap.fit import ...`` or
-``importlib.import_module("opinionmap.fit")``.
+Names that need heavier imports (``fit`` needs PyMC; ``poststratify``, ``load`` and
+the rest need ArviZ) are imported on first use, so ``import opinionmap`` and the
+command line start quickly, and using a saved fit never imports PyMC.
 """
 
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -30,9 +29,9 @@ from opinionmap.errors import (
     RakingError,
     SurveyError,
 )
-from opinionmap.frame import Frame, read_frame
+from opinionmap.frame import Frame, read_frame, read_margin
 from opinionmap.raking import rake
-from opinionmap.spec import ModelSpec, Priors, SpecError, read_spec
+from opinionmap.spec import ModelSpec, Priors, Sampling, SpecError, read_spec
 from opinionmap.survey import Survey, read_survey
 
 try:
@@ -44,40 +43,40 @@ _LAZY = {
     "build_design": "opinionmap.design",
     "Design": "opinionmap.design",
     "DesignError": "opinionmap.design",
+    "make_plan": "opinionmap.plan",
+    "Plan": "opinionmap.plan",
     "build_model": "opinionmap.model",
-    "fit": "opinionmap.fit",
-    "load": "opinionmap.fit",
-    "FitResult": "opinionmap.fit",
-    "ProvenanceError": "opinionmap.fit",
+    "fit": "opinionmap.fitting",
+    "load": "opinionmap.results",
+    "FitResult": "opinionmap.results",
+    "ProvenanceError": "opinionmap.results",
     "ConvergenceWarning": "opinionmap.diagnostics",
-    "effects": "opinionmap.effects",
-    "summarise_draws": "opinionmap.effects",
-    "ppc": "opinionmap.ppc",
-    "plot_ppc": "opinionmap.ppc",
-    "poststratify": "opinionmap.poststratify",
-    "Estimates": "opinionmap.poststratify",
+    "effects": "opinionmap.marginal",
+    "summarise_draws": "opinionmap.summaries",
+    "ppc": "opinionmap.checks",
+    "plot_ppc": "opinionmap.checks",
+    "poststratify": "opinionmap.poststratification",
+    "Estimates": "opinionmap.poststratification",
     "direct_estimates": "opinionmap.direct",
     "plot_choropleth": "opinionmap.maps",
     "plot_mrp_vs_direct": "opinionmap.maps",
     "read_boundaries": "opinionmap.maps",
+    "ReportOptions": "opinionmap.report",
+    "build_report": "opinionmap.report",
 }
 
 
-class _LazyModule(types.ModuleType):
-    """The package module: names in ``_LAZY`` resolve to their functions on every access.
-
-    A module-level ``__getattr__`` is not enough: importing ``opinionmap.fit`` (the
-    module) binds the submodule on the package under the same name as the function
-    ``opinionmap.fit``, after which ``om.fit(...)`` would find the module.
-    """
-
-    def __getattribute__(self, name: str) -> Any:
-        if name in _LAZY:
-            return getattr(importlib.import_module(_LAZY[name]), name)
-        return super().__getattribute__(name)
+def __getattr__(name: str) -> Any:
+    """Import the lazily loaded names (see ``_LAZY``) on first use."""
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'opinionmap' has no attribute {name!r}")
 
 
-sys.modules[__name__].__class__ = _LazyModule
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 
 __all__ = [
@@ -92,9 +91,12 @@ __all__ = [
     "FrameError",
     "ModelSpec",
     "OpinionmapError",
+    "Plan",
     "Priors",
     "ProvenanceError",
     "RakingError",
+    "ReportOptions",
+    "Sampling",
     "SpecError",
     "Survey",
     "SurveyError",
@@ -102,11 +104,13 @@ __all__ = [
     "__version__",
     "build_design",
     "build_model",
+    "build_report",
     "datasets",
     "direct_estimates",
     "effects",
     "fit",
     "load",
+    "make_plan",
     "plot_choropleth",
     "plot_mrp_vs_direct",
     "plot_ppc",
@@ -116,6 +120,7 @@ __all__ = [
     "read_boundaries",
     "read_codebook",
     "read_frame",
+    "read_margin",
     "read_spec",
     "read_survey",
     "summarise_draws",

@@ -17,12 +17,16 @@ same as nutpie's (the text below mirrors nutpie 0.16's ``_make_c_logp_func`` and
 ``_make_c_expand_func``) and the draws are identical with and without the cache
 (``tests/test_model.py::test_cached_compile_gives_identical_draws``).
 
-Anything unexpected (a model with shared variables, PyTensor's numba cache switched
-off, a nutpie other than 0.16) falls back to ``nutpie.compile_pymc_model``
-unchanged. Switch this cache off with ``OPINIONMAP_COMPILE_CACHE=0`` (nutpie then
-builds its callbacks itself, as before) or all of PyTensor's numba caching with
-``PYTENSOR_FLAGS=numba__cache=False``; clear it by deleting the ``numba`` folder of
-PyTensor's compile directory (``pytensor.config.base_compiledir``).
+The wrappers replace two private helpers of nutpie for the duration of one compile,
+so the risk is bounded: ``pyproject.toml`` pins nutpie to the minor version they
+mirror (a test fails if that pin and :data:`_NUTPIE_VERSIONS` disagree, or if the
+cache is inactive with the pinned nutpie); a model the wrappers cannot key (shared
+variables) compiles the usual way; and any other failure in the cached path, or a
+nutpie it was not written for, falls back to ``nutpie.compile_pymc_model`` with one
+:class:`CompileCacheWarning` (the draws are the same, the compile slower). Switch
+this cache off with ``OPINIONMAP_COMPILE_CACHE=0`` or all of PyTensor's numba
+caching with ``PYTENSOR_FLAGS=numba__cache=False``; clear it by deleting the
+``numba`` folder of PyTensor's compile directory (``pytensor.config.base_compiledir``).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -37,7 +42,7 @@ from typing import Any
 import numba
 import numpy as np
 
-__all__ = ["compile_pymc_model"]
+__all__ = ["CompileCacheWarning", "compile_pymc_model"]
 
 # bump when the wrappers below change in a way their text does not show
 _CACHE_VERSION = "1"
@@ -86,6 +91,10 @@ _lock = threading.Lock()
 
 class _NotCacheable(Exception):
     """The model cannot use the cached wrappers; compile it the usual way."""
+
+
+class CompileCacheWarning(UserWarning):
+    """The compile cache could not be used: the model compiles without it (slower)."""
 
 
 def _versions() -> str:
@@ -162,14 +171,20 @@ def _cached_wrappers() -> Iterator[None]:
         ncp._make_c_logp_func, ncp._make_c_expand_func = make_logp, make_expand
 
 
-def _usable() -> bool:
-    """Whether the cache is wanted and this nutpie and PyTensor have what it relies on."""
+def _wanted() -> bool:
+    """Whether the user left the cache on (``OPINIONMAP_COMPILE_CACHE``, PyTensor's numba cache)."""
     if os.environ.get("OPINIONMAP_COMPILE_CACHE", "1").strip().lower() in ("0", "false", "no"):
         return False
+    import pytensor
+
+    return bool(pytensor.config.numba__cache)
+
+
+def _supported() -> bool:
+    """Whether this nutpie and PyTensor have what the cached wrappers rely on."""
     try:
         import nutpie
         import nutpie.compile_pymc as ncp
-        import pytensor
         from pytensor.link.numba.cache import (  # noqa: F401
             CACHED_SRC_FUNCTIONS,
             compile_numba_function_src,
@@ -177,18 +192,36 @@ def _usable() -> bool:
     except ImportError:
         return False
     return (
-        bool(pytensor.config.numba__cache)
-        and nutpie.__version__.startswith(_NUTPIE_VERSIONS)
+        nutpie.__version__.startswith(_NUTPIE_VERSIONS)
         and hasattr(ncp, "_make_c_logp_func")
         and hasattr(ncp, "_make_c_expand_func")
     )
 
 
+def _usable() -> bool:
+    """Whether the cache is wanted and this nutpie and PyTensor have what it relies on."""
+    return _wanted() and _supported()
+
+
 def compile_pymc_model(model: Any) -> Any:
-    """``nutpie.compile_pymc_model(model)`` (numba backend), its C callbacks cached on disk."""
+    """``nutpie.compile_pymc_model(model)`` (numba backend), its C callbacks cached on disk.
+
+    Falls back to nutpie's own compile when the cache is switched off (silently), when
+    the model cannot be keyed (silently), or on anything unexpected (with a
+    :class:`CompileCacheWarning`).
+    """
     import nutpie
 
-    if not _usable():
+    if not _wanted():
+        return nutpie.compile_pymc_model(model)
+    if not _supported():
+        warnings.warn(
+            f"opinionmap's compile cache supports nutpie {', '.join(_NUTPIE_VERSIONS)}x, not "
+            f"{nutpie.__version__}; compiling without it (same draws, 4-10 s more per model). "
+            "Install the nutpie version opinionmap pins.",
+            CompileCacheWarning,
+            stacklevel=2,
+        )
         return nutpie.compile_pymc_model(model)
     with _lock:
         try:
@@ -196,4 +229,12 @@ def compile_pymc_model(model: Any) -> Any:
                 return nutpie.compile_pymc_model(model, cache=True)
         except _NotCacheable:
             pass
+        except Exception as exc:  # anything else: nutpie's own compile, said once
+            warnings.warn(
+                f"opinionmap's compile cache failed ({type(exc).__name__}: {exc}); compiling "
+                "with nutpie's own callbacks instead (same draws, slower). Set "
+                "OPINIONMAP_COMPILE_CACHE=0 to skip the cache.",
+                CompileCacheWarning,
+                stacklevel=2,
+            )
     return nutpie.compile_pymc_model(model)

@@ -1,4 +1,4 @@
-"""Small file helpers shared by every writer: atomic writes, file hashing."""
+"""Small file helpers shared by every writer: atomic writes, tables, figures, file hashing."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 
 @contextlib.contextmanager
@@ -53,3 +54,68 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+# one resolution for every figure the package writes (PNG); SVG and PDF are vector
+FIGURE_DPI = 110
+FIGURE_FORMATS = ("png", "svg", "pdf")
+TABLE_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+
+
+def table_format(path: str | os.PathLike[str], error: type[Exception] | None = None) -> str:
+    """``"csv"`` or ``"parquet"`` from a path's suffix; anything else is an error naming it."""
+    from opinionmap.errors import OpinionmapError, format_values
+
+    target = Path(path)
+    kind = TABLE_FORMATS.get(target.suffix.lower())
+    if kind is None:
+        raise (error or OpinionmapError)(
+            f"{target}: cannot write suffix {target.suffix!r}; use one of "
+            f"{format_values(sorted(TABLE_FORMATS))}."
+        )
+    return kind
+
+
+def write_table(
+    table: Any, path: str | os.PathLike[str], error: type[Exception] | None = None
+) -> Path:
+    """Write a DataFrame as CSV or Parquet (by suffix), without its index, atomically.
+
+    ``error``: the exception class for an unsupported suffix (default ``OpinionmapError``).
+    """
+    kind = table_format(path, error)
+    with atomic_path(path) as tmp:
+        if kind == "csv":
+            table.to_csv(tmp, index=False)
+        else:
+            table.to_parquet(tmp, index=False)
+    return Path(path)
+
+
+def figure_format(path: str | os.PathLike[str]) -> str:
+    """The figure format from a path's suffix (png, svg or pdf); anything else is an error."""
+    from opinionmap.errors import OpinionmapError, format_values
+
+    target = Path(path)
+    fmt = target.suffix.lower().lstrip(".")
+    if fmt not in FIGURE_FORMATS:
+        raise OpinionmapError(
+            f"{target}: unsupported figure suffix {target.suffix!r}; write figures as "
+            f"{format_values(['.' + f for f in FIGURE_FORMATS])}."
+        )
+    return fmt
+
+
+def save_figure(fig: Any, path: str | os.PathLike[str], *, close: bool = False) -> Path:
+    """Write a matplotlib figure (format by suffix, :data:`FIGURE_DPI`), atomically.
+
+    ``close=True`` also releases the figure (for figures the caller does not return).
+    """
+    fmt = figure_format(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=fmt, dpi=FIGURE_DPI)
+    if close:
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+    return Path(path)

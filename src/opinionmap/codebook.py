@@ -51,7 +51,7 @@ from typing import Any, Final
 import tomli_w
 
 from opinionmap._io import atomic_path
-from opinionmap.errors import CodebookError, format_values
+from opinionmap.errors import CodebookError, check_keys, format_values
 
 __all__ = [
     "KINDS",
@@ -194,7 +194,7 @@ class Variable:
         """Levels followed by the missing codes: every value the column may hold."""
         return (*(self.levels or ()), *self.missing)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         """The variable's ``[variables.<name>]`` table, without default values."""
         out: dict[str, Any] = {"role": self.role}
         if self.label is not None:
@@ -319,7 +319,7 @@ class Codebook:
         return found[0] if found else None
 
     # -- (de)serialisation ------------------------------------------------------------
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         """The codebook as the nested dict of its TOML file.
 
         Examples
@@ -342,7 +342,7 @@ class Codebook:
         return target
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any], source: Path | None = None) -> Codebook:
+    def from_dict(cls, d: Mapping[str, object], source: Path | None = None) -> Codebook:
         """Build a codebook from the nested dict of its TOML file.
 
         Parameters
@@ -368,11 +368,11 @@ class Codebook:
         where = _where(source)
         if not isinstance(d, Mapping):
             raise CodebookError(f"{where}: expected a table, got {type(d).__name__}.")
-        _check_keys(d, _TOP_KEYS, where, "at the top level")
+        check_keys(d, _TOP_KEYS, where=where, context="at the top level", error=CodebookError)
         survey = d.get("survey", {})
         if not isinstance(survey, Mapping):
             raise CodebookError(f"{where}: [survey] must be a table.")
-        _check_keys(survey, _SURVEY_KEYS, where, "in [survey]")
+        check_keys(survey, _SURVEY_KEYS, where=where, context="in [survey]", error=CodebookError)
         title = survey.get("title")
         if title is not None and not isinstance(title, str):
             raise CodebookError(f"{where}: [survey] key 'title' must be text, got {title!r}.")
@@ -391,7 +391,9 @@ class Codebook:
             vwhere = f"[variables.{name}]"
             if not isinstance(spec, Mapping):
                 raise CodebookError(f"{where}: {vwhere} must be a table of keys.")
-            _check_keys(spec, _VARIABLE_KEYS, where, f"in {vwhere}")
+            check_keys(
+                spec, _VARIABLE_KEYS, where=where, context=f"in {vwhere}", error=CodebookError
+            )
             if "role" not in spec:
                 raise CodebookError(
                     f"{where}: {vwhere} has no key 'role'; allowed roles: {format_values(ROLES)}."
@@ -444,8 +446,8 @@ class Codebook:
     def from_roles(
         cls,
         *,
-        outcomes: Mapping[str, Sequence[str] | Mapping[str, Any]],
-        predictors: Sequence[str] | Mapping[str, Sequence[str] | Mapping[str, Any] | None] = (),
+        outcomes: Mapping[str, Sequence[str] | Mapping[str, object]],
+        predictors: Sequence[str] | Mapping[str, Sequence[str] | Mapping[str, object] | None] = (),
         area: str | None = None,
         weight: str | None = None,
         id: str | None = None,
@@ -534,16 +536,6 @@ def read_codebook(path: str | os.PathLike[str]) -> Codebook:
 # -- helpers --------------------------------------------------------------------------
 def _where(source: Path | None) -> str:
     return str(source) if source is not None else "<codebook>"
-
-
-def _check_keys(d: Mapping[str, Any], allowed: Iterable[str], where: str, context: str) -> None:
-    allowed = tuple(allowed)
-    unknown = [k for k in d if k not in allowed]
-    if unknown:
-        raise CodebookError(
-            f"{where}: unknown key(s) {format_values(unknown)} {context}; "
-            f"allowed keys: {format_values(allowed)}."
-        )
 
 
 def _labels(values: object, where: str, key: str) -> tuple[str, ...]:

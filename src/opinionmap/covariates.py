@@ -29,11 +29,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from opinionmap.errors import OpinionmapError, format_values
+from opinionmap.errors import OpinionmapError, check_keys, format_values
 
 __all__ = ["AreaCovariates", "CovariateError", "attach_covariates", "read_covariates"]
 
-_KEYS = {"data", "by", "columns"}
+_KEYS = ("data", "by", "columns")
 
 
 class CovariateError(OpinionmapError):
@@ -80,18 +80,11 @@ class AreaCovariates:
         return out
 
     @classmethod
-    def from_dict(
-        cls, raw: Mapping[str, Any], where: str, base: Path | None = None
-    ) -> AreaCovariates:
+    def from_dict(cls, raw: object, where: str, base: Path | None = None) -> AreaCovariates:
         """Parse a ``[covariates]`` table; a relative ``data`` is resolved against ``base``."""
         if not isinstance(raw, Mapping):
             raise CovariateError(f"{where}: [covariates] must be a table with data and by.")
-        unknown = sorted(set(raw) - _KEYS)
-        if unknown:
-            raise CovariateError(
-                f"{where}: unknown key(s) {format_values(unknown)} in [covariates]; allowed: "
-                f"{format_values(sorted(_KEYS))}."
-            )
+        check_keys(raw, _KEYS, where=where, context="in [covariates]", error=CovariateError)
         for key in ("data", "by"):
             if key not in raw:
                 raise CovariateError(f"{where}: [covariates] needs {key!r}.")

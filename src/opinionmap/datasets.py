@@ -16,6 +16,8 @@ from opinionmap.errors import OpinionmapError
 if TYPE_CHECKING:
     import pandas as pd
 
+    from opinionmap.maps import Area
+
 __all__ = [
     "data_dir",
     "kazakhstan_adjacency_path",
@@ -24,6 +26,7 @@ __all__ = [
     "kazakhstan_frame_path",
     "kazakhstan_published",
     "kazakhstan_region_names",
+    "kazakhstan_regions",
     "kazakhstan_survey_path",
     "kazakhstan_truth_path",
     "models_dir",
@@ -152,3 +155,10 @@ def kazakhstan_region_names() -> dict[str, str]:
 
     table = pd.read_csv(_kz("region_covariates_2020.csv"))
     return dict(zip(table["region"], table["name"], strict=True))
+
+
+def kazakhstan_regions() -> list[Area]:
+    """The outlines of the 17 regions of 2018-2022 (the frame's areas), for maps."""
+    from opinionmap.maps import read_boundaries
+
+    return read_boundaries(kazakhstan_boundaries_path(), key="ISO_3166_2", name="ADM1_EN")

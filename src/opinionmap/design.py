@@ -19,6 +19,12 @@ Coding rules
   levels declared in the codebook that no respondent has (they are estimated
   from the hierarchical prior and can be poststratified). ``(1 | a:b)`` has one
   effect per combination, labelled ``"a_level:b_level"``.
+
+Names such as ``sex[female]`` and ``"a_level:b_level"`` are labels for people;
+the code works from the recorded structure (:class:`Coef`, :class:`VariableCoding`,
+:class:`GroupIndex`), so level labels may contain ``:``, ``[``, spaces or any
+letters. A design is stored in a fit's ``DataTree`` by :meth:`Design.to_tree` and
+read back by :meth:`Design.from_tree`.
 """
 
 from __future__ import annotations
@@ -26,18 +32,45 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 
-from opinionmap.covariates import attach_covariates, read_covariates, table_to_json
+from opinionmap.covariates import (
+    attach_covariates,
+    read_covariates,
+    table_from_json,
+    table_to_json,
+)
 from opinionmap.errors import OpinionmapError, format_values
 from opinionmap.spec import ModelSpec
 
-__all__ = ["Design", "DesignError", "GroupIndex", "NewData", "build_design"]
+if TYPE_CHECKING:
+    from opinionmap.survey import Survey
+
+__all__ = [
+    "NEW_LEVELS",
+    "Coef",
+    "Design",
+    "DesignError",
+    "GroupIndex",
+    "NewData",
+    "NewLevels",
+    "SurveyData",
+    "VariableCoding",
+    "build_design",
+]
 
 NewLevels = Literal["error", "sample"]
+"""What to do with levels of a grouping factor that the model was not fitted with."""
+NEW_LEVELS: tuple[NewLevels, ...] = ("error", "sample")
+# what a model is fitted to: a validated survey (its codebook gives levels and the area)
+# or a plain table
+type SurveyData = Survey | pd.DataFrame
+# version of the layout Design.to_tree writes; Design.from_tree refuses others
+FORMAT = 2
 
 
 class DesignError(OpinionmapError):
@@ -51,6 +84,38 @@ class VariableCoding:
     name: str
     kind: Literal["numeric", "categorical"]
     levels: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Coef:
+    """One fixed-effect column: the product of its parts.
+
+    Each part is ``(variable, level)``: a categorical variable's dummy for one
+    level, or ``(variable, None)`` for a numeric variable's values.
+
+    Examples
+    --------
+    >>> c = Coef((("sex", "female"), ("age", None)))
+    >>> c.name, c.numeric, c.variables
+    ('sex[female]:age', True, ('sex', 'age'))
+    """
+
+    parts: tuple[tuple[str, str | None], ...]
+
+    @property
+    def name(self) -> str:
+        """The column's label, e.g. ``sex[female]:age`` (for display only)."""
+        return ":".join(v if lv is None else f"{v}[{lv}]" for v, lv in self.parts)
+
+    @property
+    def numeric(self) -> bool:
+        """Whether the column involves a numeric variable (so it is not a 0/1 dummy)."""
+        return any(lv is None for _, lv in self.parts)
+
+    @property
+    def variables(self) -> tuple[str, ...]:
+        """The variables the column is made of."""
+        return tuple(v for v, _ in self.parts)
 
 
 @dataclass(frozen=True)
@@ -82,7 +147,7 @@ class Design:
 
     spec: ModelSpec
     categories: tuple[str, ...]
-    coef_names: tuple[str, ...]
+    coefs: tuple[Coef, ...]
     X: np.ndarray = field(repr=False)
     x_sd: np.ndarray = field(repr=False)
     groups: tuple[GroupIndex, ...]
@@ -95,6 +160,13 @@ class Design:
     data_hash: str = ""
     # the spec's area-covariate table (by columns + predictors), as joined onto the data
     covariates: pd.DataFrame | None = field(default=None, repr=False)
+    # the survey's area column (its codebook's area role), when the data said
+    area: str | None = None
+
+    @property
+    def coef_names(self) -> tuple[str, ...]:
+        """Labels of the fixed-effect columns, e.g. ``("sex[female]", "age")``."""
+        return tuple(c.name for c in self.coefs)
 
     @property
     def n_cells(self) -> int:
@@ -118,6 +190,11 @@ class Design:
                 return c
         raise KeyError(name)
 
+    def level_index(self, group: GroupIndex, rows: pd.DataFrame) -> np.ndarray:
+        """Each row's level of a grouping term, by position (``-1`` for a level not fitted)."""
+        level_lists = [self.coding(f).levels for f in group.factors]
+        return combined_codes(rows, group.factors, level_lists)
+
     def respondents_per_level(self, group: GroupIndex) -> np.ndarray:
         """Respondents in each level of a grouping term."""
         n_cell = self.counts.sum(axis=1)
@@ -136,7 +213,7 @@ class Design:
             ``-1``, and their effects are drawn from the fitted hierarchical
             distribution downstream.
         """
-        return _code(self.spec, new, self.codings, self.coef_names, new_levels, "new data")
+        return _code(self.spec, new, self.codings, self.coefs, new_levels, "new data", False)
 
     def with_covariates(self, frame: pd.DataFrame, where: str = "frame") -> pd.DataFrame:
         """``frame`` with the model's area covariates joined on (unchanged if it has none)."""
@@ -150,23 +227,150 @@ class Design:
             source="the model's covariate table",
         )
 
-    def to_attrs(self) -> dict[str, str]:
-        """JSON attributes from which a fit rebuilds the design."""
-        attrs = {
+    def to_tree(self) -> xr.DataTree:
+        """The design as ``observed_data`` and ``constant_data`` groups with JSON attributes.
+
+        Everything :meth:`from_tree` needs: the spec, every respondent's cell and
+        answer, the cells' coded predictors, and how each column was coded.
+        """
+        outcome = self.spec.outcome
+        responses = np.asarray(self.categories, dtype=object)[self.respondent_response]
+        observed = xr.Dataset(
+            {
+                outcome: ("respondent", responses.astype(str)),
+                "counts": (("cell", "response"), self.counts),
+            },
+            coords={"respondent": self.respondent_id, "response": list(self.categories)},
+        )
+        constant: dict[str, Any] = {
+            "respondent_cell": ("respondent", self.respondent_cell),
+            "X": (("cell", "coef"), self.X),
+        }
+        for g in self.groups:
+            constant[f"index_{g.name}"] = ("cell", g.index)
+        for c in self.codings:
+            values = self.cells[c.name]
+            constant[f"cell_{c.name}"] = (
+                "cell",
+                values.astype(str).to_numpy()
+                if c.kind == "categorical"
+                else values.to_numpy(dtype=float),
+            )
+        constant_data = xr.Dataset(
+            constant, coords={"respondent": self.respondent_id, "coef": list(self.coef_names)}
+        )
+        tree = xr.DataTree.from_dict({"observed_data": observed, "constant_data": constant_data})
+        tree.attrs.update(self._attrs())
+        return tree
+
+    def _attrs(self) -> dict[str, Any]:
+        attrs: dict[str, Any] = {
+            "opinionmap_format": FORMAT,
+            "opinionmap_spec": self.spec.to_json(),
+            "opinionmap_spec_hash": self.spec.hash(),
+            "opinionmap_data_hash": self.data_hash,
             "opinionmap_codings": json.dumps(
                 [{"name": c.name, "kind": c.kind, "levels": list(c.levels)} for c in self.codings]
             ),
+            "opinionmap_coefs": json.dumps([[list(p) for p in c.parts] for c in self.coefs]),
             "opinionmap_coef_names": json.dumps(list(self.coef_names)),
             "opinionmap_categories": json.dumps(list(self.categories)),
+            "opinionmap_groups": json.dumps(
+                [
+                    {"name": g.name, "factors": list(g.factors), "levels": list(g.levels)}
+                    for g in self.groups
+                ]
+            ),
+            "opinionmap_x_sd": json.dumps([float(v) for v in self.x_sd]),
         }
+        if self.area is not None:
+            attrs["opinionmap_area"] = self.area
         if self.covariates is not None and self.spec.covariates is not None:
             attrs["opinionmap_covariates"] = table_to_json(self.covariates, self.spec.covariates.by)
         return attrs
 
+    @classmethod
+    def from_tree(cls, tree: xr.DataTree) -> Design:
+        """The design stored by :meth:`to_tree` (in a saved fit).
+
+        Its ``data_hash`` is recomputed from the stored data, so comparing it with
+        the recorded ``opinionmap_data_hash`` attribute tells whether they were edited.
+
+        Raises
+        ------
+        DesignError
+            The tree was written in another layout (an older opinionmap), or lacks
+            a group or attribute of this one.
+        """
+        attrs = tree.attrs
+        if attrs.get("opinionmap_format") != FORMAT:
+            raise DesignError(
+                f"the fit was saved in layout {attrs.get('opinionmap_format', 1)!r} by another "
+                f"version of opinionmap; this version reads layout {FORMAT}. Refit the model."
+            )
+        spec = ModelSpec.from_json(attrs["opinionmap_spec"])
+        const = tree["constant_data"].to_dataset()
+        observed = tree["observed_data"].to_dataset()
+        codings = tuple(
+            VariableCoding(c["name"], c["kind"], tuple(c["levels"]))
+            for c in json.loads(attrs["opinionmap_codings"])
+        )
+        coefs = tuple(
+            Coef(tuple((str(v), None if lv is None else str(lv)) for v, lv in parts))
+            for parts in json.loads(attrs["opinionmap_coefs"])
+        )
+        groups = tuple(
+            GroupIndex(
+                g["name"],
+                tuple(g["factors"]),
+                tuple(g["levels"]),
+                const[f"index_{g['name']}"].values.astype(np.int64),
+            )
+            for g in json.loads(attrs["opinionmap_groups"])
+        )
+        cells = pd.DataFrame(
+            {
+                c.name: (
+                    pd.Categorical(
+                        const[f"cell_{c.name}"].values.astype(str), categories=list(c.levels)
+                    )
+                    if c.kind == "categorical"
+                    else const[f"cell_{c.name}"].values.astype(float)
+                )
+                for c in codings
+            }
+        )
+        categories = tuple(json.loads(attrs["opinionmap_categories"]))
+        responses = observed[spec.outcome].values.astype(str)
+        y = pd.Categorical(responses, categories=list(categories)).codes.astype(np.int64)
+        respondent_cell = const["respondent_cell"].values.astype(np.int64)
+        X = const["X"].values.astype(float)
+        return cls(
+            spec=spec,
+            categories=categories,
+            coefs=coefs,
+            X=X,
+            x_sd=np.asarray(json.loads(attrs["opinionmap_x_sd"]), dtype=float),
+            groups=groups,
+            counts=observed["counts"].values.astype(np.int64),
+            codings=codings,
+            cells=cells,
+            respondent_cell=respondent_cell,
+            respondent_response=y,
+            respondent_id=observed["respondent"].values.astype(str),
+            data_hash=data_hash(spec, cell_keys(X, groups)[respondent_cell], y),
+            covariates=(
+                table_from_json(attrs["opinionmap_covariates"])
+                if "opinionmap_covariates" in attrs
+                else None
+            ),
+            area=attrs.get("opinionmap_area"),
+        )
+
 
 def build_design(
     spec: ModelSpec,
-    data: Any,
+    data: SurveyData,
     *,
     aggregate: bool = True,
     covariates: pd.DataFrame | None = None,
@@ -194,7 +398,7 @@ def build_design(
         codes, an outcome with fewer than two observed levels, a predictor or
         grouping factor with one level, empty predictor cells.
     """
-    df, source = _as_frame(data)
+    df, source = as_frame(data)
     where = source or "<data>"
     if spec.covariates is not None:
         if covariates is None:
@@ -213,7 +417,62 @@ def build_design(
             f"{where}: the formula {spec.formula!r} names column(s) {format_values(absent)} that "
             f"the data lacks. Columns present: {format_values(list(df.columns), limit=40)}."
         )
-    outcome = df[spec.outcome]
+    keep, y = _outcome_codes(spec, df[spec.outcome], where)
+    df = df.loc[keep]
+    codings = tuple(_infer_coding(df[name], name, where, spec) for name in spec.variables)
+    coefs = _coefs(spec, codings)
+    coded = _code(spec, df, codings, coefs, "error", where, True)
+
+    # cells: unique rows of (X, group indices)
+    keys = cell_keys(coded.X, coded.groups)
+    if aggregate:
+        n_unique, inverse = _unique_rows(keys)
+        first = np.zeros(n_unique, dtype=np.int64)
+        first[inverse[::-1]] = np.arange(len(inverse))[::-1]
+    else:
+        inverse = np.arange(len(df))
+        first = inverse
+    n_cells = int(inverse.max()) + 1 if len(inverse) else 0
+    counts = np.zeros((n_cells, len(spec.levels)), dtype=np.int64)
+    np.add.at(counts, (inverse, y), 1)
+    groups = tuple(
+        GroupIndex(g.name, g.factors, g.levels, g.index[first].astype(np.int64))
+        for g in coded.groups
+    )
+    cells = df.iloc[first][list(spec.variables)].reset_index(drop=True)
+    for c in codings:
+        if c.kind == "categorical":
+            cells[c.name] = pd.Categorical(cells[c.name].astype(str), categories=list(c.levels))
+    for g in groups:
+        if len(g.levels) < 2:
+            raise DesignError(
+                f"{where}: grouping factor {g.name!r} has one level ({format_values(g.levels)}); "
+                "a varying intercept needs at least two. Drop the term or use more levels."
+            )
+    area = getattr(data, "area", None)
+    return Design(
+        spec=spec,
+        categories=spec.levels,
+        coefs=coefs,
+        X=coded.X[first],
+        x_sd=coded.X.std(axis=0) if coded.X.shape[1] else np.zeros(0),
+        groups=groups,
+        counts=counts,
+        codings=codings,
+        cells=cells,
+        respondent_cell=inverse.astype(np.int64),
+        respondent_response=y,
+        respondent_id=_respondent_ids(data, df),
+        data_hash=data_hash(spec, keys, y),
+        covariates=covariates,
+        area=area if isinstance(area, str) else None,
+    )
+
+
+def _outcome_codes(
+    spec: ModelSpec, outcome: pd.Series, where: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Which rows answered (not a missing code) and their answers' positions in the levels."""
     if outcome.isna().any():
         raise DesignError(
             f"{where}: outcome {spec.outcome!r} is empty in {int(outcome.isna().sum())} rows; code "
@@ -229,7 +488,6 @@ def build_design(
             f"{format_values(spec.missing)}. Add them to levels (to model them) or to missing "
             "(to drop them)."
         )
-    df = df.loc[keep]
     y = pd.Categorical(text[keep], categories=list(spec.levels)).codes.astype(np.int64)
     observed = np.bincount(y, minlength=len(spec.levels))
     if (observed > 0).sum() < 2:
@@ -246,56 +504,7 @@ def build_design(
             "levels but no respondent gave them, so their effects cannot be estimated. Remove "
             "them from [outcome] levels (or merge them into a neighbouring level)."
         )
-
-    codings = tuple(_infer_coding(df[name], name, where, spec) for name in spec.variables)
-    coef_names = _coef_names(spec, codings)
-    coded = _code(spec, df, codings, coef_names, "error", where)
-
-    # cells: unique rows of (X, group indices)
-    keys = cell_keys(coded.X, coded.groups)
-    if aggregate:
-        n_unique, inverse = _unique_rows(keys)
-        first = np.zeros(n_unique, dtype=np.int64)
-        first[inverse[::-1]] = np.arange(len(inverse))[::-1]
-    else:
-        inverse = np.arange(len(df))
-        first = inverse
-    n_cells = int(inverse.max()) + 1 if len(inverse) else 0
-    counts = np.zeros((n_cells, len(spec.levels)), dtype=np.int64)
-    np.add.at(counts, (inverse, y), 1)
-    X = coded.X[first]
-    groups = tuple(
-        GroupIndex(g.name, g.factors, g.levels, g.index[first].astype(np.int64))
-        for g in coded.groups
-    )
-    cells = df.iloc[first][list(spec.variables)].reset_index(drop=True)
-    for c in codings:
-        if c.kind == "categorical":
-            cells[c.name] = pd.Categorical(cells[c.name].astype(str), categories=list(c.levels))
-    for g in groups:
-        if len(g.levels) < 2:
-            raise DesignError(
-                f"{where}: grouping factor {g.name!r} has one level ({format_values(g.levels)}); "
-                "a varying intercept needs at least two. Drop the term or use more levels."
-            )
-    x_sd = coded.X.std(axis=0) if coded.X.shape[1] else np.zeros(0)
-    ids = _respondent_ids(data, df)
-    return Design(
-        spec=spec,
-        categories=spec.levels,
-        coef_names=coef_names,
-        X=X,
-        x_sd=x_sd,
-        groups=groups,
-        counts=counts,
-        codings=codings,
-        cells=cells,
-        respondent_cell=inverse.astype(np.int64),
-        respondent_response=y,
-        respondent_id=ids,
-        data_hash=data_hash(spec, keys, y),
-        covariates=covariates,
-    )
+    return keep, y
 
 
 def _unique_rows(keys: np.ndarray) -> tuple[int, np.ndarray]:
@@ -339,7 +548,7 @@ def data_hash(spec: ModelSpec, keys: np.ndarray, y: np.ndarray) -> str:
     return digest.hexdigest()
 
 
-def _as_frame(data: Any) -> tuple[pd.DataFrame, str | None]:
+def as_frame(data: Any) -> tuple[pd.DataFrame, str | None]:
     if isinstance(data, pd.DataFrame):
         return data, None
     frame = getattr(data, "data", None)
@@ -397,99 +606,162 @@ def _fixed_levels(coding: VariableCoding, values: pd.Series) -> tuple[str, ...]:
     return tuple(lv for lv in coding.levels if lv in present)
 
 
-def _coef_names(spec: ModelSpec, codings: tuple[VariableCoding, ...]) -> tuple[str, ...]:
+def _coefs(spec: ModelSpec, codings: tuple[VariableCoding, ...]) -> tuple[Coef, ...]:
+    """The fixed-effect columns, term by term: numeric values, or one dummy per non-reference level.
+
+    An interaction is every combination of its variables' columns, the first
+    variable's varying slowest (as R's ``model.matrix`` orders them).
+    """
     by_name = {c.name: c for c in codings}
-    names: list[str] = []
+    coefs: list[Coef] = []
     for term in spec.fixed_terms:
-        parts: list[list[str]] = []
+        combos: list[tuple[tuple[str, str | None], ...]] = [()]
         for v in term.variables:
             c = by_name[v]
-            if c.kind == "numeric":
-                parts.append([v])
-            else:
-                parts.append([f"{v}[{lv}]" for lv in c.levels[1:]])
-        combos: list[str] = [""]
-        for options in parts:
-            combos = [f"{a}:{b}" if a else b for a in combos for b in options]
-        names.extend(combos)
-    return tuple(names)
+            options: list[str | None] = [None] if c.kind == "numeric" else list(c.levels[1:])
+            combos = [(*a, (v, b)) for a in combos for b in options]
+        coefs.extend(Coef(parts) for parts in combos)
+    names = [c.name for c in coefs]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise DesignError(
+            f"fixed-effect columns {format_values(repeated)} would have the same label; rename "
+            "the levels whose labels contain '[', ']' or ':' so that they differ."
+        )
+    return tuple(coefs)
 
 
 def _code(
     spec: ModelSpec,
     df: pd.DataFrame,
     codings: tuple[VariableCoding, ...],
-    coef_names: tuple[str, ...],
+    coefs: tuple[Coef, ...],
     new_levels: NewLevels,
     where: str,
+    training: bool,
 ) -> NewData:
-    by_name = {c.name: c for c in codings}
+    """Code rows with the given codings: the fixed-effect matrix and each term's level index.
+
+    ``training`` rows must let every categorical fixed effect vary; new rows (a frame)
+    need not.
+    """
     absent = [c.name for c in codings if c.name not in df.columns]
     if absent:
         raise DesignError(
             f"{where}: column(s) {format_values(absent)} used by the model are missing "
             f"(columns: {format_values(list(df.columns), limit=40)})."
         )
-    n = len(df)
-    columns: dict[str, np.ndarray] = {}
-    # per-variable codings: numeric values, or one dummy per non-reference level
+    X = _fixed_matrix(spec, df, codings, coefs, where)
+    if training:
+        _check_fixed_effects_vary(spec, df, codings, where)
+    by_name = {c.name: c for c in codings}
+    groups = tuple(
+        _group_index(df, term.name, term.factors, by_name, new_levels, where)
+        for term in spec.group_terms
+    )
+    return NewData(X, groups)
+
+
+def _fixed_matrix(
+    spec: ModelSpec,
+    df: pd.DataFrame,
+    codings: tuple[VariableCoding, ...],
+    coefs: tuple[Coef, ...],
+    where: str,
+) -> np.ndarray:
+    """The fixed-effect columns: each a product of numeric values and level dummies."""
+    used = {v for t in spec.fixed_terms for v in t.variables}
+    numeric: dict[str, np.ndarray] = {}
+    codes: dict[str, np.ndarray] = {}
     for c in codings:
-        if not any(c.name in t.variables for t in spec.fixed_terms):
+        if c.name not in used:
             continue
         values = df[c.name]
         if c.kind == "numeric":
-            numeric = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
-            if not np.isfinite(numeric).all():
+            numeric[c.name] = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
+            if not np.isfinite(numeric[c.name]).all():
                 raise DesignError(
                     f"{where}: numeric predictor {c.name!r} has missing or non-numeric values."
                 )
-            columns[c.name] = numeric
             continue
-        codes = level_codes(values, c.levels)
-        if (codes < 0).any():
-            unknown = sorted(_present(values[codes < 0]))
+        codes[c.name] = level_codes(values, c.levels)
+        if (codes[c.name] < 0).any():
+            unknown = sorted(_present(values[codes[c.name] < 0]))
             raise DesignError(
                 f"{where}: predictor {c.name!r} has level(s) {format_values(unknown)} that the "
                 f"model was not fitted with (its levels: {format_values(c.levels)}). Recode them "
                 "to known levels."
             )
-        for i, lv in enumerate(c.levels[1:], start=1):
-            columns[f"{c.name}[{lv}]"] = (codes == i).astype(float)
-    X = np.zeros((n, len(coef_names)))
-    for j, name in enumerate(coef_names):
-        product = np.ones(n)
-        for part in name.split(":"):
-            product = product * columns[part]
+    position = {c.name: {lv: i for i, lv in enumerate(c.levels)} for c in codings}
+    X = np.zeros((len(df), len(coefs)))
+    for j, coef in enumerate(coefs):
+        product = np.ones(len(df))
+        for variable, level in coef.parts:
+            if level is None:
+                product = product * numeric[variable]
+            else:
+                product = product * (codes[variable] == position[variable][level]).astype(float)
         X[:, j] = product
-    # a categorical fixed effect must vary in the training data
-    if where != "new data":
-        for term in spec.fixed_terms:
-            for v in term.variables:
-                c = by_name[v]
-                if c.kind == "categorical" and len(_fixed_levels(c, df[v])) < 2:
-                    raise DesignError(
-                        f"{where}: predictor {v!r} has one observed level "
-                        f"({format_values(_fixed_levels(c, df[v]))}); a fixed effect needs two. "
-                        "Drop it from the formula."
-                    )
-    groups = []
-    for group_term in spec.group_terms:
-        level_lists = [by_name[f].levels for f in group_term.factors]
-        labels = [":".join(combo) for combo in _product(level_lists)]
-        index = np.zeros(n, dtype=np.int64)
-        for factor, levels in zip(group_term.factors, level_lists, strict=True):
-            codes = level_codes(df[factor], levels)
-            index = np.where((index < 0) | (codes < 0), -1, index * len(levels) + codes)
-        if (index < 0).any() and new_levels == "error":
-            missing = sorted(set(group_keys(df.loc[index < 0], group_term.factors)))
-            raise DesignError(
-                f"{where}: grouping factor {group_term.name!r} has level(s) "
-                f"{format_values(missing)} that the model was not fitted with "
-                f"(it knows {format_values(labels)}). Recode them, or use "
-                "new_levels='sample' to draw their effects from the fitted distribution."
-            )
-        groups.append(GroupIndex(group_term.name, group_term.factors, tuple(labels), index))
-    return NewData(X, tuple(groups))
+    return X
+
+
+def _check_fixed_effects_vary(
+    spec: ModelSpec, df: pd.DataFrame, codings: tuple[VariableCoding, ...], where: str
+) -> None:
+    """A categorical fixed effect must take two levels in the training data."""
+    by_name = {c.name: c for c in codings}
+    for term in spec.fixed_terms:
+        for v in term.variables:
+            c = by_name[v]
+            if c.kind == "categorical" and len(_fixed_levels(c, df[v])) < 2:
+                raise DesignError(
+                    f"{where}: predictor {v!r} has one observed level "
+                    f"({format_values(_fixed_levels(c, df[v]))}); a fixed effect needs two. "
+                    "Drop it from the formula."
+                )
+
+
+def _group_index(
+    df: pd.DataFrame,
+    name: str,
+    factors: tuple[str, ...],
+    by_name: dict[str, VariableCoding],
+    new_levels: NewLevels,
+    where: str,
+) -> GroupIndex:
+    """Each row's level of a varying-intercept term (``-1`` where it is new)."""
+    level_lists = [by_name[f].levels for f in factors]
+    labels = [":".join(combo) for combo in _product(level_lists)]
+    if len(set(labels)) != len(labels):
+        repeated = sorted({lab for lab in labels if labels.count(lab) > 1})
+        raise DesignError(
+            f"{where}: the levels of {name!r} joined by ':' give the same label twice "
+            f"({format_values(repeated)}); rename the levels whose labels contain ':'."
+        )
+    index = combined_codes(df, factors, level_lists)
+    if (index < 0).any() and new_levels == "error":
+        missing = sorted(set(group_labels(df.loc[index < 0], factors)))
+        raise DesignError(
+            f"{where}: grouping factor {name!r} has level(s) "
+            f"{format_values(missing)} that the model was not fitted with "
+            f"(it knows {format_values(labels)}). Recode them, or use "
+            "new_levels='sample' to draw their effects from the fitted distribution."
+        )
+    return GroupIndex(name, factors, tuple(labels), index)
+
+
+def combined_codes(
+    df: pd.DataFrame, factors: tuple[str, ...], level_lists: list[tuple[str, ...]]
+) -> np.ndarray:
+    """Each row's position among every combination of the factors' levels (``-1``: unknown).
+
+    The first factor varies slowest, as the labels of an interaction term are listed.
+    """
+    index = np.zeros(len(df), dtype=np.int64)
+    for factor, levels in zip(factors, level_lists, strict=True):
+        codes = level_codes(df[factor], levels)
+        index = np.where((index < 0) | (codes < 0), -1, index * len(levels) + codes)
+    return index
 
 
 def level_codes(values: pd.Series, levels: tuple[str, ...]) -> np.ndarray:
@@ -508,8 +780,8 @@ def level_codes(values: pd.Series, levels: tuple[str, ...]) -> np.ndarray:
     return np.where(codes >= 0, lookup[np.maximum(codes, 0)], -1).astype(np.int64)
 
 
-def group_keys(df: pd.DataFrame, factors: tuple[str, ...]) -> list[str]:
-    """Each row's label of a grouping term: its factor levels joined by ``":"``."""
+def group_labels(df: pd.DataFrame, factors: tuple[str, ...]) -> list[str]:
+    """Each row's label of a grouping term: its factor levels joined by ``":"`` (for display)."""
     keys = df[factors[0]].astype(str)
     for factor in factors[1:]:
         keys = keys.str.cat(df[factor].astype(str), sep=":")

@@ -11,12 +11,11 @@ import warnings
 from dataclasses import dataclass
 from itertools import product
 
-import arviz as az
 import numpy as np
 import pandas as pd
 import xarray as xr
 
-from opinionmap.model import is_auxiliary
+from opinionmap.plan import is_auxiliary
 
 __all__ = ["ConvergenceWarning", "Diagnostics", "diagnose"]
 
@@ -106,9 +105,12 @@ def diagnose(tree: xr.DataTree, *, warn: bool = True) -> Diagnostics:
     """Compute diagnostics of a sampled ``DataTree`` and warn loudly when anything is off."""
     posterior = tree["posterior"].to_dataset()
     names = [str(v) for v in posterior.data_vars if not is_auxiliary(str(v))]
-    rhat = az.rhat(posterior, var_names=names)
-    ess_bulk = az.ess(posterior, var_names=names, method="bulk")
-    ess_tail = az.ess(posterior, var_names=names, method="tail")
+    from arviz_stats import ess
+    from arviz_stats import rhat as rank_rhat
+
+    rhat = rank_rhat(posterior, var_names=names)
+    ess_bulk = ess(posterior, var_names=names, method="bulk")
+    ess_tail = ess(posterior, var_names=names, method="tail")
     rows = []
     for name in names:
         r = _flatten(rhat[name], name)

@@ -18,26 +18,31 @@ standard error is the binomial ``sqrt(p (1 - p) / n)``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
+from opinionmap.design import as_frame
 from opinionmap.errors import SurveyError, format_values
+from opinionmap.summaries import interval_prob
+
+if TYPE_CHECKING:
+    from opinionmap.design import SurveyData
 
 __all__ = ["direct_estimates"]
 
 
 def direct_estimates(
-    survey: Any,
+    survey: SurveyData,
     outcome: str,
     *,
-    by: str | Sequence[str] = "region",
+    by: str | Sequence[str] | None = None,
     categories: Sequence[str] | None = None,
     missing: Sequence[str] | None = None,
     weight: str | None = None,
-    prob: float = 0.9,
+    prob: float | None = None,
 ) -> pd.DataFrame:
     """Raw and design-weighted shares of each category by area.
 
@@ -49,7 +54,7 @@ def direct_estimates(
     outcome
         The question.
     by
-        Column(s) to estimate by.
+        Column(s) to estimate by (default: the survey codebook's area).
     categories
         Categories to report (default: the codebook's levels, or the observed
         values). Responses outside them (missing codes) are dropped first, as the
@@ -59,7 +64,8 @@ def direct_estimates(
     weight
         Design-weight column (default: the codebook's weight; none means all 1).
     prob
-        Width of the normal-approximation interval around the weighted share.
+        Width of the normal-approximation interval around the weighted share
+        (default :func:`~opinionmap.summaries.interval_prob`).
 
     Returns
     -------
@@ -77,8 +83,16 @@ def direct_estimates(
     >>> t.loc[(t.area == "a") & (t.category == "x"), ["raw", "weighted"]].round(3).values.tolist()
     [[0.667, 0.4]]
     """
+    df, _ = as_frame(survey)
+    codebook = getattr(survey, "codebook", None)
+    if by is None:
+        if codebook is None or codebook.area is None:
+            raise SurveyError(
+                "direct estimates: which column is the area? Pass by=... (the survey has no "
+                "codebook area)."
+            )
+        by = codebook.area.name
     by_cols = [by] if isinstance(by, str) else list(by)
-    df, codebook = (survey.data, survey.codebook) if hasattr(survey, "codebook") else (survey, None)
     absent = [c for c in [outcome, *by_cols] if c not in df.columns]
     if absent:
         raise SurveyError(
@@ -100,46 +114,13 @@ def direct_estimates(
     keep &= values.isin(list(categories))
     data = df.loc[keep, by_cols].astype(str).copy()
     data["_y"] = pd.Categorical(values[keep], categories=list(categories))
-    if weight is not None:
-        if weight not in df.columns:
-            raise SurveyError(f"direct estimates: no weight column {weight!r} in the survey.")
-        w = pd.to_numeric(df.loc[keep, weight], errors="coerce").to_numpy(dtype=float)
-        if not np.isfinite(w).all() or (w < 0).any():
-            raise SurveyError(
-                f"direct estimates: weight column {weight!r} has missing, non-numeric or "
-                "negative values."
-            )
-    else:
-        w = np.ones(int(keep.sum()))
+    w = _weights(df.loc[keep], weight)
     data["_w"] = w
-    z = norm.ppf(0.5 + prob / 2)
+    z = norm.ppf(0.5 + interval_prob(prob) / 2)
     rows = []
     for key, group in data.groupby(by_cols, sort=True, observed=True):
         key = key if isinstance(key, tuple) else (key,)
-        n = len(group)
-        wg = group["_w"].to_numpy()
-        total = wg.sum()
-        n_eff = total**2 / (wg**2).sum() if total > 0 else 0.0
-        for category in categories:
-            y = (group["_y"] == category).to_numpy(dtype=float)
-            raw = y.mean()
-            p = float((wg * y).sum() / total) if total > 0 else np.nan
-            var = n / (n - 1) * float((wg**2 * (y - p) ** 2).sum()) / total**2 if n > 1 else np.nan
-            se = float(np.sqrt(var))
-            rows.append(
-                (
-                    *key,
-                    category,
-                    n,
-                    raw,
-                    float(np.sqrt(raw * (1 - raw) / n)),
-                    p,
-                    se,
-                    max(0.0, p - z * se),
-                    min(1.0, p + z * se),
-                    n_eff,
-                )
-            )
+        rows += [(*key, *row) for row in _area_rows(group, categories, z)]
     columns = [
         *by_cols,
         "category",
@@ -153,3 +134,47 @@ def direct_estimates(
         "n_effective",
     ]
     return pd.DataFrame(rows, columns=columns)
+
+
+def _weights(rows: pd.DataFrame, weight: str | None) -> np.ndarray:
+    """The design weights of the rows (all 1 without a weight column), checked."""
+    if weight is None:
+        return np.ones(len(rows))
+    if weight not in rows.columns:
+        raise SurveyError(f"direct estimates: no weight column {weight!r} in the survey.")
+    w = pd.to_numeric(rows[weight], errors="coerce").to_numpy(dtype=float)
+    if not np.isfinite(w).all() or (w < 0).any():
+        raise SurveyError(
+            f"direct estimates: weight column {weight!r} has missing, non-numeric or "
+            "negative values."
+        )
+    return w
+
+
+def _area_rows(group: pd.DataFrame, categories: Sequence[str], z: float) -> list[tuple[Any, ...]]:
+    """One area's row per category: n, raw share and SE, weighted share, SE, interval, Kish n."""
+    n = len(group)
+    wg = group["_w"].to_numpy()
+    total = wg.sum()
+    n_eff = total**2 / (wg**2).sum() if total > 0 else 0.0
+    rows = []
+    for category in categories:
+        y = (group["_y"] == category).to_numpy(dtype=float)
+        raw = y.mean()
+        p = float((wg * y).sum() / total) if total > 0 else np.nan
+        var = n / (n - 1) * float((wg**2 * (y - p) ** 2).sum()) / total**2 if n > 1 else np.nan
+        se = float(np.sqrt(var))
+        rows.append(
+            (
+                category,
+                n,
+                raw,
+                float(np.sqrt(raw * (1 - raw) / n)),
+                p,
+                se,
+                max(0.0, p - z * se),
+                min(1.0, p + z * se),
+                n_eff,
+            )
+        )
+    return rows

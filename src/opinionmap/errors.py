@@ -9,6 +9,8 @@ failed.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+
 
 class OpinionmapError(ValueError):
     """Base class of every input error opinionmap raises."""
@@ -45,3 +47,29 @@ def format_values(values: object, limit: int = 10) -> str:
     if len(items) > limit:
         shown += f" (and {len(items) - limit} more)"
     return shown
+
+
+def check_keys(
+    table: Mapping[str, object],
+    allowed: Iterable[str],
+    *,
+    where: str,
+    context: str,
+    error: type[OpinionmapError] = OpinionmapError,
+) -> None:
+    """Refuse keys of a TOML table that are not ``allowed``, naming them and the allowed ones.
+
+    Examples
+    --------
+    >>> check_keys({"draws": 1, "samples": 2}, ["draws"], where="m.toml", context="in [run]")
+    Traceback (most recent call last):
+    ...
+    opinionmap.errors.OpinionmapError: m.toml: unknown key(s) 'samples' in [run]; allowed ...
+    """
+    allowed = tuple(allowed)
+    unknown = [k for k in table if k not in allowed]
+    if unknown:
+        raise error(
+            f"{where}: unknown key(s) {format_values(unknown)} {context}; "
+            f"allowed keys: {format_values(allowed)}."
+        )

@@ -24,16 +24,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from opinionmap._io import atomic_path
+from opinionmap._io import TABLE_FORMATS, write_table
 from opinionmap.errors import FrameError, format_values
 from opinionmap.raking import rake
 
 if TYPE_CHECKING:
     from opinionmap.codebook import Codebook
 
-__all__ = ["Frame", "read_frame"]
-
-_SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+__all__ = ["Frame", "read_frame", "read_margin"]
 
 
 @dataclass(frozen=True)
@@ -265,19 +263,7 @@ class Frame:
     # -- output ---------------------------------------------------------------------
     def to_file(self, path: str | os.PathLike[str]) -> Path:
         """Write the frame as CSV or Parquet (by suffix), atomically."""
-        target = Path(path)
-        kind = _SUFFIXES.get(target.suffix.lower())
-        if kind is None:
-            raise FrameError(
-                f"{target}: unsupported suffix {target.suffix!r}; use one of "
-                f"{format_values(sorted(_SUFFIXES))}."
-            )
-        with atomic_path(target) as tmp:
-            if kind == "csv":
-                self.data.to_csv(tmp, index=False)
-            else:
-                self.data.to_parquet(tmp, index=False)
-        return target
+        return write_table(self.data, path, FrameError)
 
 
 def read_frame(
@@ -316,11 +302,11 @@ def read_frame(
     ('region', 'sex', 'age', 'ethnicity', 'settlement')
     """
     source = Path(path)
-    kind = _SUFFIXES.get(source.suffix.lower())
+    kind = TABLE_FORMATS.get(source.suffix.lower())
     if kind is None:
         raise FrameError(
             f"{source}: unsupported file type {source.suffix!r}; frames are read from "
-            f"{format_values(sorted(_SUFFIXES))} files."
+            f"{format_values(sorted(TABLE_FORMATS))} files."
         )
     if not source.is_file():
         raise FrameError(f"{source}: no such file.")
@@ -342,6 +328,42 @@ def read_frame(
     except (OSError, ValueError, pd.errors.ParserError) as exc:
         raise FrameError(f"{source}: cannot be read as {kind}: {exc}") from exc
     return Frame.from_dataframe(df, weight=weight, cells=cells, recode=recode, source=source)
+
+
+def read_margin(path: str | os.PathLike[str], *, weight: str = "population") -> pd.DataFrame:
+    """Read one published margin for :meth:`Frame.from_margins` / :func:`opinionmap.rake`.
+
+    A CSV with one or more dimension columns (labels, read as text) and the count
+    column ``weight``. The table's ``attrs["source"]`` is the file, so raking
+    errors name it.
+
+    Raises
+    ------
+    FrameError
+        The file is missing, empty or unreadable, has no dimension column or no
+        ``weight`` column, or holds counts that are not finite numbers >= 0.
+    """
+    source = Path(path)
+    if not source.is_file():
+        raise FrameError(f"{source}: no such margin file.")
+    try:
+        table = pd.read_csv(source, dtype=str, keep_default_na=False, na_values=[""])
+    except pd.errors.EmptyDataError:
+        raise FrameError(f"{source}: the margin file is empty (no header, no rows).") from None
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise FrameError(f"{source}: cannot be read as CSV: {exc}") from exc
+    if weight not in table.columns:
+        raise FrameError(
+            f"{source}: no count column {weight!r} (columns: {format_values(table.columns)}); "
+            "name it with --weight."
+        )
+    if len(table.columns) < 2:
+        raise FrameError(f"{source}: only the count column {weight!r}; add dimension columns.")
+    if len(table) == 0:
+        raise FrameError(f"{source}: the margin has a header but no rows.")
+    table[weight] = _numeric_weight(table[weight], weight, str(source))
+    table.attrs["source"] = str(source)
+    return table
 
 
 def _numeric_weight(column: pd.Series, weight: str, where: str) -> pd.Series:

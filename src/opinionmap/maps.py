@@ -8,7 +8,7 @@
 - :func:`plot_mrp_vs_direct`: dot-and-interval plot of MRP beside direct
   estimates by area, sorted, with each area's sample size.
 
-Both write PNG or SVG (by suffix), atomically.
+Both write PNG, SVG or PDF (by suffix), atomically.
 """
 
 from __future__ import annotations
@@ -18,13 +18,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from opinionmap._io import atomic_path
+from opinionmap._io import save_figure
 from opinionmap.errors import OpinionmapError, format_values
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["Area", "plot_choropleth", "plot_mrp_vs_direct", "read_boundaries"]
 
@@ -40,24 +43,31 @@ class Area:
     size: float
 
 
-def read_boundaries(
-    path: str | os.PathLike[str] | None = None,
-    *,
-    key: str = "ISO_3166_2",
-    name: str = "ADM1_EN",
-) -> list[Area]:
-    """Read polygons from a shapefile (default: the bundled 2018 Kazakhstan regions).
+def read_boundaries(path: str | os.PathLike[str], *, key: str, name: str) -> list[Area]:
+    """Read area polygons from a shapefile.
 
-    For the bundled districts use
-    ``read_boundaries(".../kaz_admbnda_adm2_2018.shp", key="ADM2_PCODE", name="ADM2_EN")``.
+    Parameters
+    ----------
+    path
+        The ``.shp`` file (with its ``.dbf`` and ``.shx`` beside it).
+    key
+        The attribute holding each area's code, as the estimates' area column
+        spells it (e.g. ``"ISO_3166_2"`` or ``"ADM1_PCODE"``).
+    name
+        The attribute holding each area's display name (e.g. ``"ADM1_EN"``).
+
+    Examples
+    --------
+    >>> from opinionmap import datasets
+    >>> areas = read_boundaries(
+    ...     datasets.kazakhstan_boundaries_path(), key="ISO_3166_2", name="ADM1_EN"
+    ... )
+    >>> len(areas), sorted(a.key for a in areas)[0]
+    (17, 'KZ-AKM')
     """
     import shapefile
     from shapely.geometry import Polygon
 
-    if path is None:
-        from opinionmap.datasets import kazakhstan_boundaries_path
-
-        path = kazakhstan_boundaries_path()
     source = Path(path)
     if not source.is_file():
         raise OpinionmapError(f"{source}: no such boundary file.")
@@ -89,28 +99,34 @@ def read_boundaries(
     return areas
 
 
-def _savefig(fig: Any, path: str | os.PathLike[str] | None) -> None:
-    if path is None:
-        return
-    target = Path(path)
-    fmt = target.suffix.lower().lstrip(".")
-    if fmt not in ("png", "svg"):
-        raise OpinionmapError(f"{target}: write figures as .png or .svg.")
-    with atomic_path(target) as tmp:
-        fig.savefig(tmp, format=fmt, dpi=120)
+# columns of an estimates table that are not the area
+_VALUE_COLUMNS = {"category", "mean", "sd", "lower", "upper", "n_respondents", "population"}
+
+
+def _area_column(table: pd.DataFrame, area: str | None, value: str) -> str:
+    """The table's area column: ``area``, else its one column that holds no values."""
+    if area is not None:
+        return area
+    candidates = [c for c in table.columns if c not in _VALUE_COLUMNS | {value}]
+    if len(candidates) != 1:
+        raise OpinionmapError(
+            f"map: which column holds the areas? Candidates {format_values(candidates)}; pass "
+            "area=..."
+        )
+    return str(candidates[0])
 
 
 def plot_choropleth(
     table: pd.DataFrame,
+    boundaries: Sequence[Area],
     *,
-    area: str = "region",
+    area: str | None = None,
     value: str = "mean",
     categories: Sequence[str] | None = None,
-    boundaries: list[Area] | None = None,
     title: str | None = None,
     path: str | os.PathLike[str] | None = None,
     labels: bool = True,
-) -> Any:
+) -> Figure:
     """Map an estimate by area, with its interval width in a second row.
 
     Parameters
@@ -118,29 +134,25 @@ def plot_choropleth(
     table
         A tidy table such as ``Estimates.summary()``: columns ``area``,
         ``category``, ``value`` and, for the second row, ``lower`` and ``upper``.
+    boundaries
+        Areas from :func:`read_boundaries` (the bundled regions:
+        :func:`opinionmap.datasets.kazakhstan_regions`).
+    area
+        The area column (default: the table's one column that is not a value).
     categories
         Which categories to map, one panel each (default: all in the table).
-    boundaries
-        Areas from :func:`read_boundaries` (default: the bundled regions).
     path
-        Write the figure (``.png`` or ``.svg``).
+        Write the figure (``.png``, ``.svg`` or ``.pdf``).
 
     Returns
     -------
     matplotlib.figure.Figure
     """
-    import matplotlib
-
-    if path is not None:
-        matplotlib.use("Agg", force=False)
-    import matplotlib.patheffects as pe
-    import matplotlib.pyplot as plt
-    from matplotlib.collections import PolyCollection
-
+    area = _area_column(table, area, value)
     missing = [c for c in (area, "category", value) if c not in table.columns]
     if missing:
         raise OpinionmapError(f"choropleth: the table lacks column(s) {format_values(missing)}.")
-    areas = boundaries if boundaries is not None else read_boundaries()
+    areas = list(boundaries)
     keys = {a.key for a in areas}
     unknown = sorted(set(table[area].astype(str)) - keys)
     if unknown:
@@ -156,14 +168,50 @@ def plot_choropleth(
     vmin = float(np.nanmin(sub[value])) if len(sub) else 0.0
     width = (sub["upper"] - sub["lower"]) if has_width else None
     wmax = float(np.nanmax(width)) if width is not None and len(width) else 1.0
+    fig, axes = _map_axes(areas, len(cats), rows, title)
+    for j, category in enumerate(cats):
+        data = table[table["category"] == category].set_index(
+            table[table["category"] == category][area].astype(str)
+        )
+        panels = [(0, data[value], "viridis", (vmin, vmax))]
+        if has_width:
+            panels.append((1, data["upper"] - data["lower"], "YlOrRd", (0.0, wmax)))
+        for row, series, cmap, limits in panels:
+            coll = _draw_areas(axes[row, j], areas, series, cmap, limits, labels)
+            if row == 0:
+                axes[row, j].set_title(str(category), fontsize=11)
+            if j == len(cats) - 1:
+                box = axes[row, j].get_position()
+                fig_w = fig.get_figwidth()
+                cax = fig.add_axes(
+                    (
+                        box.x1 + 0.15 / fig_w,
+                        box.y0 + 0.1 * box.height,
+                        0.15 / fig_w,
+                        0.8 * box.height,
+                    )
+                )
+                bar = fig.colorbar(coll, cax=cax, format="{x:.0%}")
+                bar.set_label(value if row == 0 else "interval width (upper - lower)", fontsize=8)
+    if title:
+        fig.suptitle(title, y=1 - 0.1 / fig.get_figheight(), va="top")
+    if path is not None:
+        save_figure(fig, path)
+    return fig
+
+
+def _map_axes(
+    areas: Sequence[Area], columns: int, rows: int, title: str | None
+) -> tuple[Figure, np.ndarray]:
+    """A figure with a grid of map panels, laid out in inches (no tight bounding box)."""
+    import matplotlib.pyplot as plt
+
     xs = np.concatenate([r[:, 0] for a in areas for r in a.rings])
     ys = np.concatenate([r[:, 1] for a in areas for r in a.rings])
-    median_size = float(np.median([a.size for a in areas]))
-    # a fixed layout in inches (no tight bounding box, which draws the figure twice)
     panel_w = 5.2
     panel_h = panel_w * 1.5 * float(np.ptp(ys)) / max(float(np.ptp(xs)), 1e-12)
     top = (0.55 if title else 0.05) + 0.3
-    fig_w = 0.1 + len(cats) * (panel_w + 0.1) + 0.95
+    fig_w = 0.1 + columns * (panel_w + 0.1) + 0.95
     fig_h = top + rows * panel_h + (rows - 1) * 0.15 + 0.1
     fig = plt.figure(figsize=(fig_w, fig_h))
     axes = np.array(
@@ -177,69 +225,62 @@ def plot_choropleth(
                         panel_h / fig_h,
                     )
                 )
-                for j in range(len(cats))
+                for j in range(columns)
             ]
             for row in range(rows)
         ]
     )
-    for j, category in enumerate(cats):
-        data = table[table["category"] == category].set_index(
-            table[table["category"] == category][area].astype(str)
-        )
-        panels = [(0, data[value], "viridis", (vmin, vmax))]
-        if has_width:
-            panels.append((1, data["upper"] - data["lower"], "YlOrRd", (0.0, wmax)))
-        for row, series, cmap, (lo, hi) in panels:
-            ax = axes[row, j]
-            polys, colours = [], []
-            for a in areas:
-                v = series.get(a.key, np.nan)
-                for ring in a.rings:
-                    polys.append(ring)
-                    colours.append(v)
-            coll = PolyCollection(
-                polys,
-                array=np.asarray(colours, dtype=float),
-                cmap=plt.get_cmap(cmap).with_extremes(bad="#dddddd"),
-                edgecolors="white",
-                linewidths=0.5,
+    for ax in axes.ravel():
+        ax.set_xlim(xs.min(), xs.max())
+        ax.set_ylim(ys.min(), ys.max())
+        ax.set_aspect(1.5)
+        ax.set_axis_off()
+    return fig, axes
+
+
+def _draw_areas(
+    ax: Any,
+    areas: Sequence[Area],
+    series: pd.Series,
+    cmap: str,
+    limits: tuple[float, float],
+    labels: bool,
+) -> Any:
+    """Fill each area with its value's colour (grey where it has none); label the areas."""
+    import matplotlib.patheffects as pe
+    import matplotlib.pyplot as plt
+    from matplotlib.collections import PolyCollection
+
+    polys, colours = [], []
+    for a in areas:
+        v = series.get(a.key, np.nan)
+        for ring in a.rings:
+            polys.append(ring)
+            colours.append(v)
+    coll = PolyCollection(
+        polys,
+        array=np.asarray(colours, dtype=float),
+        cmap=plt.get_cmap(cmap).with_extremes(bad="#dddddd"),
+        edgecolors="white",
+        linewidths=0.5,
+    )
+    coll.set_clim(*limits)
+    ax.add_collection(coll)
+    if labels:
+        median_size = float(np.median([a.size for a in areas]))
+        for a in areas:
+            v = series.get(a.key, np.nan)
+            # small areas by their code, without a country prefix such as "KZ-"
+            text = a.name if a.size > 0.2 * median_size else a.key.split("-")[-1]
+            ax.annotate(
+                f"{text}\n{v:.0%}" if np.isfinite(v) else text,
+                a.label_at,
+                ha="center",
+                va="center",
+                fontsize=6,
+                path_effects=[pe.withStroke(linewidth=2, foreground="white")],
             )
-            coll.set_clim(lo, hi)
-            ax.add_collection(coll)
-            ax.set_xlim(xs.min(), xs.max())
-            ax.set_ylim(ys.min(), ys.max())
-            ax.set_aspect(1.5)
-            ax.set_axis_off()
-            if labels:
-                for a in areas:
-                    v = series.get(a.key, np.nan)
-                    text = a.name if a.size > 0.2 * median_size else a.key.split("-")[-1]
-                    ax.annotate(
-                        f"{text}\n{v:.0%}" if np.isfinite(v) else text,
-                        a.label_at,
-                        ha="center",
-                        va="center",
-                        fontsize=6,
-                        path_effects=[pe.withStroke(linewidth=2, foreground="white")],
-                    )
-            if row == 0:
-                ax.set_title(str(category), fontsize=11)
-            if j == len(cats) - 1:
-                box = ax.get_position()
-                cax = fig.add_axes(
-                    (
-                        box.x1 + 0.15 / fig_w,
-                        box.y0 + 0.1 * box.height,
-                        0.15 / fig_w,
-                        0.8 * box.height,
-                    )
-                )
-                bar = fig.colorbar(coll, cax=cax, format="{x:.0%}")
-                bar.set_label(value if row == 0 else "interval width (upper - lower)", fontsize=8)
-    if title:
-        fig.suptitle(title, y=1 - 0.1 / fig_h, va="top")
-    _savefig(fig, path)
-    return fig
+    return coll
 
 
 def plot_mrp_vs_direct(
@@ -247,23 +288,22 @@ def plot_mrp_vs_direct(
     direct: pd.DataFrame | None,
     *,
     category: str,
-    area: str = "region",
+    area: str | None = None,
     names: dict[str, str] | None = None,
     title: str | None = None,
     path: str | os.PathLike[str] | None = None,
-) -> Any:
+) -> Figure:
     """Dot-and-interval plot of MRP and direct estimates of one category by area.
 
     ``mrp`` is ``Estimates.summary()``; ``direct`` is
     :func:`~opinionmap.direct.direct_estimates` (its weighted share and interval).
-    Areas are sorted by the MRP estimate; labels carry the sample size.
+    Areas are sorted by the MRP estimate; labels carry the sample size. ``area``:
+    the area column (default: the MRP table's one column that is not a value).
     """
-    import matplotlib
-
-    if path is not None:
-        matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import PercentFormatter
 
+    area = _area_column(mrp, area, "mean")
     m = mrp[mrp["category"] == category].copy()
     if m.empty:
         raise OpinionmapError(f"no MRP estimates for category {category!r}.")
@@ -272,7 +312,7 @@ def plot_mrp_vs_direct(
     y = np.arange(len(m))
     fig, ax = plt.subplots(figsize=(7, 0.32 * len(m) + 1.4))
     ax.hlines(y + 0.15, m["lower"], m["upper"], color="tab:blue", lw=2.5)
-    ax.plot(m["mean"], y + 0.15, "o", color="tab:blue", label="MRP (90% interval)")
+    ax.plot(m["mean"], y + 0.15, "o", color="tab:blue", label="MRP (posterior interval)")
     if direct is not None:
         d = direct[direct["category"] == category].copy()
         d[area] = d[area].astype(str)
@@ -288,11 +328,12 @@ def plot_mrp_vs_direct(
     ]
     ax.set_yticks(y, label_names, fontsize=8)
     ax.set_xlabel(f"share answering {category!r}")
-    ax.xaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
+    ax.xaxis.set_major_formatter(PercentFormatter(1.0))
     ax.grid(axis="x", alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     if title:
         ax.set_title(title, fontsize=10)
     fig.tight_layout()
-    _savefig(fig, path)
+    if path is not None:
+        save_figure(fig, path)
     return fig

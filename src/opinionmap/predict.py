@@ -71,29 +71,21 @@ class Draws:
         )
 
 
-def _group_effect(draws: Draws, group: GroupIndex, rng: np.random.Generator | None) -> np.ndarray:
-    """Effects of each row's level, (S, n[, K-1]); new levels (-1) drawn from N(0, sigma)."""
-    u = draws.effects[group.name]
-    index = group.index
-    new = index < 0
-    out = u[:, np.where(new, 0, index)]
-    if new.any():
-        if rng is None:
-            raise ValueError(f"rows with new levels of {group.name!r} need a random generator")
-        sigma = draws.sigmas[group.name]
-        # one draw per new level (rows sharing a new label share its effect)
-        labels, inverse = np.unique(index[new], return_inverse=True)
-        shape = (u.shape[0], len(labels), *u.shape[2:])
-        fresh = rng.standard_normal(shape) * (
-            sigma[:, None, ...] if sigma.ndim > 1 else sigma[:, None]
+def _group_effect(draws: Draws, group: GroupIndex) -> np.ndarray:
+    """Effects of each row's level, (S, n[, K-1]).
+
+    Every row must have a level the draws have an effect for; poststratification
+    appends effects for new levels to the draws before coding them.
+    """
+    if (group.index < 0).any():
+        raise ValueError(
+            f"rows with levels of {group.name!r} the model has no effects for; code new data "
+            "with new_levels='error' or extend the draws first"
         )
-        out[:, new] = fresh[:, inverse]
-    return out
+    return draws.effects[group.name][:, group.index]
 
 
-def linear_predictor(
-    draws: Draws, design: Design, new: NewData | None = None, rng: np.random.Generator | None = None
-) -> np.ndarray:
+def linear_predictor(draws: Draws, design: Design, new: NewData | None = None) -> np.ndarray:
     """The linear predictor, (S, n, K-1) for categorical or (S, n) otherwise."""
     data = new if new is not None else NewData(design.X, design.groups)
     n = data.X.shape[0]
@@ -109,7 +101,7 @@ def linear_predictor(
         else:
             eta += draws.beta @ data.X.T
     for g in data.groups:
-        eta += _group_effect(draws, g, rng)
+        eta += _group_effect(draws, g)
     return eta
 
 
@@ -187,10 +179,9 @@ def iter_probabilities(
     new: NewData | None = None,
     *,
     chunk_draws: int = 250,
-    rng: np.random.Generator | None = None,
 ) -> Iterator[tuple[slice, np.ndarray]]:
     """Yield ``(draw_slice, probabilities)`` chunk by chunk over the draws."""
     for start in range(0, draws.n_samples, chunk_draws):
         sl = slice(start, min(start + chunk_draws, draws.n_samples))
         part = draws.subset(sl)
-        yield sl, probabilities(design, linear_predictor(part, design, new, rng), part)
+        yield sl, probabilities(design, linear_predictor(part, design, new), part)

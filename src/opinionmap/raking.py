@@ -155,7 +155,8 @@ def rake(
     """
     if len(margins) == 0:
         raise RakingError("rake() needs at least one margin table.")
-    names = [f"margin {i + 1}" for i in range(len(margins))]
+    # a margin read from a file (read_margin) is named by its file in messages
+    names = [str(m.attrs.get("source", f"margin {i + 1}")) for i, m in enumerate(margins)]
     margin_dims: list[list[str]] = []
     for margin, name in zip(margins, names, strict=True):
         _check_margin_values(margin, value, name)
@@ -168,19 +169,7 @@ def rake(
     all_dims = list(dict.fromkeys(d for dims in margin_dims for d in dims))
     levels = {d: _levels_in_order(margins, d) for d in all_dims}
 
-    # Every margin sharing a dimension must know the same levels of it.
-    for d in all_dims:
-        for margin, name, dims in zip(margins, names, margin_dims, strict=True):
-            if d in dims:
-                own = set(pd.unique(margin[d]))
-                absent = [lv for lv in levels[d] if lv not in own]
-                if absent:
-                    raise RakingError(
-                        f"{name}: dimension {d!r} lacks levels {format_values(absent)} that other "
-                        "margins have. Give those levels (with 0 if empty) or relabel them "
-                        "consistently."
-                    )
-
+    _check_shared_levels(margins, names, margin_dims, levels)
     arrays = [
         _margin_array(m, dims, levels, value, name)
         for m, dims, name in zip(margins, margin_dims, names, strict=True)
@@ -198,26 +187,7 @@ def rake(
         table = _margin_array(seed, all_dims, levels, value, "seed")
 
     axes = [tuple(all_dims.index(d) for d in dims) for dims in margin_dims]
-    error = np.inf
-    iteration = 0
-    for iteration in range(1, max_iter + 1):  # noqa: B007 - iteration is reported afterwards
-        for target, own_axes in zip(arrays, axes, strict=True):
-            other = tuple(i for i in range(len(shape)) if i not in own_axes)
-            current = table.sum(axis=other)
-            current = _transpose_to(current, sorted(own_axes), own_axes)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                factor = np.where(current > 0, target / current, 0.0)
-            table = table * _expand(factor, own_axes, len(shape))
-        error = _max_relative_error(table, arrays, axes)
-        if error <= tol:
-            break
-    else:
-        raise RakingError(
-            f"raking did not converge in {max_iter} sweeps: the worst margin cell is off by "
-            f"{error:.3g} (relative). The seed may have zeros where a margin needs counts, or "
-            "the margins may be incompatible; check them or raise max_iter."
-        )
-
+    table, iteration, error = _fit(table, arrays, axes, tol, max_iter)
     index = pd.MultiIndex.from_product([levels[d] for d in all_dims], names=all_dims)
     result = index.to_frame(index=False)
     for d in all_dims:
@@ -225,6 +195,53 @@ def rake(
     result[value] = table.reshape(-1)
     result.attrs["raking"] = RakingReport(iteration, float(error), tol)
     return result
+
+
+def _check_shared_levels(
+    margins: Sequence[pd.DataFrame],
+    names: list[str],
+    margin_dims: list[list[str]],
+    levels: dict[str, list[object]],
+) -> None:
+    """Every margin sharing a dimension must know the same levels of it."""
+    for d, known in levels.items():
+        for margin, name, dims in zip(margins, names, margin_dims, strict=True):
+            if d in dims:
+                own = set(pd.unique(margin[d]))
+                absent = [lv for lv in known if lv not in own]
+                if absent:
+                    raise RakingError(
+                        f"{name}: dimension {d!r} lacks levels {format_values(absent)} that other "
+                        "margins have. Give those levels (with 0 if empty) or relabel them "
+                        "consistently."
+                    )
+
+
+def _fit(
+    table: np.ndarray,
+    arrays: list[np.ndarray],
+    axes: list[tuple[int, ...]],
+    tol: float,
+    max_iter: int,
+) -> tuple[np.ndarray, int, float]:
+    """Iterative proportional fitting: the raked table, the sweeps it took, its worst error."""
+    error = np.inf
+    for iteration in range(1, max_iter + 1):
+        for target, own_axes in zip(arrays, axes, strict=True):
+            other = tuple(i for i in range(table.ndim) if i not in own_axes)
+            current = table.sum(axis=other)
+            current = _transpose_to(current, sorted(own_axes), own_axes)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                factor = np.where(current > 0, target / current, 0.0)
+            table = table * _expand(factor, own_axes, table.ndim)
+        error = _max_relative_error(table, arrays, axes)
+        if error <= tol:
+            return table, iteration, float(error)
+    raise RakingError(
+        f"raking did not converge in {max_iter} sweeps: the worst margin cell is off by "
+        f"{error:.3g} (relative). The seed may have zeros where a margin needs counts, or "
+        "the margins may be incompatible; check them or raise max_iter."
+    )
 
 
 def _transpose_to(array: np.ndarray, from_axes: list[int], to_axes: tuple[int, ...]) -> np.ndarray:

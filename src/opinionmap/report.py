@@ -14,22 +14,33 @@ import base64
 import html
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from opinionmap._io import atomic_path
+from opinionmap._io import atomic_path, save_figure, write_table
+from opinionmap.checks import plot_ppc, ppc
 from opinionmap.direct import direct_estimates
-from opinionmap.maps import plot_choropleth, plot_mrp_vs_direct
-from opinionmap.poststratify import poststratify
-from opinionmap.ppc import plot_ppc, ppc
+from opinionmap.errors import OpinionmapError, format_values
+from opinionmap.maps import Area, plot_choropleth, plot_mrp_vs_direct
+from opinionmap.poststratification import poststratify
+from opinionmap.summaries import interval_prob
 
-__all__ = ["Section", "build_report", "report_section", "write_report"]
+if TYPE_CHECKING:
+    from opinionmap.poststratification import FrameData
+    from opinionmap.results import FitResult
+    from opinionmap.survey import Survey
 
-# the frame columns each question is broken down by, where the frame has them
-GROUPS = ("ethnicity", "age", "settlement")
+__all__ = [
+    "ReportOptions",
+    "Section",
+    "build_report",
+    "read_published",
+    "report_section",
+    "write_report",
+]
 
 CSS = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; color: #222;
@@ -47,12 +58,94 @@ img { max-width: 100%; }
 
 
 @dataclass(frozen=True)
+class ReportOptions:
+    """What a report shows besides the fits: areas, groups, maps, labels, published figures.
+
+    Attributes
+    ----------
+    area
+        The area column (table and map by area); default: the survey's area
+        column, which each fit records.
+    groups
+        Frame columns to break each question down by; default: every categorical
+        predictor of the model that the frame has, other than the area.
+    boundaries
+        Area outlines (:func:`~opinionmap.maps.read_boundaries`) for the maps;
+        without them the report has tables but no maps.
+    area_names, labels
+        Display names of areas and of questions (by outcome column).
+    published
+        Published national figures (:func:`read_published`): columns
+        ``question``, ``category``, ``percent``; shown beside the national estimates.
+    frame_note
+        Text on how the frame was built.
+    title
+        The report's title.
+    prob
+        Interval width (default :func:`~opinionmap.summaries.interval_prob`).
+    """
+
+    area: str | None = None
+    groups: tuple[str, ...] | None = None
+    boundaries: tuple[Area, ...] | None = field(default=None, repr=False)
+    area_names: Mapping[str, str] = field(default_factory=dict, repr=False)
+    labels: Mapping[str, str] = field(default_factory=dict, repr=False)
+    published: pd.DataFrame | None = field(default=None, repr=False, compare=False)
+    frame_note: str | None = None
+    title: str = "opinionmap report"
+    prob: float | None = None
+
+    def area_of(self, result: FitResult) -> str:
+        """The area column for a fit: the option, else the survey's area the fit recorded."""
+        area = self.area or result.design.area
+        if area is None:
+            raise OpinionmapError(
+                f"report: which column is the area of {result.spec.outcome!r}? The fit does not "
+                "record one (its survey had no codebook area); pass area=... (CLI: --area)."
+            )
+        return area
+
+
+@dataclass(frozen=True)
 class Section:
     """One question's part of the report: its HTML and its row of the overview table."""
 
     question: str
     html: str
     summary: dict[str, Any]
+    area: str
+
+
+def read_published(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Read published national figures: a CSV with ``question``, ``category``, ``percent``.
+
+    Raises
+    ------
+    OpinionmapError
+        The file is missing or unreadable, lacks a column, or a percent is not a
+        number between 0 and 100; the message names the file and the rows.
+    """
+    source = Path(path)
+    if not source.is_file():
+        raise OpinionmapError(f"{source}: no such file of published figures.")
+    try:
+        table = pd.read_csv(source, dtype={"question": str, "category": str})
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise OpinionmapError(f"{source}: cannot be read as CSV: {exc}") from exc
+    absent = [c for c in ("question", "category", "percent") if c not in table.columns]
+    if absent:
+        raise OpinionmapError(
+            f"{source}: published figures need columns 'question', 'category', 'percent'; "
+            f"{format_values(absent)} missing (columns: {format_values(list(table.columns))})."
+        )
+    percent = pd.to_numeric(table["percent"], errors="coerce")
+    bad = table.index[percent.isna() | (percent < 0) | (percent > 100)]
+    if len(bad):
+        raise OpinionmapError(
+            f"{source}: 'percent' must be a number from 0 to 100; rows "
+            f"{format_values([int(i) + 2 for i in bad])} (counting the header as row 1) are not."
+        )
+    return table.assign(percent=percent.astype(float))[["question", "category", "percent"]]
 
 
 def _img(path: Path, alt: str) -> str:
@@ -68,35 +161,13 @@ def _pct(table: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
     return out
 
 
-def _write_csv(table: pd.DataFrame, path: Path) -> Path:
-    with atomic_path(path) as tmp:
-        table.to_csv(tmp, index=False)
-    return path
-
-
-def _save_png(fig: Any, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return path
-
-
 def build_report(
-    results: Sequence[Any],
-    frame: Any,
+    results: Sequence[FitResult],
+    frame: FrameData,
     out_dir: str | os.PathLike[str],
     *,
-    survey: Any = None,
-    published: pd.DataFrame | None = None,
-    area: str = "region",
-    groups: Sequence[str] = GROUPS,
-    area_names: Mapping[str, str] | None = None,
-    labels: Mapping[str, str] | None = None,
-    frame_note: str | None = None,
-    title: str = "opinionmap report",
-    prob: float = 0.9,
+    survey: Survey | None = None,
+    options: ReportOptions | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> Path:
     """Write ``report.html`` with CSV tables and PNG figures into ``out_dir``.
@@ -106,91 +177,71 @@ def build_report(
     Parameters
     ----------
     results
-        Fitted models (:class:`~opinionmap.fit.FitResult`), one per question.
+        Fitted models (:class:`~opinionmap.results.FitResult`), one per question.
     frame
-        The poststratification frame (``Frame`` or DataFrame with ``population``).
+        The poststratification frame (a :class:`~opinionmap.frame.Frame`).
     survey
         The survey, for direct estimates (design-weighted); without it the MRP
         vs direct comparison is left out.
-    published
-        Published national figures: columns ``question``, ``category``,
-        ``percent``; shown beside the national estimates.
-    area, groups
-        The area column (table, map) and the demographic columns to break down by.
-    area_names, labels
-        Display names of areas and questions.
-    frame_note
-        HTML-safe text on how the frame was built.
+    options
+        Areas, groups, maps, labels and published figures (:class:`ReportOptions`).
+    progress
+        Called with a line of text as each question is done.
 
     Returns
     -------
     pathlib.Path
         The report's path.
     """
+    options = options or ReportOptions()
     say = progress or (lambda _msg: None)
     sections = []
     for result in results:
-        question = result.spec.outcome
-        say(f"report: {question}")
-        sections.append(
-            report_section(
-                result,
-                frame,
-                out_dir,
-                survey=survey,
-                published=published,
-                area=area,
-                groups=groups,
-                area_names=area_names,
-                label=(labels or {}).get(question),
-                prob=prob,
-            )
-        )
-    return write_report(
-        sections, frame, out_dir, area=area, frame_note=frame_note, title=title, prob=prob
-    )
+        say(f"report: {result.spec.outcome}")
+        sections.append(report_section(result, frame, out_dir, survey=survey, options=options))
+    return write_report(sections, frame, out_dir, options=options)
 
 
 def write_report(
     sections: Sequence[Section],
-    frame: Any,
+    frame: FrameData,
     out_dir: str | os.PathLike[str],
     *,
-    area: str = "region",
-    frame_note: str | None = None,
-    title: str = "opinionmap report",
-    prob: float = 0.9,
+    options: ReportOptions | None = None,
 ) -> Path:
     """Write ``report.html`` (and ``overview.csv``) from sections made by :func:`report_section`.
 
     The sections' figures and tables are already in ``out_dir``; sections made in
     other processes (one per question, in parallel) come together here.
     """
+    options = options or ReportOptions()
+    prob = interval_prob(options.prob)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     head = pd.DataFrame([section.summary for section in sections])
-    _write_csv(head, out / "overview.csv")
+    write_table(head, out / "overview.csv")
+    areas = list(dict.fromkeys(s.area for s in sections))
     nav = " ".join(
         f'<a href="#{html.escape(s.question)}">{html.escape(s.question)}</a>' for s in sections
     )
     body = [
-        f"<h1>{html.escape(title)}</h1>",
+        f"<h1>{html.escape(options.title)}</h1>",
         f"<nav>{nav}</nav>",
         "<h2>At a glance</h2>",
-        "<p>For each question, the most common answer nationally (MRP, with its "
-        f"{prob:.0%} interval) and the regions where it is most and least common.</p>",
+        "<p>For each question, the most common answer in the whole population (MRP, with its "
+        f"{prob:.0%} interval) and the areas where it is most and least common.</p>",
         head.to_html(index=False, escape=True, border=0),
         *(section.html for section in sections),
         "<h2>How the frame was built</h2>",
-        f"<p>{frame_note or 'Frame supplied by the user.'}</p>",
-        _frame_table(frame, area),
+        f"<p>{html.escape(options.frame_note or 'Frame supplied by the user.')}</p>",
+        *(_frame_table(frame, a) for a in areas),
         '<p class="note">Made with opinionmap. Intervals are equal-tailed posterior '
         f"{prob:.0%} intervals; MRP estimates are poststratified to the frame's population "
         "counts.</p>",
     ]
     page = (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-        f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>"
+        f"<title>{html.escape(options.title)}</title><style>{CSS}</style></head><body>"
         + "\n".join(body)
         + "</body></html>"
     )
@@ -202,8 +253,11 @@ def write_report(
 
 def _frame_table(frame: Any, area: str) -> str:
     data = frame.data if hasattr(frame, "data") else frame
-    total = float(data["population"].sum())
-    by_area = data.groupby(area, observed=True)["population"].sum().rename("population")
+    weight = getattr(frame, "weight", "population")
+    if area not in data.columns:
+        return ""
+    total = float(data[weight].sum())
+    by_area = data.groupby(area, observed=True)[weight].sum().rename("population")
     table = by_area.reset_index().assign(share=lambda t: t["population"] / total)
     table["population"] = table["population"].map(lambda v: f"{v:,.0f}")
     table["share"] = table["share"].map(lambda v: f"{v:.1%}")
@@ -213,144 +267,218 @@ def _frame_table(frame: Any, area: str) -> str:
 
 
 def report_section(
-    result: Any,
-    frame: Any,
+    result: FitResult,
+    frame: FrameData,
     out_dir: str | os.PathLike[str],
     *,
-    survey: Any = None,
-    published: pd.DataFrame | None = None,
-    area: str = "region",
-    groups: Sequence[str] = GROUPS,
-    area_names: Mapping[str, str] | None = None,
-    label: str | None = None,
-    prob: float = 0.9,
+    survey: Survey | None = None,
+    options: ReportOptions | None = None,
 ) -> Section:
     """One question's section: writes its CSV tables and PNG figures into ``out_dir``.
 
-    Arguments as in :func:`build_report`; ``label`` is the question's display name
-    (default: the outcome column).
+    Arguments as in :func:`build_report`.
     """
+    options = options or ReportOptions()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    label = label or result.spec.outcome
     q = result.spec.outcome
-    files: list[Path] = []
+    label = options.labels.get(q, q)
+    area = options.area_of(result)
+    prob = interval_prob(options.prob)
     est = poststratify(result, frame, by=[area])
     by_area = est.summary(prob=prob)
-    files.append(_write_csv(by_area, out / f"{q}_by_{area}.csv"))
-    national = est.overall_summary(prob=prob)
-    if published is not None:
-        pub = published[published["question"] == q][["category", "percent"]]
-        national = national.merge(pub, on="category", how="left")
-        national["published"] = national.pop("percent") / 100
-        if result.spec.missing and national["published"].notna().all():
-            # the model drops missing codes: compare with the published shares of those answering
-            national["published, of those answering"] = (
-                national["published"] / national["published"].sum()
-            )
-    files.append(_write_csv(national, out / f"{q}_national.csv"))
-    top = national.sort_values("mean", ascending=False).iloc[0]["category"]
-    ranked = by_area[by_area["category"] == top].sort_values("mean")
-    names = area_names or {}
-    summary = {
-        "question": label,
-        "most common answer": top,
-        "national share": f"{national.set_index('category').loc[top, 'mean']:.1%} "
-        f"[{national.set_index('category').loc[top, 'lower']:.1%}, "
-        f"{national.set_index('category').loc[top, 'upper']:.1%}]",
-        "highest in": f"{names.get(ranked.iloc[-1][area], ranked.iloc[-1][area])} "
-        f"({ranked.iloc[-1]['mean']:.0%})",
-        "lowest in": f"{names.get(ranked.iloc[0][area], ranked.iloc[0][area])} "
-        f"({ranked.iloc[0]['mean']:.0%})",
-        "converged": "yes" if result.diagnostics.converged else "NO",
-    }
-    parts = [f'<h2 id="{html.escape(q)}">{html.escape(label)}</h2>']
+    write_table(by_area, out / f"{q}_by_{area}.csv")
+    national = _national(result, est, options, prob)
+    write_table(national, out / f"{q}_national.csv")
+    top = str(national.sort_values("mean", ascending=False).iloc[0]["category"])
     verdict = result.diagnostics.verdict()
     css = "ok" if result.diagnostics.converged else "bad"
-    parts.append(f'<p class="{css}">Convergence: {html.escape(verdict)}</p>')
-    parts.append("<h3>National shares</h3>")
-    shown = _pct(
-        national, ["mean", "sd", "lower", "upper", "published", "published, of those answering"]
-    )
-    parts.append(shown.to_html(index=False, border=0))
-
-    # map of the (up to) three most common answers, one colour scale
-    if result.spec.family == "ordinal":
-        cats = list(result.design.categories)[-3:][::-1]
-    else:
-        cats = list(national.sort_values("mean", ascending=False)["category"][:3])
-    fig = plot_choropleth(by_area, area=area, categories=cats, title=f"{label}: share by {area}")
-    files.append(_save_png(fig, out / f"{q}_map.png"))
-    parts.append(f"<h3>By {html.escape(area)}</h3>")
-    parts.append(_img(files[-1], f"map of {q} by {area}"))
-    wide = by_area.pivot(index=area, columns="category", values="mean")[
-        list(result.design.categories)
+    parts = [
+        f'<h2 id="{html.escape(q)}">{html.escape(label)}</h2>',
+        f'<p class="{css}">Convergence: {html.escape(verdict)}</p>',
+        "<h3>In the whole population</h3>",
+        _pct(
+            national,
+            ["mean", "sd", "lower", "upper", "published", "published, of those answering"],
+        ).to_html(index=False, border=0),
+        *_area_part(result, by_area, national, area, label, out, options),
     ]
+    if survey is not None:
+        parts += _direct_part(result, survey, by_area, top, area, label, out, options, prob)
+    parts += _group_parts(result, frame, area, out, options, prob)
+    parts += _ppc_part(result, out, prob)
+    summary = _overview_row(label, area, top, national, by_area, result, options)
+    return Section(q, "\n".join(parts), summary, area)
+
+
+def _national(result: FitResult, est: Any, options: ReportOptions, prob: float) -> pd.DataFrame:
+    """The whole population's shares, beside the published figures where given."""
+    national = est.overall_summary(prob=prob)
+    if options.published is None:
+        return national
+    q = result.spec.outcome
+    pub = options.published[options.published["question"] == q][["category", "percent"]]
+    national = national.merge(pub, on="category", how="left")
+    national["published"] = national.pop("percent") / 100
+    if result.spec.missing and national["published"].notna().all():
+        # the model drops missing codes: compare with the published shares of those answering
+        national["published, of those answering"] = (
+            national["published"] / national["published"].sum()
+        )
+    return national
+
+
+def _overview_row(
+    label: str,
+    area: str,
+    top: str,
+    national: pd.DataFrame,
+    by_area: pd.DataFrame,
+    result: FitResult,
+    options: ReportOptions,
+) -> dict[str, Any]:
+    ranked = by_area[by_area["category"] == top].sort_values("mean")
+    names = options.area_names
+    row = national.set_index("category").loc[top]
+    low, high = ranked.iloc[0], ranked.iloc[-1]
+    return {
+        "question": label,
+        "most common answer": top,
+        "share": f"{row['mean']:.1%} [{row['lower']:.1%}, {row['upper']:.1%}]",
+        "highest in": f"{names.get(high[area], high[area])} ({high['mean']:.0%})",
+        "lowest in": f"{names.get(low[area], low[area])} ({low['mean']:.0%})",
+        "converged": "yes" if result.diagnostics.converged else "NO",
+    }
+
+
+def _area_part(
+    result: FitResult,
+    by_area: pd.DataFrame,
+    national: pd.DataFrame,
+    area: str,
+    label: str,
+    out: Path,
+    options: ReportOptions,
+) -> list[str]:
+    """The map (when there are boundaries) and the table by area."""
+    q = result.spec.outcome
+    categories = list(result.design.categories)
+    parts = [f"<h3>By {html.escape(area)}</h3>"]
+    if options.boundaries is not None:
+        # the (up to) three most common answers, or the top of an ordered scale, one colour scale
+        if result.spec.family == "ordinal":
+            cats = categories[-3:][::-1]
+        else:
+            cats = list(national.sort_values("mean", ascending=False)["category"][:3])
+        fig = plot_choropleth(
+            by_area,
+            list(options.boundaries),
+            area=area,
+            categories=cats,
+            title=f"{label}: share by {area}",
+        )
+        path = save_figure(fig, out / f"{q}_map.png", close=True)
+        parts.append(_img(path, f"map of {q} by {area}"))
+    wide = by_area.pivot(index=area, columns="category", values="mean")[categories]
     wide.insert(0, "n_respondents", by_area.drop_duplicates(area).set_index(area)["n_respondents"])
+    names = options.area_names
     if names:
         wide.index = [f"{names.get(k, k)} ({k})" for k in wide.index]
-    parts.append(
-        _pct(wide.reset_index(), list(result.design.categories)).to_html(index=False, border=0)
+    parts.append(_pct(wide.reset_index(), categories).to_html(index=False, border=0))
+    return parts
+
+
+def _direct_part(
+    result: FitResult,
+    survey: Any,
+    by_area: pd.DataFrame,
+    top: str,
+    area: str,
+    label: str,
+    out: Path,
+    options: ReportOptions,
+    prob: float,
+) -> list[str]:
+    """MRP beside the design-weighted direct estimates of the most common answer."""
+    q = result.spec.outcome
+    direct = direct_estimates(
+        survey,
+        q,
+        by=area,
+        categories=list(result.design.categories),
+        missing=result.spec.missing,
+        prob=prob,
+    )
+    write_table(direct, out / f"{q}_direct_by_{area}.csv")
+    fig = plot_mrp_vs_direct(
+        by_area,
+        direct,
+        category=top,
+        area=area,
+        names=dict(options.area_names),
+        title=f"{label}: share answering {top!r}",
+    )
+    path = save_figure(fig, out / f"{q}_mrp_vs_direct.png", close=True)
+    return [
+        "<h3>MRP beside the direct estimates</h3>",
+        '<p class="note">Direct: design-weighted share with a linearised standard error. '
+        "Where an area has few respondents the direct interval is wide; MRP borrows "
+        "strength from other areas and from the frame's demographic mix.</p>",
+        _img(path, f"MRP vs direct for {q}"),
+    ]
+
+
+def _default_groups(result: FitResult, frame_columns: set[str], area: str) -> tuple[str, ...]:
+    """Every categorical predictor of the model that the frame has, other than the area."""
+    return tuple(
+        c.name
+        for c in result.design.codings
+        if c.kind == "categorical" and c.name != area and c.name in frame_columns
     )
 
-    if survey is not None:
-        direct = direct_estimates(
-            survey,
-            q,
-            by=area,
-            categories=list(result.design.categories),
-            missing=result.spec.missing,
-            prob=prob,
-        )
-        files.append(_write_csv(direct, out / f"{q}_direct_by_{area}.csv"))
-        fig = plot_mrp_vs_direct(
-            by_area,
-            direct,
-            category=top,
-            area=area,
-            names=dict(names),
-            title=f"{label}: share answering {top!r}",
-        )
-        files.append(_save_png(fig, out / f"{q}_mrp_vs_direct.png"))
-        parts.append("<h3>MRP beside the direct estimates</h3>")
-        parts.append(
-            '<p class="note">Direct: design-weighted share with a linearised standard error. '
-            "Where an area has few respondents the direct interval is wide; MRP borrows "
-            "strength from other areas and from the frame's demographic mix.</p>"
-        )
-        parts.append(_img(files[-1], f"MRP vs direct for {q}"))
 
-    frame_cols = set(frame.data.columns if hasattr(frame, "data") else frame.columns)
+def _group_parts(
+    result: FitResult, frame: Any, area: str, out: Path, options: ReportOptions, prob: float
+) -> list[str]:
+    """A table of shares with intervals by each demographic group."""
+    q = result.spec.outcome
+    categories = list(result.design.categories)
+    frame_columns = set(frame.data.columns if hasattr(frame, "data") else frame.columns)
+    groups = options.groups
+    if groups is None:
+        groups = _default_groups(result, frame_columns, area)
+    parts = []
     for g in groups:
-        if g not in frame_cols:
+        if g not in frame_columns:
             continue
         table = poststratify(result, frame, by=[g]).summary(prob=prob)
-        files.append(_write_csv(table, out / f"{q}_by_{g}.csv"))
-        wide = table.pivot(index=g, columns="category", values="mean")[
-            list(result.design.categories)
-        ]
-        lo = table.pivot(index=g, columns="category", values="lower")[
-            list(result.design.categories)
-        ]
-        hi = table.pivot(index=g, columns="category", values="upper")[
-            list(result.design.categories)
-        ]
-        cells = wide.copy().astype(object).rename_axis(columns=None)
-        for c in wide.columns:
-            for i in wide.index:
-                cells.loc[i, c] = f"{wide.loc[i, c]:.0%} [{lo.loc[i, c]:.0%}, {hi.loc[i, c]:.0%}]"
+        write_table(table, out / f"{q}_by_{g}.csv")
+        wide = {
+            stat: table.pivot(index=g, columns="category", values=stat)[categories]
+            for stat in ("mean", "lower", "upper")
+        }
+        cells = wide["mean"].copy().astype(object).rename_axis(columns=None)
+        for c in categories:
+            for i in cells.index:
+                cells.loc[i, c] = (
+                    f"{wide['mean'].loc[i, c]:.0%} "
+                    f"[{wide['lower'].loc[i, c]:.0%}, {wide['upper'].loc[i, c]:.0%}]"
+                )
         parts.append(f"<h3>By {html.escape(g)}</h3>")
         parts.append(cells.reset_index().to_html(index=False, border=0))
+    return parts
 
+
+def _ppc_part(result: FitResult, out: Path, prob: float) -> list[str]:
+    """The posterior predictive check: a table, a figure and a count of misfits."""
+    q = result.spec.outcome
     check = ppc(result, prob=prob)
-    files.append(_write_csv(check, out / f"{q}_ppc.csv"))
-    fig = plot_ppc(check)
-    files.append(_save_png(fig, out / f"{q}_ppc.png"))
+    write_table(check, out / f"{q}_ppc.csv")
+    path = save_figure(plot_ppc(check), out / f"{q}_ppc.png", close=True)
     outside = int(check["outside"].sum())
-    parts.append("<h3>Posterior predictive check</h3>")
-    parts.append(
+    return [
+        "<h3>Posterior predictive check</h3>",
         f"<p>{outside} of {len(check)} observed shares lie outside their replicated "
-        f"{prob:.0%} intervals.</p>"
-    )
-    parts.append(_img(files[-1], f"posterior predictive check for {q}"))
-    return Section(q, "\n".join(parts), summary)
+        f"{prob:.0%} intervals.</p>",
+        _img(path, f"posterior predictive check for {q}"),
+    ]

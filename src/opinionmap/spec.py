@@ -31,20 +31,24 @@ import json
 import math
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
+import numpy as np
 import tomli_w
 
 from opinionmap._io import atomic_path
 from opinionmap.covariates import AreaCovariates, CovariateError
-from opinionmap.errors import OpinionmapError, format_values
+from opinionmap.errors import OpinionmapError, check_keys, format_values
 
 __all__ = [
+    "ADAPTATIONS",
     "DEFAULT_SAMPLING",
     "FAMILIES",
+    "SAMPLERS",
+    "SAMPLING_KEYS",
     "FixedTerm",
     "GroupTerm",
     "ModelSpec",
@@ -57,23 +61,44 @@ __all__ = [
 Family = Literal["categorical", "ordinal", "bernoulli"]
 FAMILIES: tuple[str, ...] = ("categorical", "ordinal", "bernoulli")
 Parameterization = Literal["auto", "centered", "noncentered"]
+PARAMETERIZATIONS: tuple[str, ...] = ("auto", "centered", "noncentered")
 
-_SPEC_KEYS = {
+_SPEC_KEYS = (
     "formula",
     "family",
     "data",
+    "name",
+    "description",
     "outcome",
     "priors",
     "covariates",
-    "name",
-    "description",
     "sampling",
+)
+_OUTCOME_KEYS = ("levels", "missing")
+_PRIOR_KEYS = ("intercept", "fixed", "cutpoints", "group_sd", "parameterization")
+SAMPLERS: tuple[str, ...] = ("nutpie", "pymc", "numpyro")
+ADAPTATIONS: tuple[str, ...] = ("diag", "low_rank")
+SAMPLING_KEYS: tuple[str, ...] = (
+    "draws",
+    "tune",
+    "chains",
+    "cores",
+    "sampler",
+    "target_accept",
+    "adaptation",
+    "seed",
+)
+# opinionmap's sampler settings where neither the call nor the spec's [sampling] sets them;
+# target_accept 0.95 rather than PyMC's 0.8, as rstanarm does for multilevel models
+DEFAULT_SAMPLING: dict[str, Any] = {
+    "draws": 1000,
+    "tune": 1000,
+    "chains": 4,
+    "sampler": "nutpie",
+    "target_accept": 0.95,
+    "adaptation": "diag",
 }
-_OUTCOME_KEYS = {"levels", "missing"}
-_PRIOR_KEYS = {"intercept", "fixed", "cutpoints", "group_sd", "parameterization"}
-# opinionmap's sampler settings where neither the call nor the spec's [sampling] sets them
-DEFAULT_SAMPLING = {"draws": 1000, "tune": 1000, "chains": 4}
-_SAMPLING_MIN = {"draws": 1, "tune": 0, "chains": 1}
+_SAMPLING_MIN = {"draws": 1, "tune": 0, "chains": 1, "cores": 1, "seed": 0}
 
 
 class SpecError(OpinionmapError):
@@ -148,18 +173,19 @@ class Priors:
             object.__setattr__(self, key, float(value))
         object.__setattr__(self, "fixed_autoscale", bool(self.fixed_autoscale))
         chosen = dict(self.parameterization)
-        bad = {t: v for t, v in chosen.items() if v not in ("auto", "centered", "noncentered")}
-        if bad:
-            raise SpecError(
-                f"[priors.parameterization] {bad}: choose 'auto', 'centered' or 'noncentered'."
-            )
+        for term, value in chosen.items():
+            if value not in PARAMETERIZATIONS:
+                raise SpecError(
+                    f"[priors.parameterization] {term} = {value!r}; choose one of "
+                    f"{format_values(PARAMETERIZATIONS)}."
+                )
         object.__setattr__(self, "parameterization", tuple(sorted(chosen.items())))
 
     def parameterization_for(self, term: str) -> Parameterization:
         """The parameterisation requested for a grouping factor (``"auto"`` if none)."""
         return dict(self.parameterization).get(term, "auto")
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         """TOML-ready dict."""
         out: dict[str, Any] = {
             "intercept": {"sigma": self.intercept},
@@ -172,46 +198,13 @@ class Priors:
         return out
 
     @classmethod
-    def from_dict(cls, raw: Mapping[str, Any], where: str) -> Priors:
-        """Parse the ``[priors]`` table, rejecting unknown keys."""
-        unknown = sorted(set(raw) - _PRIOR_KEYS)
-        if unknown:
-            raise SpecError(
-                f"{where}: unknown key(s) {format_values(unknown)} in [priors]; allowed: "
-                f"{format_values(sorted(_PRIOR_KEYS))}."
-            )
+    def from_dict(cls, raw: Mapping[str, object], where: str) -> Priors:
+        """Parse the ``[priors]`` table, rejecting unknown keys and bad values."""
+        check_keys(raw, _PRIOR_KEYS, where=where, context="in [priors]", error=SpecError)
         kwargs: dict[str, Any] = {}
         for key in ("intercept", "fixed", "cutpoints", "group_sd"):
-            if key not in raw:
-                continue
-            entry = raw[key]
-            if isinstance(entry, int | float):
-                entry = {"sigma": entry}
-            if not isinstance(entry, Mapping):
-                raise SpecError(f"{where}: [priors] {key} must be a table like {{ sigma = 2.5 }}.")
-            allowed = {"sigma", "autoscale"} if key == "fixed" else {"sigma"}
-            bad = sorted(set(entry) - allowed)
-            if bad:
-                raise SpecError(
-                    f"{where}: unknown key(s) {format_values(bad)} in [priors] {key}; "
-                    f"allowed: {format_values(sorted(allowed))}."
-                )
-            if "sigma" in entry:
-                sigma = entry["sigma"]
-                if (
-                    isinstance(sigma, bool)
-                    or not isinstance(sigma, int | float)
-                    or not math.isfinite(sigma)
-                    or sigma <= 0
-                ):
-                    raise SpecError(
-                        f"{where}: [priors] {key}.sigma must be a positive number, got {sigma!r}."
-                    )
-                kwargs[key] = float(sigma)
-            if "autoscale" in entry:
-                if not isinstance(entry["autoscale"], bool):
-                    raise SpecError(f"{where}: [priors] fixed.autoscale must be true or false.")
-                kwargs["fixed_autoscale"] = entry["autoscale"]
+            if key in raw:
+                kwargs.update(_prior_entry(raw[key], key, where))
         if "parameterization" in raw:
             table = raw["parameterization"]
             if not isinstance(table, Mapping):
@@ -219,38 +212,74 @@ class Priors:
                     f"{where}: [priors.parameterization] must map grouping factors to "
                     '"auto", "centered" or "noncentered".'
                 )
-            choices = {"auto", "centered", "noncentered"}
-            for term, value in table.items():
-                if value not in choices:
-                    raise SpecError(
-                        f"{where}: [priors.parameterization] {term} = {value!r}; choose one of "
-                        f"{format_values(sorted(choices))}."
-                    )
-            kwargs["parameterization"] = tuple(sorted(table.items()))
-        return cls(**kwargs)
+            kwargs["parameterization"] = tuple(table.items())
+        try:
+            return cls(**kwargs)
+        except SpecError as exc:
+            raise SpecError(f"{where}: {exc}") from None
+
+
+def _prior_entry(entry: Any, key: str, where: str) -> dict[str, Any]:
+    """``Priors`` arguments from one ``[priors]`` entry: ``2.5`` or ``{ sigma = 2.5 }``."""
+    if isinstance(entry, int | float) and not isinstance(entry, bool):
+        entry = {"sigma": entry}
+    if not isinstance(entry, Mapping):
+        raise SpecError(f"{where}: [priors] {key} must be a table like {{ sigma = 2.5 }}.")
+    allowed = ("sigma", "autoscale") if key == "fixed" else ("sigma",)
+    check_keys(entry, allowed, where=where, context=f"in [priors] {key}", error=SpecError)
+    out: dict[str, Any] = {}
+    if "sigma" in entry:
+        out[key] = entry["sigma"]
+    if "autoscale" in entry:
+        if not isinstance(entry["autoscale"], bool):
+            raise SpecError(f"{where}: [priors] fixed.autoscale must be true or false.")
+        out["fixed_autoscale"] = entry["autoscale"]
+    return out
 
 
 @dataclass(frozen=True)
 class Sampling:
-    """A model's default sampler settings: the spec's optional ``[sampling]`` table.
+    """How to sample a model: the one sampler configuration of opinionmap.
 
-    For a model that needs longer chains to converge (the bundled main-friend
-    question: 10 answers, several given by a few dozen respondents). ``None``
-    leaves a setting to :data:`DEFAULT_SAMPLING` (4 chains x 1,000 draws after
-    1,000 tuning steps); a value given to ``fit`` or on the command line wins over
-    both.
+    :func:`opinionmap.fit`, the command line, a spec's optional ``[sampling]``
+    table and a fit's provenance attributes all use this object. ``None`` leaves a
+    setting open; :meth:`merged` lays settings over others (the call's over the
+    spec's) and :meth:`resolved` fills what is still open with the defaults in
+    :data:`DEFAULT_SAMPLING`, resolved at call time: ``cores`` is
+    ``min(chains, cpu count)`` and ``seed`` is drawn (and recorded in the fit).
+
+    Attributes
+    ----------
+    draws, tune, chains
+        Draws kept per chain, tuning steps per chain, chains (1,000, 1,000, 4).
+    cores
+        Chains run in parallel.
+    sampler
+        ``"nutpie"`` (default), ``"pymc"`` or ``"numpyro"``.
+    target_accept
+        NUTS target acceptance rate (0.95; raise it to 0.99 against divergences).
+    adaptation
+        nutpie's mass matrix: ``"diag"`` (default) or ``"low_rank"``.
+    seed
+        Random seed; the same seed and data give identical draws.
 
     Examples
     --------
-    >>> Sampling(draws=2000).resolve()
-    (2000, 1000, 4)
-    >>> Sampling(draws=2000).resolve(draws=150, chains=2)
-    (150, 1000, 2)
+    >>> s = Sampling(draws=2000).resolved()
+    >>> s.draws, s.tune, s.chains, s.sampler
+    (2000, 1000, 4, 'nutpie')
+    >>> Sampling(draws=2000).merged(Sampling(draws=150, chains=2)).resolved().draws
+    150
     """
 
     draws: int | None = None
     tune: int | None = None
     chains: int | None = None
+    cores: int | None = None
+    sampler: str | None = None
+    target_accept: float | None = None
+    adaptation: str | None = None
+    seed: int | None = None
 
     def __post_init__(self) -> None:
         for key, low in _SAMPLING_MIN.items():
@@ -258,37 +287,70 @@ class Sampling:
             if value is not None and (
                 isinstance(value, bool) or not isinstance(value, int) or value < low
             ):
-                raise SpecError(f"[sampling] {key} must be an integer >= {low}, got {value!r}.")
+                raise SpecError(f"{key} must be an integer >= {low}, got {value!r}.")
+        for key, choices in (("sampler", SAMPLERS), ("adaptation", ADAPTATIONS)):
+            value = getattr(self, key)
+            if value is not None and value not in choices:
+                raise SpecError(f"unknown {key} {value!r}; choose one of {format_values(choices)}.")
+        accept = self.target_accept
+        if accept is not None:
+            if (
+                isinstance(accept, bool)
+                or not isinstance(accept, int | float)
+                or not 0.0 < accept < 1.0
+            ):
+                raise SpecError(f"target_accept must lie strictly between 0 and 1, got {accept!r}.")
+            object.__setattr__(self, "target_accept", float(accept))
+        if self.adaptation not in (None, "diag") and self.sampler not in (None, "nutpie"):
+            raise SpecError(
+                f"adaptation={self.adaptation!r} needs sampler='nutpie' (got {self.sampler!r})."
+            )
 
-    def resolve(
-        self, draws: int | None = None, tune: int | None = None, chains: int | None = None
-    ) -> tuple[int, int, int]:
-        """``(draws, tune, chains)``: the arguments given, else the spec's, else the defaults."""
-        given = {"draws": draws, "tune": tune, "chains": chains}
-        return tuple(  # type: ignore[return-value]
-            next(v for v in (given[k], getattr(self, k), DEFAULT_SAMPLING[k]) if v is not None)
-            for k in DEFAULT_SAMPLING
-        )
+    def merged(
+        self, other: Sampling | None = None, **settings: int | float | str | None
+    ) -> Sampling:
+        """These settings with ``other``'s, then ``settings``, laid over them (``None`` keeps)."""
+        values: dict[str, Any] = self.to_dict()
+        for layer in (other.to_dict() if other is not None else {}, settings):
+            values.update({k: v for k, v in layer.items() if v is not None})
+        return Sampling(**values)
 
-    def to_dict(self) -> dict[str, int]:
+    def resolved(self) -> Sampling:
+        """Every setting filled: these values, else the defaults (cores and seed at call time)."""
+        values: dict[str, Any] = {**DEFAULT_SAMPLING, **self.to_dict()}
+        if values.get("cores") is None:
+            values["cores"] = min(values["chains"], os.cpu_count() or 1)
+        if values.get("seed") is None:
+            values["seed"] = int(np.random.SeedSequence().generate_state(1)[0] % (2**31))
+        return Sampling(**values)
+
+    def to_dict(self) -> dict[str, object]:
         """TOML-ready dict of the settings that are set."""
-        return {k: getattr(self, k) for k in DEFAULT_SAMPLING if getattr(self, k) is not None}
+        return {k: getattr(self, k) for k in SAMPLING_KEYS if getattr(self, k) is not None}
+
+    def to_attrs(self) -> dict[str, object]:
+        """A fit's provenance attributes: ``opinionmap_sampling`` (JSON) and one per setting."""
+        settings = json.dumps(self.to_dict(), sort_keys=True)
+        attrs: dict[str, object] = {"opinionmap_sampling": settings}
+        for key, value in self.to_dict().items():
+            attrs["opinionmap_random_seed" if key == "seed" else f"opinionmap_{key}"] = value
+        return attrs
 
     @classmethod
-    def from_dict(cls, raw: Any, where: str) -> Sampling:
+    def from_attrs(cls, attrs: Mapping[Hashable, object]) -> Sampling:
+        """The settings a fit was sampled with (inverse of :meth:`to_attrs`)."""
+        return cls(**json.loads(str(attrs["opinionmap_sampling"])))
+
+    @classmethod
+    def from_dict(cls, raw: object, where: str) -> Sampling:
         """Parse the ``[sampling]`` table, rejecting unknown keys and bad values."""
         if not isinstance(raw, Mapping):
             raise SpecError(f"{where}: [sampling] must be a table like {{ draws = 2000 }}.")
-        unknown = sorted(set(raw) - set(DEFAULT_SAMPLING))
-        if unknown:
-            raise SpecError(
-                f"{where}: unknown key(s) {format_values(unknown)} in [sampling]; allowed: "
-                f"{format_values(list(DEFAULT_SAMPLING))}."
-            )
+        check_keys(raw, SAMPLING_KEYS, where=where, context="in [sampling]", error=SpecError)
         try:
             return cls(**raw)
         except SpecError as exc:
-            raise SpecError(f"{where}: {exc}") from None
+            raise SpecError(f"{where}: [sampling] {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -372,7 +434,14 @@ class ModelSpec:
                 f"{format_values(self.levels)}; use 'bernoulli' for two."
             )
         # parse now so a bad formula fails at construction
-        _parse_formula(self.formula, where)
+        terms = {g.name for g in _parse_formula(self.formula, where)[3]}
+        unknown = [t for t, _ in self.priors.parameterization if t not in terms]
+        if unknown:
+            raise SpecError(
+                f"{where}: [priors.parameterization] names {format_values(unknown)}, which "
+                f"{'is' if len(unknown) == 1 else 'are'} not a varying-intercept term of the "
+                f"formula (its terms: {format_values(sorted(terms)) or 'none'})."
+            )
         if self.covariates is not None:
             unused = [c for c in self.covariates.columns if c not in self.variables]
             if unused:
@@ -422,7 +491,7 @@ class ModelSpec:
         return self.levels
 
     # -- serialisation -------------------------------------------------------------
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         """TOML/JSON-ready dict in the spec-file layout."""
         out: dict[str, Any] = {"formula": self.formula, "family": self.family}
         if self.name:
@@ -450,8 +519,9 @@ class ModelSpec:
         d = self.to_dict()
         d.pop("data", None)
         d.pop("sampling", None)
-        if "covariates" in d:
-            d["covariates"].pop("data")
+        covariates = d.get("covariates")
+        if isinstance(covariates, dict):
+            covariates.pop("data")
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 
     def to_toml(self, path: str | os.PathLike[str]) -> Path:
@@ -463,63 +533,36 @@ class ModelSpec:
 
     @classmethod
     def from_dict(
-        cls, raw: Mapping[str, Any], *, source: Path | None = None, base: Path | None = None
+        cls, raw: Mapping[str, object], *, source: Path | None = None, base: Path | None = None
     ) -> ModelSpec:
         """Build a spec from the spec-file layout, rejecting unknown keys."""
         where = str(source) if source else "<spec>"
-        unknown = sorted(set(raw) - _SPEC_KEYS)
-        if unknown:
-            raise SpecError(
-                f"{where}: unknown key(s) {format_values(unknown)}; allowed top-level keys: "
-                f"{format_values(sorted(_SPEC_KEYS))}."
-            )
+        check_keys(raw, _SPEC_KEYS, where=where, context="at the top level", error=SpecError)
         for key in ("formula", "family"):
             if key not in raw:
                 raise SpecError(f"{where}: missing required key {key!r}.")
             if not isinstance(raw[key], str):
                 raise SpecError(f"{where}: {key!r} must be a string, got {raw[key]!r}.")
-        outcome = raw.get("outcome", {})
-        if not isinstance(outcome, Mapping):
-            raise SpecError(f"{where}: [outcome] must be a table with levels and missing.")
-        bad = sorted(set(outcome) - _OUTCOME_KEYS)
-        if bad:
-            raise SpecError(
-                f"{where}: unknown key(s) {format_values(bad)} in [outcome]; allowed: "
-                f"{format_values(sorted(_OUTCOME_KEYS))}."
-            )
-        if "levels" not in outcome:
-            raise SpecError(
-                f"{where}: [outcome] levels is required (the outcome's levels, in order)."
-            )
-        for key in ("levels", "missing"):
-            value = outcome.get(key, [])
-            if not isinstance(value, list) or not all(isinstance(v, str | int) for v in value):
-                raise SpecError(f"{where}: [outcome] {key} must be a list of labels.")
+        outcome = _outcome_table(raw.get("outcome", {}), where)
         priors_raw = raw.get("priors", {})
         if not isinstance(priors_raw, Mapping):
             raise SpecError(f"{where}: [priors] must be a table.")
-        data = raw.get("data")
-        data_path = None
-        if data is not None:
-            if not isinstance(data, str):
-                raise SpecError(f"{where}: 'data' must be a path string.")
-            data_path = Path(data)
-            if base is not None and not data_path.is_absolute():
-                data_path = (base / data_path).resolve()
+        data_path = _data_path(raw.get("data"), where, base)
         covariates = None
         if "covariates" in raw:
             try:
                 covariates = AreaCovariates.from_dict(raw["covariates"], where, base)
             except CovariateError as exc:
                 raise SpecError(str(exc)) from exc
+        name = raw.get("name")
         return cls(
-            formula=raw["formula"],
-            family=raw["family"],
+            formula=str(raw["formula"]),
+            family=cast(Family, raw["family"]),
             levels=tuple(str(v) for v in outcome["levels"]),
             missing=tuple(str(v) for v in outcome.get("missing", [])),
             priors=Priors.from_dict(priors_raw, where),
             data=data_path,
-            name=raw.get("name"),
+            name=None if name is None else str(name),
             source=source,
             covariates=covariates,
             sampling=Sampling.from_dict(raw.get("sampling", {}), where),
@@ -541,6 +584,32 @@ class ModelSpec:
     def from_json(cls, text: str) -> ModelSpec:
         """Inverse of :meth:`to_json`."""
         return cls.from_dict(json.loads(text))
+
+
+def _outcome_table(outcome: Any, where: str) -> Mapping[str, Any]:
+    """The ``[outcome]`` table, checked: ``levels`` (required) and ``missing``, lists of labels."""
+    if not isinstance(outcome, Mapping):
+        raise SpecError(f"{where}: [outcome] must be a table with levels and missing.")
+    check_keys(outcome, _OUTCOME_KEYS, where=where, context="in [outcome]", error=SpecError)
+    if "levels" not in outcome:
+        raise SpecError(f"{where}: [outcome] levels is required (the outcome's levels, in order).")
+    for key in ("levels", "missing"):
+        value = outcome.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str | int) for v in value):
+            raise SpecError(f"{where}: [outcome] {key} must be a list of labels.")
+    return outcome
+
+
+def _data_path(data: Any, where: str, base: Path | None) -> Path | None:
+    """The spec's ``data`` path, resolved against the spec file's folder when relative."""
+    if data is None:
+        return None
+    if not isinstance(data, str):
+        raise SpecError(f"{where}: 'data' must be a path string.")
+    path = Path(data)
+    if base is not None and not path.is_absolute():
+        path = (base / path).resolve()
+    return path
 
 
 def read_spec(path: str | os.PathLike[str]) -> ModelSpec:

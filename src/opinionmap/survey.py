@@ -22,13 +22,13 @@ import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import numpy as np
 import pandas as pd
 import pyreadstat
 
-from opinionmap._io import atomic_path
+from opinionmap._io import write_table
 from opinionmap.codebook import MISSING_POLICIES, Codebook, Variable, read_codebook
 from opinionmap.errors import SurveyError, format_values
 
@@ -45,7 +45,6 @@ _SUFFIXES: Final = {
     ".zsav": "sav",
     ".dta": "dta",
 }
-_WRITE_SUFFIXES: Final = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 _ROLE_ARGUMENTS: Final = ("outcomes", "predictors", "area", "weight", "id", "missing")
 
 _ValueLabels = dict[str, dict[Any, str]]
@@ -336,18 +335,7 @@ class Survey:
         pathlib.Path
             ``path``.
         """
-        target = Path(path)
-        kind = _WRITE_SUFFIXES.get(target.suffix.lower())
-        if kind is None:
-            raise SurveyError(
-                f"{target}: cannot write suffix {target.suffix!r}; use one of "
-                f"{format_values(sorted(_WRITE_SUFFIXES))}."
-            )
-        with atomic_path(target) as tmp:
-            if kind == "csv":
-                self.data.to_csv(tmp, index=False)
-            else:
-                self.data.to_parquet(tmp, index=False)
+        target = write_table(self.data, path, SurveyError)
         if write_codebook:
             self.codebook.to_toml(_codebook_beside(target))
         return target
@@ -366,7 +354,7 @@ def read_survey(
     codebook: Codebook | str | os.PathLike[str] | None = None,
     *,
     format: str | None = None,
-    **roles: Any,
+    **roles: object,
 ) -> Survey:
     r"""Read a survey file and validate it against its codebook.
 
@@ -439,7 +427,7 @@ def _codebook_beside(path: Path) -> Path:
 
 
 def _resolve_codebook(
-    source: Path, codebook: Codebook | str | os.PathLike[str] | None, roles: Mapping[str, Any]
+    source: Path, codebook: Codebook | str | os.PathLike[str] | None, roles: Mapping[str, object]
 ) -> Codebook:
     unknown = [k for k in roles if k not in _ROLE_ARGUMENTS]
     if unknown:
@@ -460,7 +448,7 @@ def _resolve_codebook(
             raise SurveyError(
                 f"{source}: roles need outcomes=, e.g. outcomes={{'q1': ['yes', 'no']}}."
             )
-        return Codebook.from_roles(**roles)
+        return Codebook.from_roles(**cast(dict[str, Any], roles))
     beside = _codebook_beside(source)
     if beside.is_file():
         return read_codebook(beside)

@@ -10,25 +10,31 @@ interval points to a misfit for that group.
 from __future__ import annotations
 
 import os
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from opinionmap._io import atomic_path
+from opinionmap._io import save_figure
 from opinionmap.errors import format_values
 from opinionmap.predict import iter_probabilities
+from opinionmap.summaries import interval_prob
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from opinionmap.design import SurveyData
+    from opinionmap.results import Fitted
 
 __all__ = ["plot_ppc", "ppc"]
 
 
 def ppc(
-    result: Any,
+    result: Fitted,
     *,
     by: list[str] | None = None,
-    data: Any = None,
-    prob: float = 0.9,
+    data: SurveyData | None = None,
+    prob: float | None = None,
     n_draws: int = 400,
     random_seed: int = 0,
 ) -> pd.DataFrame:
@@ -37,7 +43,7 @@ def ppc(
     Parameters
     ----------
     result
-        A :class:`~opinionmap.fit.FitResult`.
+        A :class:`~opinionmap.results.FitResult`.
     by
         Factors to break down by (default: every categorical predictor and
         grouping factor of the model). With ``data``, any column of the survey,
@@ -46,7 +52,8 @@ def ppc(
         The survey the model was fitted to; needed only for ``by`` columns that
         are not in the model.
     prob
-        Width of the replicated interval.
+        Width of the replicated interval (default
+        :func:`~opinionmap.summaries.interval_prob`).
     n_draws
         Posterior draws used (thinned evenly); replication noise is included.
     random_seed
@@ -59,6 +66,7 @@ def ppc(
         ``observed``, ``replicated_mean``, ``lower``, ``upper``, ``outside``
         (observed share outside the interval). ``factor == "all"`` is overall.
     """
+    prob = interval_prob(prob)
     design = result.design
     draws = result.draws()
     step = max(1, draws.n_samples // n_draws)
@@ -126,9 +134,9 @@ def ppc(
     return table
 
 
-def _respondent_frame(result: Any, data: Any, columns: list[str]) -> pd.DataFrame:
+def _respondent_frame(result: Fitted, data: SurveyData | None, columns: list[str]) -> pd.DataFrame:
     """The survey rows the model used, in the design's respondent order."""
-    from opinionmap.design import DesignError, _as_frame
+    from opinionmap.design import DesignError, as_frame
 
     design = result.design
     if data is None:
@@ -136,7 +144,7 @@ def _respondent_frame(result: Any, data: Any, columns: list[str]) -> pd.DataFram
             f"ppc: {format_values(columns)} are not in the model; pass data=<the survey> to "
             "break the check down by columns the model leaves out."
         )
-    df, _ = _as_frame(data)
+    df, _ = as_frame(data)
     absent = [c for c in columns if c not in df.columns]
     if absent:
         raise DesignError(f"ppc: the data has no column(s) {format_values(absent)}.")
@@ -152,19 +160,15 @@ def _respondent_frame(result: Any, data: Any, columns: list[str]) -> pd.DataFram
 
 def prob_label(table: pd.DataFrame) -> str:
     """The interval width stored in a ppc table's attrs, as text (e.g. ``"90%"``)."""
-    return f"{table.attrs.get('prob', 0.9):.0%}"
+    return f"{interval_prob(table.attrs.get('prob')):.0%}"
 
 
-def plot_ppc(table: pd.DataFrame, path: str | os.PathLike[str] | None = None) -> Any:
+def plot_ppc(table: pd.DataFrame, path: str | os.PathLike[str] | None = None) -> Figure:
     """Plot a :func:`ppc` table: one panel per factor, observed dots on replicated intervals.
 
-    Returns the matplotlib figure; with ``path`` (``.png`` or ``.svg``) it is
-    also written, atomically.
+    Returns the matplotlib figure; with ``path`` (``.png``, ``.svg`` or ``.pdf``)
+    it is also written, atomically.
     """
-    import matplotlib
-
-    if path is not None:
-        matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
     factors = list(dict.fromkeys(table["factor"]))
@@ -206,7 +210,5 @@ def plot_ppc(table: pd.DataFrame, path: str | os.PathLike[str] | None = None) ->
     axes[-1, 0].set_xlabel("share of respondents")
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / fig.get_figheight()))
     if path is not None:
-        target = Path(path)
-        with atomic_path(target) as tmp:
-            fig.savefig(tmp, format=target.suffix.lstrip(".") or "png", dpi=110)
+        save_figure(fig, path)
     return fig

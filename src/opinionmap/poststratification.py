@@ -16,21 +16,35 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
-from opinionmap.design import Design, DesignError, GroupIndex, NewData, group_keys, level_codes
-from opinionmap.effects import summarise_draws
+from opinionmap.design import (
+    NEW_LEVELS,
+    Design,
+    DesignError,
+    GroupIndex,
+    NewData,
+    NewLevels,
+    level_codes,
+)
 from opinionmap.errors import FrameError, format_values
 from opinionmap.frame import Frame
 from opinionmap.predict import Draws, linear_predictor, probabilities
+from opinionmap.summaries import interval_prob, summarise_draws
+
+if TYPE_CHECKING:
+    import dask.dataframe as dd
+
+    from opinionmap.results import Fitted
+
+# a poststratification frame: validated (it knows its count column), in memory, or in dask
+type FrameData = Frame | pd.DataFrame | dd.DataFrame
 
 __all__ = ["Contrast", "Estimates", "poststratify"]
-
-NewLevels = Literal["error", "sample"]
 # values held at once per chunk: draws x cells x categories
 CHUNK_VALUES = 8_000_000
 
@@ -49,9 +63,12 @@ class Contrast:
         """Posterior probability that group ``a``'s share exceeds group ``b``'s."""
         return float((self.difference > 0).mean())
 
-    def summary(self, prob: float = 0.9) -> dict[str, float]:
-        """Mean, sd, equal-tailed interval of the difference and P(a > b)."""
-        alpha = (1 - prob) / 2
+    def summary(self, prob: float | None = None) -> dict[str, float]:
+        """Mean, sd, equal-tailed interval of the difference and P(a > b).
+
+        ``prob``: interval width (default :func:`~opinionmap.summaries.interval_prob`).
+        """
+        alpha = (1 - interval_prob(prob)) / 2
         values = self.difference.values.reshape(-1)
         lower, upper = np.quantile(values, [alpha, 1 - alpha])
         return {
@@ -87,12 +104,13 @@ class Estimates:
     population: pd.Series
     n_respondents: pd.Series
 
-    def summary(self, prob: float = 0.9) -> pd.DataFrame:
+    def summary(self, prob: float | None = None) -> pd.DataFrame:
         """Tidy table of the estimates, one row per ``by`` cell and category.
 
         Columns: the ``by`` columns, ``category``, ``mean``, ``sd``, ``lower``,
-        ``upper`` (equal-tailed interval at ``prob``), ``n_respondents`` and
-        ``population``.
+        ``upper`` (equal-tailed interval at ``prob``, default
+        :func:`~opinionmap.summaries.interval_prob`), ``n_respondents`` and
+        ``population``. Without ``by``, one row per category for the whole population.
 
         Cells of ``by`` without population are left out.
         """
@@ -110,7 +128,7 @@ class Estimates:
         columns = [*keys, "category", "mean", "sd", "lower", "upper", "n_respondents", "population"]
         return table[columns].reset_index(drop=True)
 
-    def overall_summary(self, prob: float = 0.9) -> pd.DataFrame:
+    def overall_summary(self, prob: float | None = None) -> pd.DataFrame:
         """Tidy table of the whole population's shares."""
         return summarise_draws(self.overall, prob=prob)
 
@@ -152,11 +170,11 @@ class Estimates:
 
 
 def poststratify(
-    result: Any,
-    frame: Any,
+    result: Fitted,
+    frame: FrameData,
     *,
-    weight: str = "population",
-    by: Sequence[str] = ("region",),
+    weight: str | None = None,
+    by: Sequence[str] = (),
     new_levels: NewLevels = "error",
     random_seed: int = 0,
     chunk_values: int = CHUNK_VALUES,
@@ -166,15 +184,16 @@ def poststratify(
     Parameters
     ----------
     result
-        A :class:`~opinionmap.fit.FitResult`.
+        A :class:`~opinionmap.results.FitResult`.
     frame
         A :class:`~opinionmap.frame.Frame`, a pandas DataFrame or a dask
         DataFrame with every predictor the model uses, the ``by`` columns and
         the ``weight`` column.
     weight
-        Population count column.
+        Population count column; default the frame's own (a
+        :class:`~opinionmap.frame.Frame` knows it; a DataFrame must name it).
     by
-        Columns to estimate by (``[]`` for the whole population only).
+        Columns to estimate by; empty (default): the whole population only.
     new_levels
         ``"error"`` (default): frame levels of a grouping factor that the survey
         never saw are an error listing them. ``"sample"``: their effects are drawn
@@ -198,9 +217,9 @@ def poststratify(
     """
     design: Design = result.design
     by = tuple(by)
-    if new_levels not in ("error", "sample"):
+    if new_levels not in NEW_LEVELS:
         raise DesignError(f"new_levels must be 'error' or 'sample', got {new_levels!r}.")
-    data, is_dask = _frame_data(frame, weight)
+    data, weight, is_dask = _frame_data(frame, weight)
     if design.covariates is not None:
         # the area covariates stored in the fit, so frame and survey see the same values
         if is_dask:
@@ -282,7 +301,7 @@ class _Job:
     keep: tuple[str, ...]
     by: tuple[str, ...]
     by_levels: tuple[list[str], ...]
-    new_labels: dict[str, list[str]]
+    new_labels: dict[str, list[tuple[str, ...]]]
     weight: str
     chunk_values: int
 
@@ -325,14 +344,21 @@ class _Job:
         return num, den
 
 
-def _frame_data(frame: Any, weight: str) -> tuple[Any, bool]:
+def _frame_data(frame: Any, weight: str | None) -> tuple[Any, str, bool]:
+    """The frame's rows, its weight column, and whether it is a dask DataFrame."""
     if isinstance(frame, Frame):
+        weight = weight or frame.weight
         if frame.weight != weight and weight not in frame.data.columns:
             raise FrameError(
                 f"frame: no weight column {weight!r} (its counts are in {frame.weight!r}); "
                 f"pass weight={frame.weight!r}."
             )
-        return frame.data, False
+        return frame.data, weight, False
+    if weight is None:
+        raise FrameError(
+            "frame: name the population count column of a DataFrame frame with weight=... "
+            "(or read the frame with read_frame(path, weight=...), which records it)."
+        )
     try:
         import dask.dataframe as dd
 
@@ -342,7 +368,7 @@ def _frame_data(frame: Any, weight: str) -> tuple[Any, bool]:
                     f"frame: no weight column {weight!r} "
                     f"(columns: {format_values(list(frame.columns))})."
                 )
-            return frame, True
+            return frame, weight, True
     except ImportError:  # pragma: no cover - dask is a dependency
         pass
     if isinstance(frame, pd.DataFrame):
@@ -355,7 +381,7 @@ def _frame_data(frame: Any, weight: str) -> tuple[Any, bool]:
                 if c != weight and not pd.api.types.is_numeric_dtype(frame[c])
             ],
         )
-        return validated.data, False
+        return validated.data, weight, False
     raise FrameError(
         f"frame must be a Frame, a pandas or a dask DataFrame, got {type(frame).__name__}."
     )
@@ -389,22 +415,21 @@ def _by_levels(data: Any, by: tuple[str, ...], design: Design, is_dask: bool) ->
 
 def _new_labels(
     data: Any, design: Design, new_levels: NewLevels, is_dask: bool
-) -> dict[str, list[str]]:
-    """Frame levels of each grouping term that the model does not know."""
-    out: dict[str, list[str]] = {}
+) -> dict[str, list[tuple[str, ...]]]:
+    """Frame levels of each grouping term that the model does not know, as tuples of labels."""
+    out: dict[str, list[tuple[str, ...]]] = {}
     for g in design.groups:
-        if len(g.factors) == 1:
-            present = _unique(data, g.factors[0], is_dask)
-        else:
-            combos = data[list(g.factors)].drop_duplicates()
-            if is_dask:
-                combos = combos.compute()
-            present = list(dict.fromkeys(group_keys(combos, g.factors)))
-        unknown = [v for v in present if v not in set(g.levels)]
+        combos = data[list(g.factors)].drop_duplicates()
+        if is_dask:
+            combos = combos.compute()
+        combos = combos.reset_index(drop=True)
+        unseen = combos.loc[design.level_index(g, combos) < 0]
+        unknown = list(dict.fromkeys(_keys(unseen, g.factors)))
         if unknown:
             if new_levels == "error":
                 raise DesignError(
-                    f"frame: grouping factor {g.name!r} has level(s) {format_values(unknown)} "
+                    f"frame: grouping factor {g.name!r} has level(s) "
+                    f"{format_values([':'.join(u) for u in unknown])} "
                     f"that the survey never saw (the model knows {format_values(g.levels)}). "
                     "Recode them, or pass new_levels='sample' (CLI: --new-levels sample) to draw "
                     "their effects from the fitted hierarchical distribution."
@@ -413,9 +438,15 @@ def _new_labels(
     return out
 
 
+def _keys(rows: pd.DataFrame, factors: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """Each row's levels of ``factors``, as a tuple of labels."""
+    return list(zip(*(rows[f].astype(str) for f in factors), strict=True))
+
+
 def _extend_draws(
-    draws: Draws, design: Design, new_labels: dict[str, list[str]], seed: int
+    draws: Draws, design: Design, new_labels: dict[str, list[tuple[str, ...]]], seed: int
 ) -> Draws:
+    """The draws with effects for new levels drawn from the fitted distribution, appended."""
     if not new_labels:
         return draws
     rng = np.random.default_rng(seed)
@@ -432,7 +463,7 @@ def _extend_draws(
 
 
 def _code_with_new(
-    design: Design, block: pd.DataFrame, new_labels: dict[str, list[str]]
+    design: Design, block: pd.DataFrame, new_labels: dict[str, list[tuple[str, ...]]]
 ) -> NewData:
     coded = design.evaluate(block, new_levels="sample" if new_labels else "error")
     if not new_labels:
@@ -441,9 +472,8 @@ def _code_with_new(
     for g in coded.groups:
         index = g.index.copy()
         if g.name in new_labels and (index < 0).any():
-            keys = group_keys(block.loc[index < 0], g.factors)
-            lookup = {lab: len(g.levels) + i for i, lab in enumerate(new_labels[g.name])}
-            index[index < 0] = [lookup[key] for key in keys]
+            lookup = {key: len(g.levels) + i for i, key in enumerate(new_labels[g.name])}
+            index[index < 0] = [lookup[key] for key in _keys(block.loc[index < 0], g.factors)]
         groups.append(GroupIndex(g.name, g.factors, g.levels, index))
     return NewData(coded.X, tuple(groups))
 

@@ -11,6 +11,8 @@ it is on the scale people read: shares.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -19,16 +21,19 @@ from opinionmap.design import DesignError
 from opinionmap.errors import format_values
 from opinionmap.predict import iter_probabilities
 
-__all__ = ["effects", "summarise_draws"]
+if TYPE_CHECKING:
+    from opinionmap.results import Fitted
+
+__all__ = ["effects"]
 
 
-def effects(result: object, factor: str, *, chunk_draws: int = 200) -> xr.DataArray:
+def effects(result: Fitted, factor: str, *, chunk_draws: int = 200) -> xr.DataArray:
     """Posterior draws of each category's share at each level of ``factor``.
 
     Parameters
     ----------
     result
-        A :class:`~opinionmap.fit.FitResult`.
+        A :class:`~opinionmap.results.FitResult`.
     factor
         A categorical predictor or grouping factor of the model (e.g. ``"age"``,
         ``"region"``).
@@ -41,9 +46,9 @@ def effects(result: object, factor: str, *, chunk_draws: int = 200) -> xr.DataAr
     Examples
     --------
     >>> shares = effects(result, "ethnicity")  # doctest: +SKIP
-    >>> summarise_draws(shares, prob=0.9)  # doctest: +SKIP
+    >>> om.summarise_draws(shares, prob=0.9)  # doctest: +SKIP
     """
-    design = result.design  # type: ignore[attr-defined]
+    design = result.design
     codings = {c.name: c for c in design.codings}
     if factor not in codings or codings[factor].kind != "categorical":
         categorical = [n for n, c in codings.items() if c.kind == "categorical"]
@@ -51,22 +56,20 @@ def effects(result: object, factor: str, *, chunk_draws: int = 200) -> xr.DataAr
             f"{factor!r} is not a categorical predictor or grouping factor of this model; choose "
             f"one of {format_values(categorical)}."
         )
-    draws = result.draws()  # type: ignore[attr-defined]
-    posterior = result.posterior  # type: ignore[attr-defined]
+    draws = result.draws()
+    posterior = result.posterior
     n_chain, n_draw = posterior.sizes["chain"], posterior.sizes["draw"]
     weights = design.counts.sum(axis=1).astype(float)
     weights /= weights.sum()
     levels = list(codings[factor].levels)
-    area_columns = (
-        [c for c in design.covariates.columns if c not in design.spec.covariates.by]
-        if design.covariates is not None
-        else []
-    )
+    table, covariates = design.covariates, design.spec.covariates
+    areas = covariates.by if covariates is not None and table is not None else ()
+    area_columns = [c for c in table.columns if c not in areas] if table is not None else []
     out = np.empty((draws.n_samples, len(levels), len(design.categories)))
     for j, level in enumerate(levels):
         cells = design.cells.copy()
         cells[factor] = pd.Categorical([level] * len(cells), categories=levels)
-        if area_columns and factor in design.spec.covariates.by:
+        if area_columns and factor in areas:
             # an area's covariates move with it: the level's own values, not the cell's
             cells = design.with_covariates(cells.drop(columns=area_columns), "effects")
         coded = design.evaluate(cells)
@@ -83,24 +86,3 @@ def effects(result: object, factor: str, *, chunk_draws: int = 200) -> xr.DataAr
         },
         name="share",
     )
-
-
-def summarise_draws(draws: xr.DataArray, *, prob: float = 0.9) -> pd.DataFrame:
-    """Tidy table of draws: one row per cell of the non-sample dims.
-
-    Columns: the dims, ``mean``, ``sd``, ``lower``, ``upper`` (equal-tailed
-    interval at ``prob``).
-    """
-    if not 0 < prob < 1:
-        raise ValueError(f"prob must be between 0 and 1, got {prob}")
-    sample = ("chain", "draw")
-    alpha = (1 - prob) / 2
-    stats = xr.Dataset(
-        {
-            "mean": draws.mean(sample),
-            "sd": draws.std(sample, ddof=1),
-            "lower": draws.quantile(alpha, sample).drop_vars("quantile"),
-            "upper": draws.quantile(1 - alpha, sample).drop_vars("quantile"),
-        }
-    )
-    return stats.to_dataframe().reset_index()

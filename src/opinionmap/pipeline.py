@@ -1,0 +1,184 @@
+"""Batch runs: fit several specs in worker processes and build one report from them.
+
+:func:`run_specs` fits each spec to one survey (several at a time, each in its own
+process), saves each fit to ``OUT/fits/<outcome>.nc`` and has the same process
+write the question's report section (poststratification, tables, figures), so
+that the parent only puts the sections together into ``OUT/report.html``. The
+same seed gives the same draws whatever the number of processes. The bundled
+demo (:mod:`opinionmap.demo`) is one such run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from opinionmap.errors import OpinionmapError
+from opinionmap.report import ReportOptions, Section, write_report
+from opinionmap.spec import DEFAULT_SAMPLING, ModelSpec, Sampling, read_spec
+
+__all__ = ["Outcome", "run_specs"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a worker sends back: the question, its verdict and its report section."""
+
+    question: str
+    verdict: str
+    converged: bool
+    section: Section
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One question's work, as passed to a worker process (paths, not data)."""
+
+    spec_path: Path
+    survey_path: Path
+    frame_path: Path
+    weight: str
+    out: Path
+    sampling: Sampling
+    report: ReportOptions
+    progress: bool
+
+
+def run_specs(
+    spec_paths: Sequence[Path],
+    *,
+    survey_path: Path,
+    frame_path: Path,
+    weight: str,
+    out: Path,
+    sampling: Sampling | None = None,
+    report: ReportOptions | None = None,
+    jobs: int = 1,
+    progress: bool = False,
+    say: Callable[[str], None] = lambda _line: None,
+    on_done: Callable[[Outcome], None] = lambda _outcome: None,
+) -> Path:
+    """Fit every spec to the survey, save the fits and write one report; return its path.
+
+    Parameters
+    ----------
+    spec_paths
+        Model specs (TOML), one question each.
+    survey_path, frame_path, weight
+        The survey (read with :func:`~opinionmap.read_survey`, its codebook beside
+        it), the frame (:func:`~opinionmap.read_frame`) and the frame's count column.
+    out
+        Output folder: ``fits/<outcome>.nc``, the report and its tables and figures.
+    sampling
+        Settings laid over each spec's ``[sampling]`` (:class:`~opinionmap.spec.Sampling`);
+        ``cores`` defaults to the CPUs shared among the jobs.
+    report
+        What the report shows (:class:`~opinionmap.report.ReportOptions`); question
+        labels default to the survey codebook's.
+    jobs
+        Questions fitted at once, each in its own process.
+    progress
+        Show a progress bar while sampling (only with ``jobs=1``).
+    say, on_done
+        Called with a line of progress, and with each question's :class:`Outcome`.
+    """
+    from opinionmap.frame import read_frame
+    from opinionmap.survey import read_survey
+
+    if not spec_paths:
+        raise OpinionmapError("no model specs to fit.")
+    specs = [read_spec(p) for p in spec_paths]
+    survey = read_survey(survey_path)
+    frame = read_frame(frame_path, weight=weight)
+    report = report or ReportOptions()
+    if not report.labels:
+        codebook = survey.codebook
+        labels = {
+            s.outcome: str(codebook[s.outcome].label)
+            for s in specs
+            if s.outcome in codebook.names and codebook[s.outcome].label
+        }
+        report = replace(report, labels=labels)
+    cpus = os.cpu_count() or 1
+    sampling = sampling or Sampling()
+    if sampling.cores is None:
+        sampling = sampling.merged(cores=max(1, cpus // jobs))
+    for i, spec in enumerate(specs, start=1):
+        say(f"[{i}/{len(specs)}] fitting {_describe(spec, sampling)}")
+    work = [
+        _Job(p, survey_path, frame_path, weight, out, sampling, report, progress and jobs == 1)
+        for p in spec_paths
+    ]
+    sections = {}
+    for outcome in _run(work, jobs):
+        on_done(outcome)
+        sections[outcome.question] = outcome.section
+    say("report: putting the sections together")
+    return write_report([sections[s.outcome] for s in specs], frame, out, options=report)
+
+
+def _describe(spec: ModelSpec, sampling: Sampling) -> str:
+    settings = {**DEFAULT_SAMPLING, **spec.sampling.merged(sampling).to_dict()}
+    return f"{spec.outcome} ({spec.family}, {settings['chains']} x {settings['draws']})"
+
+
+def _run(work: list[_Job], jobs: int) -> list[Outcome]:
+    """Each job's outcome, in the order they finish (in this process when ``jobs`` is 1)."""
+    if jobs == 1:
+        return [_fit_and_report(job) for job in work]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    # spawn, not fork: the parent may hold threads (numba, nutpie)
+    context = multiprocessing.get_context("spawn")
+    done = []
+    with ProcessPoolExecutor(
+        max_workers=jobs, mp_context=context, initializer=_worker_init
+    ) as pool:
+        futures = [pool.submit(_fit_and_report, job) for job in work]
+        for future in as_completed(futures):
+            done.append(future.result())
+    return done
+
+
+def _fit_and_report(job: _Job) -> Outcome:
+    """Fit one spec, save it and write its report section (a worker's task)."""
+    from opinionmap.fitting import fit
+    from opinionmap.frame import read_frame
+    from opinionmap.report import report_section
+    from opinionmap.survey import read_survey
+
+    survey = read_survey(job.survey_path)
+    result = fit(
+        read_spec(job.spec_path),
+        survey,
+        sampling=job.sampling,
+        progress=job.progress,
+        warn=False,
+    )
+    q = result.spec.outcome
+    result.save(job.out / "fits" / f"{q}.nc")
+    frame = read_frame(job.frame_path, weight=job.weight)
+    section = report_section(result, frame, job.out, survey=survey, options=job.report)
+    diagnostics = result.diagnostics
+    return Outcome(q, diagnostics.verdict(), diagnostics.converged, section)
+
+
+def _worker_init() -> None:
+    """Let a worker process end without tearing its interpreter down.
+
+    The worker's results have gone back to the parent by then; the teardown (freeing
+    the compiled models and their LLVM code) takes 2-4 s, during which the parent
+    waits for the pool to close.
+    """
+    import atexit
+    import sys
+
+    def leave() -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+    atexit.register(leave)

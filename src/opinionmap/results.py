@@ -1,0 +1,212 @@
+"""Fitted models, saved and loaded without PyMC.
+
+A :class:`FitResult` wraps an ArviZ ``xarray.DataTree`` with the standard groups
+(``posterior``, ``sample_stats``, ``log_likelihood``, ``observed_data``,
+``constant_data``) and provenance in its attributes: the spec as JSON, hashes of
+spec and data, the sampler settings (:class:`~opinionmap.spec.Sampling`), the
+parameterisation plan (:class:`~opinionmap.plan.Plan`), package versions. The
+saved netCDF file is a plain ArviZ ``DataTree``: ``xarray.open_datatree`` and
+``arviz`` read it without opinionmap installed.
+
+Everything here, and everything that uses a fit (poststratification, effects,
+posterior predictive checks, reports, maps), runs without importing PyMC,
+PyTensor, nutpie or numba; only :func:`opinionmap.fit` needs them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+import pandas as pd
+import xarray as xr
+
+from opinionmap._io import atomic_path
+from opinionmap.design import Design, DesignError, SurveyData, build_design
+from opinionmap.diagnostics import Diagnostics, diagnose
+from opinionmap.errors import OpinionmapError
+from opinionmap.plan import Plan, is_auxiliary
+from opinionmap.predict import Draws
+from opinionmap.spec import ModelSpec, Sampling
+from opinionmap.summaries import interval_prob
+
+if TYPE_CHECKING:
+    from arviz_stats.utils import ELPDData
+
+__all__ = ["FitResult", "Fitted", "ProvenanceError", "load"]
+
+# groups every saved fit has
+GROUPS = ("posterior", "sample_stats", "log_likelihood", "observed_data", "constant_data")
+
+
+class ProvenanceError(OpinionmapError):
+    """A saved fit does not match the spec or data it is checked against, or is not a fit."""
+
+
+class Fitted(Protocol):
+    """What poststratification, effects and posterior predictive checks need of a fit."""
+
+    @property
+    def design(self) -> Design:
+        """The data the model was fitted to, coded."""
+        ...
+
+    @property
+    def posterior(self) -> xr.Dataset:
+        """The posterior draws, dims ``(chain, draw, ...)``."""
+        ...
+
+    def draws(self) -> Draws:
+        """The parameters flattened over (chain, draw)."""
+        ...
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """A fitted model: the ArviZ ``DataTree``, its spec and design, and diagnostics."""
+
+    tree: xr.DataTree
+    spec: ModelSpec
+    design: Design
+    diagnostics: Diagnostics
+
+    @property
+    def posterior(self) -> xr.Dataset:
+        """The posterior group as a Dataset."""
+        return self.tree["posterior"].to_dataset()
+
+    @property
+    def plan(self) -> Plan:
+        """How the model was parameterised (which terms were centred and paired)."""
+        return Plan.from_json(self.tree.attrs["opinionmap_plan"])
+
+    @property
+    def sampling(self) -> Sampling:
+        """The sampler settings the fit was made with, every one resolved."""
+        return Sampling.from_attrs(self.tree.attrs)
+
+    def draws(self) -> Draws:
+        """Parameters flattened over (chain, draw), for NumPy work."""
+        return Draws.from_posterior(self.posterior, self.design)
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the fit as netCDF (h5netcdf), atomically.
+
+        Examples
+        --------
+        >>> result.save("fit.nc")  # doctest: +SKIP
+        """
+        target = Path(path)
+        with atomic_path(target) as tmp:
+            self.tree.to_netcdf(tmp, engine="h5netcdf")
+        return target
+
+    def summary(
+        self, *, prob: float | None = None, var_names: Sequence[str] | None = None
+    ) -> pd.DataFrame:
+        """ArviZ summary of the model parameters, one labelled row per scalar.
+
+        Rows are named like ``beta[sex[female],same]`` and ``u_region[KZ-AKM]``;
+        the sampled auxiliaries (``z_*``, the intercept or cutpoints at the numeric
+        predictors' means) are left out. ``prob``: interval width (default
+        :func:`~opinionmap.summaries.interval_prob`).
+        """
+        from arviz_stats import summary
+
+        names = (
+            list(var_names)
+            if var_names
+            else [v for v in self.posterior.data_vars if not is_auxiliary(str(v))]
+        )
+        table: pd.DataFrame = summary(
+            self.tree, var_names=names, ci_prob=interval_prob(prob), round_to="none"
+        )
+        return table
+
+    def loo(self) -> ELPDData:
+        """PSIS-LOO over respondents (``arviz_stats.loo``)."""
+        from arviz_stats import loo
+
+        return loo(self.tree)
+
+
+def load(
+    path: str | os.PathLike[str],
+    *,
+    spec: ModelSpec | None = None,
+    data: SurveyData | None = None,
+) -> FitResult:
+    """Load a fit saved by :meth:`FitResult.save`; the file alone is enough.
+
+    Parameters
+    ----------
+    path
+        The netCDF file (it holds the spec, the data the model saw, the draws).
+    spec, data
+        Optional checks: that the fit was made with this spec and this survey;
+        a mismatch is a :class:`ProvenanceError` saying which differs.
+
+    Raises
+    ------
+    ProvenanceError
+        Not an opinionmap fit, written by an incompatible version, its stored data
+        do not match its recorded hash (the file was edited), or it does not match
+        ``spec`` / ``data``.
+    """
+    source = Path(path)
+    tree = _read_tree(source)
+    attrs = tree.attrs
+    try:
+        design = Design.from_tree(tree)
+    except DesignError as exc:
+        raise ProvenanceError(f"{source}: {exc}") from exc
+    except (KeyError, ValueError, TypeError) as exc:
+        raise ProvenanceError(
+            f"{source}: its opinionmap attributes or groups are incomplete or malformed ({exc!r}); "
+            "the file was modified after fitting. Refit the model."
+        ) from exc
+    if design.data_hash != attrs["opinionmap_data_hash"]:
+        raise ProvenanceError(
+            f"{source}: the data stored in the file do not match its recorded data hash; the file "
+            "was modified after fitting. Refit the model."
+        )
+    stored = design.spec
+    if spec is not None and spec.hash() != attrs["opinionmap_spec_hash"]:
+        raise ProvenanceError(
+            f"{source}: was fitted with a different spec (formula {stored.formula!r}, family "
+            f"{stored.family!r}) than the one given ({spec.formula!r}, {spec.family!r}). "
+            "Refit, or load without spec= to use the stored one."
+        )
+    if data is not None:
+        given = build_design(stored, data, covariates=design.covariates)
+        if given.data_hash != attrs["opinionmap_data_hash"]:
+            raise ProvenanceError(
+                f"{source}: was fitted to different data than the survey given (data hash "
+                f"{attrs['opinionmap_data_hash'][:12]} in the file, {given.data_hash[:12]} for "
+                "the survey). Refit the model on this survey."
+            )
+    return FitResult(tree, stored, design, diagnose(tree, warn=False))
+
+
+def _read_tree(source: Path) -> xr.DataTree:
+    if not source.is_file():
+        raise ProvenanceError(f"{source}: no such file.")
+    try:
+        tree = xr.open_datatree(source, engine="h5netcdf").load()
+    except (OSError, ValueError) as exc:
+        raise ProvenanceError(f"{source}: cannot be read as a netCDF DataTree: {exc}") from exc
+    if "opinionmap_spec" not in tree.attrs:
+        raise ProvenanceError(
+            f"{source}: not an opinionmap fit (no 'opinionmap_spec' attribute); it may be a plain "
+            "ArviZ file, which arviz.from_netcdf reads."
+        )
+    absent = [g for g in GROUPS if g not in tree.children]
+    if absent:
+        raise ProvenanceError(
+            f"{source}: the fit lacks group(s) {', '.join(absent)}; the file was modified after "
+            "fitting. Refit the model."
+        )
+    return tree

@@ -1,0 +1,122 @@
+"""The parameterisation plan: what it decides for the bundled specs, and that the graph obeys it.
+
+The weights, pairs and centring below are the bundled specs' plans; they fix how every
+bundled model is sampled, so a change to them changes the draws of every shipped spec
+for the same seed (the fits saved before and after the plan moved out of the graph
+builder were identical, draw for draw).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pymc as pm
+import pytest
+
+import opinionmap as om
+from opinionmap import datasets
+from opinionmap.design import build_design
+from opinionmap.model import build_model
+from opinionmap.plan import Plan, TermPlan, make_plan
+from opinionmap.spec import ModelSpec, Priors
+
+# weights per linear predictor of (region, region:ethnicity), and the one centred
+# column's mean (every spec's third coefficient is its area-level covariate)
+BUNDLED = {
+    "main_enemy": ([0.87, 0.9, 0.89, 1.0, 1.0, 1.0, 1.0], 0.18846960852679176),
+    "main_friend": ([0.62, 0.97, 1.0, 1.0, 0.99, 1.0, 1.0, 1.0, 1.0], 0.18846960852679176),
+    "model_country": (
+        [0.75, 0.85, 0.86, 1.0, 1.0, 0.92, 0.95, 0.93, 1.0, 0.93],
+        0.18846960852679176,
+    ),
+    "presence_china": ([0.88], 0.18858410148567434),
+    "presence_eu": ([0.92], 0.1879062591062996),
+    "presence_muslim": ([0.88], 0.6787726168224296),
+    "presence_russia": ([0.98], 0.189552974839365),
+    "presence_usa": ([0.83], 0.18896426566400365),
+}
+
+
+@pytest.fixture(scope="module")
+def survey() -> om.Survey:
+    return om.read_survey(datasets.kazakhstan_survey_path())
+
+
+@pytest.mark.parametrize("question", sorted(BUNDLED))
+def test_bundled_plans_are_the_recorded_ones(survey: om.Survey, question: str) -> None:
+    spec = om.read_spec(datasets.models_dir() / f"{question}.toml")
+    plan = make_plan(build_design(spec, survey))
+    weights, centre = BUNDLED[question]
+    assert list(plan.term("region").weight) == weights
+    assert list(plan.term("region:ethnicity").weight) == [1.0] * len(weights)
+    assert plan.pairs == (("region", "region:ethnicity"),)
+    assert plan.term("region").paired_with == "region:ethnicity"
+    assert plan.term("region:ethnicity").paired_with == "region"
+    assert plan.centre is not None
+    assert plan.centre[2] == centre
+    assert [c for i, c in enumerate(plan.centre) if i != 2] == [0.0] * (len(plan.centre) - 1)
+    assert plan.term("region").parameterization == "partial"
+    assert plan.term("region:ethnicity").parameterization == "noncentered"
+    # JSON, as stored in a fit, gives back the same plan to the last bit
+    assert Plan.from_json(plan.to_json()) == plan
+
+
+def _small(seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    g = rng.choice([f"g{i}" for i in range(6)], 300)
+    x = rng.normal(size=300) + 5.0
+    return pd.DataFrame({"y": rng.choice(["a", "b"], 300), "g": g, "x": x})
+
+
+def test_requested_parameterisations_and_the_plan_table() -> None:
+    spec = ModelSpec(
+        formula="y ~ 1 + x + (1 | g)",
+        family="bernoulli",
+        levels=("a", "b"),
+        priors=Priors(parameterization=(("g", "centered"),)),
+    )
+    plan = make_plan(build_design(spec, _small()))
+    term = plan.term("g")
+    assert term == TermPlan("g", "centered", (0.0,))
+    assert plan.pairs == ()
+    # the numeric column is centred at its respondent mean
+    assert plan.centre is not None and plan.centre[0] == pytest.approx(_small()["x"].mean())
+    table = plan.table()
+    assert table.to_dict("records") == [
+        {
+            "term": "g",
+            "predictor": 0,
+            "requested": "centered",
+            "parameterization": "centered",
+            "weight": 0.0,
+            "pilot_sd": None,
+            "paired_with": None,
+        }
+    ]
+
+
+def test_the_graph_follows_the_plan() -> None:
+    """A plan that says 'centred' makes u the sampled z itself; 'non-centred' scales z by sigma."""
+    spec = ModelSpec(formula="y ~ 1 + (1 | g)", family="bernoulli", levels=("a", "b"))
+    design = build_design(spec, _small())
+    auto = make_plan(design)
+    for weight in (0.0, 1.0):
+        term = dataclasses.replace(auto.term("g"), weight=(weight,))
+        model = build_model(design, dataclasses.replace(auto, terms=(term,)))
+        with pytest.warns(UserWarning, match="Potentials"):
+            prior = pm.sample_prior_predictive(draws=20, model=model, random_seed=1)["prior"]
+        u, z, sigma = (prior[v].values for v in ("u_g", "z_g", "sigma_g"))
+        np.testing.assert_allclose(u, z * sigma[..., None] ** weight)
+        assert np.allclose(u, z) == (weight == 0.0)
+
+
+def test_an_unknown_term_in_the_parameterization_table_is_an_error() -> None:
+    with pytest.raises(om.SpecError, match=r"\[priors.parameterization\] names 'region'"):
+        ModelSpec(
+            formula="y ~ 1 + (1 | g)",
+            family="bernoulli",
+            levels=("a", "b"),
+            priors=Priors(parameterization=(("region", "centered"),)),
+        )
