@@ -25,11 +25,11 @@ from opinionmap.checks import plot_ppc, ppc
 from opinionmap.direct import direct_estimates
 from opinionmap.errors import OpinionmapError, format_values
 from opinionmap.maps import Area, plot_choropleth, plot_mrp_vs_direct
-from opinionmap.poststratification import poststratify
+from opinionmap.poststratification import Estimates, poststratify
 from opinionmap.summaries import interval_prob
 
 if TYPE_CHECKING:
-    from opinionmap.poststratification import FrameData
+    from opinionmap.frame import Frame
     from opinionmap.results import FitResult
     from opinionmap.survey import Survey
 
@@ -163,7 +163,7 @@ def _pct(table: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
 
 def build_report(
     results: Sequence[FitResult],
-    frame: FrameData,
+    frame: Frame,
     out_dir: str | os.PathLike[str],
     *,
     survey: Survey | None = None,
@@ -179,7 +179,7 @@ def build_report(
     results
         Fitted models (:class:`~opinionmap.results.FitResult`), one per question.
     frame
-        The poststratification frame (a :class:`~opinionmap.frame.Frame`).
+        The poststratification frame (:func:`~opinionmap.frame.read_frame`).
     survey
         The survey, for direct estimates (design-weighted); without it the MRP
         vs direct comparison is left out.
@@ -204,7 +204,7 @@ def build_report(
 
 def write_report(
     sections: Sequence[Section],
-    frame: FrameData,
+    frame: Frame,
     out_dir: str | os.PathLike[str],
     *,
     options: ReportOptions | None = None,
@@ -251,9 +251,8 @@ def write_report(
     return path
 
 
-def _frame_table(frame: Any, area: str) -> str:
-    data = frame.data if hasattr(frame, "data") else frame
-    weight = getattr(frame, "weight", "population")
+def _frame_table(frame: Frame, area: str) -> str:
+    data, weight = frame.data, frame.weight
     if area not in data.columns:
         return ""
     total = float(data[weight].sum())
@@ -268,7 +267,7 @@ def _frame_table(frame: Any, area: str) -> str:
 
 def report_section(
     result: FitResult,
-    frame: FrameData,
+    frame: Frame,
     out_dir: str | os.PathLike[str],
     *,
     survey: Survey | None = None,
@@ -311,7 +310,9 @@ def report_section(
     return Section(q, "\n".join(parts), summary, area)
 
 
-def _national(result: FitResult, est: Any, options: ReportOptions, prob: float) -> pd.DataFrame:
+def _national(
+    result: FitResult, est: Estimates, options: ReportOptions, prob: float
+) -> pd.DataFrame:
     """The whole population's shares, beside the published figures where given."""
     national = est.overall_summary(prob=prob)
     if options.published is None:
@@ -390,7 +391,7 @@ def _area_part(
 
 def _direct_part(
     result: FitResult,
-    survey: Any,
+    survey: Survey,
     by_area: pd.DataFrame,
     top: str,
     area: str,
@@ -438,12 +439,12 @@ def _default_groups(result: FitResult, frame_columns: set[str], area: str) -> tu
 
 
 def _group_parts(
-    result: FitResult, frame: Any, area: str, out: Path, options: ReportOptions, prob: float
+    result: FitResult, frame: Frame, area: str, out: Path, options: ReportOptions, prob: float
 ) -> list[str]:
     """A table of shares with intervals by each demographic group."""
     q = result.spec.outcome
     categories = list(result.design.categories)
-    frame_columns = set(frame.data.columns if hasattr(frame, "data") else frame.columns)
+    frame_columns = set(frame.data.columns)
     groups = options.groups
     if groups is None:
         groups = _default_groups(result, frame_columns, area)
