@@ -231,8 +231,8 @@ def test_fit_summary_and_ppc_end_to_end(tmp_path: Path) -> None:
     assert "2 chains x 150 draws" in result.output
     assert dict(saved.posterior.sizes)["draw"] == 150
     assert saved.tree.attrs["opinionmap_tune"] == 200
-    # with 150 draws the verdict must be reported, converged or not
-    assert "converged" in result.output.lower()
+    # 2 chains x 150 draws of this model do not converge, and the command says so
+    assert "warning: NOT CONVERGED: R-hat up to" in result.output
 
     summary = runner.invoke(app, ["summary", str(out)])
     assert summary.exit_code == 0, summary.output

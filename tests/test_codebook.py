@@ -217,3 +217,64 @@ def test_codebook_is_immutable(codebook: Codebook) -> None:
         codebook.variables = ()  # type: ignore[misc]
     assert isinstance(codebook.variables, tuple)
     assert isinstance(codebook["presence"].levels, tuple)
+
+
+def test_design_roles_read_and_round_trip(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        '[variables.q]\nrole = "outcome"\nlevels = ["a", "b"]\n'
+        '[variables.district]\nrole = "strata"\nlabel = "Sampling stratum"\n'
+        '[variables.village]\nrole = "cluster"\n'
+        '[variables.villages]\nrole = "fpc"\n',
+        "design.codebook.toml",
+    )
+    cb = read_codebook(path)
+    assert cb.strata is not None and cb.strata.name == "district"
+    assert cb.strata.kind == "categorical" and cb.strata.levels is None
+    assert cb.cluster is not None and cb.cluster.name == "village"
+    assert cb.fpc is not None and cb.fpc.kind == "numeric"
+    assert Codebook.from_dict(cb.to_dict()) == cb
+    by_roles = Codebook.from_roles(
+        outcomes={"q": ["a", "b"]}, strata="district", cluster="village", fpc="villages"
+    )
+    assert [(v.name, v.role, v.kind) for v in by_roles] == [(v.name, v.role, v.kind) for v in cb]
+    plain = Codebook.from_roles(outcomes={"q": ["a", "b"]})
+    assert (plain.strata, plain.cluster, plain.fpc) == (None, None, None)
+
+
+@pytest.mark.parametrize(
+    ("text", "pattern"),
+    [
+        pytest.param(
+            '[variables.s1]\nrole = "strata"\n[variables.s2]\nrole = "strata"\n',
+            r"more than one strata variable \('s1', 's2'",
+            id="two-strata",
+        ),
+        pytest.param(
+            '[variables.c1]\nrole = "cluster"\n[variables.c2]\nrole = "cluster"\n',
+            r"more than one cluster variable \('c1', 'c2'",
+            id="two-clusters",
+        ),
+        pytest.param(
+            '[variables.s]\nrole = "strata"\nlevels = ["a", "b"]\n',
+            r"\[variables.s\]: key\(s\) 'levels' do not apply to role 'strata'; keys for a "
+            r"strata: 'role', 'label', 'kind'",
+            id="levels-on-strata",
+        ),
+        pytest.param(
+            '[variables.f]\nrole = "fpc"\nkind = "categorical"\n',
+            r"variable 'f': kind 'categorical' \(key 'kind'\) is not allowed for role 'fpc'; "
+            r"allowed kinds: 'numeric'",
+            id="categorical-fpc",
+        ),
+    ],
+)
+def test_design_role_errors(tmp_path: Path, text: str, pattern: str) -> None:
+    path = _write(tmp_path, text)
+    with pytest.raises(CodebookError, match=re.escape(str(path)) + ".*" + pattern):
+        read_codebook(path)
+
+
+def test_strata_and_clusters_take_no_declared_levels() -> None:
+    with pytest.raises(CodebookError, match=r"key 'levels' does not apply to a cluster column"):
+        Variable("village", "cluster", levels=("1", "2"))

@@ -16,7 +16,7 @@ from opinionmap.design import build_design
 from opinionmap.fitting import fit
 from opinionmap.marginal import effects
 from opinionmap.model import build_model
-from opinionmap.poststratification import poststratify
+from opinionmap.poststratification import CoverageWarning, poststratify
 from opinionmap.results import load
 from opinionmap.spec import ModelSpec, SpecError
 
@@ -166,9 +166,11 @@ def test_new_area_is_poststratified_with_its_own_covariate(tmp_path: Path) -> No
     frame = pd.DataFrame(
         {"area": ["area10", "area11"], "sex": ["male", "male"], "population": [1.0, 1.0]}
     )
-    est = poststratify(
-        result, frame, weight="population", by=["area"], new_levels="sample", random_seed=3
-    )
+    # a frame of two new areas only: the surveyed ones are reported as left out
+    with pytest.warns(CoverageWarning, match="surveyed area level"):
+        est = poststratify(
+            result, frame, weight="population", by=["area"], new_levels="sample", random_seed=3
+        )
     draws = result.draws()
     slope = result.posterior["beta"].sel(coef="urban_share").values.reshape(-1)
     # the two unsurveyed areas differ by their covariates: the mean difference of their

@@ -235,3 +235,90 @@ def test_empty_predictor() -> None:
 def test_not_a_table() -> None:
     with pytest.raises(DesignError, match="expected a Survey or a pandas DataFrame, got list"):
         build_design(_spec("y ~ 1 + sex"), [1, 2, 3])
+
+
+# -- formula semantics as R's model.matrix ------------------------------------------------
+def _factors() -> pd.DataFrame:
+    rng = np.random.default_rng(4)
+    n = 240
+    return pd.DataFrame(
+        {
+            "y": rng.choice(["no", "yes"], n),
+            "sex": np.tile(["f", "m"], n // 2),
+            "age": np.repeat(["a", "b", "c"], n // 3),
+            "x": rng.normal(size=n),
+            "g": rng.choice(["g1", "g2", "g3", "g4"], n),
+        }
+    )
+
+
+# R's column names (factor levels f, m and a, b, c; contr.treatment) beside ours:
+# R writes "sexm", opinionmap "sex[m]"; "(Intercept)" is the Intercept, not a column
+R_COLUMNS = [
+    ("y ~ 1 + sex", ["sexm"]),
+    ("y ~ 0 + sex", ["sexf", "sexm"]),
+    ("y ~ 0 + sex + age", ["sexf", "sexm", "ageb", "agec"]),
+    ("y ~ 0 + age + sex", ["agea", "ageb", "agec", "sexm"]),
+    ("y ~ 1 + sex + age", ["sexm", "ageb", "agec"]),
+    ("y ~ 1 + sex * age", ["sexm", "ageb", "agec", "sexm:ageb", "sexm:agec"]),
+    ("y ~ 1 + sex + sex:age", ["sexm", "sexf:ageb", "sexm:ageb", "sexf:agec", "sexm:agec"]),
+    ("y ~ 1 + age:sex + sex", ["sexm", "ageb:sexf", "agec:sexf", "ageb:sexm", "agec:sexm"]),
+    (
+        "y ~ 0 + sex:age",
+        ["sexf:agea", "sexm:agea", "sexf:ageb", "sexm:ageb", "sexf:agec", "sexm:agec"],
+    ),
+    ("y ~ 1 + x + sex:x", ["x", "sexm:x"]),
+    ("y ~ 1 + sex:x", ["sexf:x", "sexm:x"]),
+    ("y ~ 0 + x + sex", ["x", "sexf", "sexm"]),
+    ("y ~ 1 + sex + x:age", ["sexm", "x:agea", "x:ageb", "x:agec"]),
+    ("y ~ 0 + sex + (1 | g)", ["sexf", "sexm"]),
+]
+
+
+def _r_name(name: str) -> str:
+    """opinionmap's column label written as R writes it: sex[m]:x -> sexm:x."""
+    return name.replace("[", "").replace("]", "")
+
+
+@pytest.mark.parametrize(("formula", "expected"), R_COLUMNS)
+def test_columns_are_r_model_matrix_columns(formula: str, expected: list[str]) -> None:
+    spec = ModelSpec(formula=formula, family="bernoulli", levels=("no", "yes"))
+    design = build_design(spec, _factors())
+    assert [_r_name(n) for n in design.coef_names] == expected
+    # the coded values are the dummies and products the names say
+    df = _factors()
+    for j, coef in enumerate(design.coefs):
+        column = np.ones(len(df))
+        for variable, level in coef.parts:
+            column = column * (df[variable] == level if level is not None else df[variable])
+        np.testing.assert_array_equal(design.X[design.respondent_cell, j], column)
+
+
+@pytest.mark.parametrize(
+    ("formula", "family", "message"),
+    [
+        # R codes both factors by all their levels: with the intercept, 7 collinear columns
+        ("y ~ 1 + sex:age", "bernoulli", r"\('sex\[f\]:age\[a\]', .* collinear whatever the data"),
+        ("y ~ 0 + (1 | g)", "bernoulli", "nothing carries the overall level"),
+        ("y ~ 0 + x + (1 | g)", "bernoulli", "nothing carries the overall level"),
+    ],
+)
+def test_formulas_that_cannot_be_estimated_are_refused(
+    formula: str, family: str, message: str
+) -> None:
+    spec = ModelSpec(formula=formula, family=family, levels=("no", "yes"))
+    with pytest.raises(DesignError, match=message):
+        build_design(spec, _factors())
+
+
+def test_ordinal_cutpoints_carry_the_level_so_factors_use_contrasts() -> None:
+    df = _factors().assign(y=np.resize(["lo", "mid", "hi"], 240))
+    spec = ModelSpec(formula="y ~ 0 + sex + (1 | g)", family="ordinal", levels=("lo", "mid", "hi"))
+    assert build_design(spec, df).coef_names == ("sex[m]",)
+
+
+def test_the_outcome_is_not_its_own_predictor() -> None:
+    with pytest.raises(om.SpecError, match="the outcome 'y' is also a predictor"):
+        ModelSpec(formula="y ~ 1 + sex + y", family="bernoulli", levels=("no", "yes"))
+    with pytest.raises(om.SpecError, match="the outcome 'y' is also a predictor"):
+        ModelSpec(formula="y ~ 1 + (1 | y)", family="bernoulli", levels=("no", "yes"))

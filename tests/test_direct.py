@@ -20,9 +20,13 @@ def test_hand_computed_weighted_share_and_linearised_se() -> None:
         }
     )
     t = direct_estimates(df, "y", by="area", weight="w").set_index(["area", "category"])
-    # area a: p = (1 + 1) / 5 = 0.4; Var = 3/2 * (1*0.6^2 + 9*0.4^2 + 1*0.6^2) / 5^2 = 0.1296
+    # area a: p = (1 + 1) / 5 = 0.4. Area a is a domain of the whole weights-only design, as in
+    # R: svyby(~I(y == "x"), ~area, svydesign(ids = ~1, weights = ~w, data = df), svymean).
+    # Each of the n = 5 rows is a PSU; z = w (y - p) / 5 is 0.12, -0.24, 0.12 in area a and 0
+    # in area b, so Var = 5/4 * (0.12^2 + 0.24^2 + 0.12^2) = 0.108, SE 0.3286. (The per-area
+    # formula asserted before, 3/2 * 0.0864 = 0.1296, SE 0.36, treated area a as its own sample.)
     assert t.loc[("a", "x"), "weighted"] == pytest.approx(0.4)
-    assert t.loc[("a", "x"), "weighted_se"] == pytest.approx(0.36)
+    assert t.loc[("a", "x"), "weighted_se"] == pytest.approx(np.sqrt(0.108))
     assert t.loc[("a", "x"), "raw"] == pytest.approx(2 / 3)
     assert t.loc[("a", "x"), "raw_se"] == pytest.approx(np.sqrt(2 / 3 * 1 / 3 / 3))
     assert t.loc[("a", "x"), "n_respondents"] == 3

@@ -52,7 +52,7 @@ def _small_data(seed: int = 3, n: int = 400) -> pd.DataFrame:
         ({"sampler": "gibbs"}, "unknown sampler 'gibbs'"),
         ({"draws": 0}, "draws must be an integer >= 1"),
         ({"chains": 1.5}, "chains must be an integer >= 1"),
-        ({"log_likelihood": "area"}, "log_likelihood must be 'auto', 'respondent' or 'cell'"),
+        ({"log_likelihood": "area"}, "log_likelihood must be 'auto', 'respondent' or 'pattern'"),
         ({"target_accept": 1.0}, "target_accept must lie strictly between 0 and 1"),
         ({"adaptation": "full"}, "unknown adaptation 'full'"),
         ({"adaptation": "low_rank", "sampler": "pymc"}, "needs sampler='nutpie'"),
@@ -341,7 +341,15 @@ def test_other_samplers_agree_with_nutpie(
 def test_diagnostics_and_draws(fitted: FitResult) -> None:
     diagnostics = fitted.diagnostics
     assert diagnostics.divergences == 0
-    assert diagnostics.verdict().startswith(("converged", "NOT CONVERGED"))
+    # the verdict follows the thresholds it reports
+    meets = (
+        diagnostics.max_rhat <= 1.01
+        and min(diagnostics.min_ess_bulk, diagnostics.min_ess_tail) >= 400
+        and diagnostics.max_depth_hits == 0
+        and all(b >= 0.3 for b in diagnostics.bfmi)
+    )
+    assert diagnostics.converged == meets
+    assert diagnostics.verdict().startswith("converged:" if meets else "NOT CONVERGED:")
     assert "u_g[g3]" in diagnostics.table.index and "sigma_g" in diagnostics.table.index
     assert not any(str(i).startswith("z_") for i in diagnostics.table.index)
     draws = fitted.draws()
@@ -351,18 +359,32 @@ def test_diagnostics_and_draws(fitted: FitResult) -> None:
 
 
 @pytest.mark.slow
-def test_cell_level_log_likelihood_sums_to_respondent_level(
+def test_loo_from_cell_answer_pairs_is_the_respondent_level_loo(
     fitted: FitResult, data: pd.DataFrame
 ) -> None:
-    cells = fit(SPEC, data, random_seed=7, log_likelihood="cell", **SMALL)  # type: ignore[arg-type]
-    assert np.array_equal(cells.posterior["beta"].values, fitted.posterior["beta"].values)
-    by_cell = cells.tree["log_likelihood"]["y"]
-    assert by_cell.dims == ("chain", "draw", "cell")
-    assert by_cell.sizes["cell"] == fitted.design.n_cells < len(data)
+    pairs = fit(SPEC, data, random_seed=7, log_likelihood="pattern", **SMALL)  # type: ignore[arg-type]
+    assert np.array_equal(pairs.posterior["beta"].values, fitted.posterior["beta"].values)
+    by_pair = pairs.tree["log_likelihood"]["y"]
+    assert by_pair.dims == ("chain", "draw", "pattern")
+    assert by_pair.sizes["pattern"] <= 2 * fitted.design.n_cells < len(data)
+    _, _, counts, _ = pairs.design.patterns()
     by_respondent = fitted.tree["log_likelihood"]["y"]
     np.testing.assert_allclose(
-        by_cell.sum("cell").values, by_respondent.sum("respondent").values, rtol=1e-10
+        (by_pair * xr.DataArray(counts, dims="pattern")).sum("pattern").values,
+        by_respondent.sum("respondent").values,
+        rtol=1e-10,
     )
+    # the same PSIS-LOO as from every respondent's log-likelihood, to rounding
+    a, b = pairs.loo(), fitted.loo()
+    assert a.n_data_points == b.n_data_points == len(data)
+    assert a.elpd == pytest.approx(b.elpd, rel=1e-12)
+    assert a.se == pytest.approx(b.se, rel=1e-10)
+    assert a.p == pytest.approx(b.p, rel=1e-10)
+    np.testing.assert_allclose(a.elpd_i.values, b.elpd_i.values, rtol=1e-12)
+    np.testing.assert_allclose(a.pareto_k.values, b.pareto_k.values, rtol=1e-12)
+    # and it compares with another model as respondent-level LOO does
+    table = az.compare({"pairs": a, "respondents": b})
+    assert table.loc["pairs", "elpd_diff"] == pytest.approx(0.0, abs=1e-9)
 
 
 @pytest.mark.slow

@@ -15,7 +15,7 @@ from opinionmap.design import DesignError, build_design
 from opinionmap.errors import FrameError
 from opinionmap.frame import Frame
 from opinionmap.model import build_model
-from opinionmap.poststratification import poststratify
+from opinionmap.poststratification import CoverageWarning, poststratify
 from opinionmap.predict import linear_predictor, probabilities
 from opinionmap.spec import ModelSpec
 
@@ -237,3 +237,93 @@ def test_frame_object_is_accepted(tmp_path: Path) -> None:
         "old",
         "young",
     }
+
+
+# -- nothing silently dropped or wrong -----------------------------------------------------
+def test_areas_without_population_or_missing_from_the_frame_are_reported() -> None:
+    fit = _prior_fit("bernoulli", seed=13)
+    frame = _frame(np.random.default_rng(13))
+    empty = frame.assign(population=frame["population"].where(frame["region"] != "west", 0.0))
+    with pytest.warns(CoverageWarning, match=r"region cell\(s\) 'west' have no population"):
+        est = poststratify(fit, empty, weight="population", by=["region"])
+    assert "west" not in set(est.summary(prob=0.9)["region"])
+    without = frame[frame["region"] != "east"]
+    with pytest.warns(CoverageWarning, match=r"surveyed region level\(s\) 'east' are not in"):
+        poststratify(fit, without, weight="population", by=["region"])
+
+
+def test_a_label_that_differs_only_by_case_or_spaces_is_not_a_new_level() -> None:
+    fit = _prior_fit("bernoulli", seed=14)
+    frame = _frame(np.random.default_rng(14))
+    frame["region"] = frame["region"].replace({"north": " North "})
+    for policy in ("error", "sample"):
+        with pytest.raises(DesignError, match=r"' North ' \(did you mean 'north'\?\)"):
+            poststratify(fit, frame, weight="population", by=["region"], new_levels=policy)
+    frame = _frame(np.random.default_rng(14)).replace({"sex": {"female": "Female"}})
+    with pytest.raises(DesignError, match=r"'Female' \(did you mean 'female'\?\)"):
+        poststratify(fit, frame, weight="population", by=["region"])
+
+
+def test_sampled_new_levels_are_named_on_the_estimates() -> None:
+    fit = _prior_fit("bernoulli", seed=15)
+    frame = _frame(np.random.default_rng(15))
+    extra = frame[frame["region"] == "north"].assign(region="islands")
+    est = poststratify(
+        fit, pd.concat([frame, extra]), weight="population", by=["region"], new_levels="sample"
+    )
+    assert dict(est.new_levels) == {"region": ("islands",)}
+    assert est.summary(prob=0.9).attrs["new_levels"] == {"region": ["islands"]}
+    plain = poststratify(fit, frame, weight="population", by=["region"])
+    assert dict(plain.new_levels) == {}
+
+
+def test_estimates_say_what_they_are_shares_of() -> None:
+    fit = _prior_fit("bernoulli", seed=16)
+    table = poststratify(
+        fit, _frame(np.random.default_rng(16)), weight="population", by=["region"]
+    ).summary(prob=0.9)
+    # every answer is modelled: shares of everyone; no diagnostics on a prior draw
+    assert set(table["estimand"]) == {"of everyone"}
+    assert table["converged"].isna().all()
+    whole = poststratify(fit, _frame(np.random.default_rng(16)), weight="population", by=[])
+    total = whole.summary(prob=0.9)
+    assert list(total["category"]) == ["no", "yes"]
+    assert total["mean"].sum() == pytest.approx(1.0)
+    assert total["population"].iloc[0] == pytest.approx(
+        _frame(np.random.default_rng(16))["population"].sum()
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "pattern"),
+    [
+        (lambda f: f.assign(population=-f["population"]), r"rows have negative counts"),
+        (lambda f: f.assign(population=f["population"].where(f.index != 2)), r"missing counts"),
+        (lambda f: f.assign(population=f["population"].where(f.index != 2, np.inf)), r"infinite"),
+        (lambda f: pd.concat([f, f.iloc[:1]], ignore_index=True), r"appear more than once"),
+        (lambda f: f.assign(sex=f["sex"].where(f.index != 4)), r"empty cell labels"),
+        (lambda f: f.assign(population=1e308), r"sums to inf"),
+    ],
+)
+def test_a_dask_frame_gets_the_same_checks(change, pattern) -> None:  # type: ignore[no-untyped-def]
+    import dask.dataframe as dd
+
+    fit = _prior_fit("bernoulli", seed=17)
+    frame = change(_frame(np.random.default_rng(17)))
+    with pytest.raises(FrameError, match=pattern):
+        poststratify(fit, dd.from_pandas(frame, npartitions=2), weight="population", by=["region"])
+
+
+def test_huge_counts_are_an_error_not_nan_shares() -> None:
+    fit = _prior_fit("bernoulli", seed=18)
+    frame = _frame(np.random.default_rng(18)).assign(population=1e308)
+    with pytest.raises(FrameError, match=r"'population' sums to infinity"):
+        poststratify(fit, frame, weight="population", by=["region"])
+
+
+def test_a_column_named_twice_in_by_is_an_error() -> None:
+    fit = _prior_fit("bernoulli", seed=19)
+    with pytest.raises(FrameError, match=r"by names 'region' twice"):
+        poststratify(
+            fit, _frame(np.random.default_rng(19)), weight="population", by=["region", "region"]
+        )

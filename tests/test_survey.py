@@ -492,3 +492,136 @@ def test_random_categories_round_trip_through_csv(
     assert _counts(again.data["q"]) == _counts(survey.data["q"])
     assert _counts(again.data["q"]) == {lv: values.count(lv) for lv in levels}
     assert tuple(again.data["q"].cat.categories) == tuple(levels)
+
+
+# -- the sampling design ----------------------------------------------------------------------
+_DESIGN_TOML = """
+[variables.district]
+role = "strata"
+
+[variables.village]
+role = "cluster"
+
+[variables.villages]
+role = "fpc"
+"""
+
+
+def _design_df(survey_df: pd.DataFrame) -> pd.DataFrame:
+    """``survey_df`` with strata, clusters and the fpc as text, as a CSV gives them."""
+    return survey_df.assign(
+        district=["n", "n", "n", "s", "s", "s", "s", "s"],
+        village=["01", "1", "1", "01", "02", "02", "03", "03"],
+        villages=["20", "20", "20", "9", "9", "9", "9", "9"],
+    )
+
+
+def test_design_columns_are_typed_and_exposed(
+    tmp_path: Path, survey_df: pd.DataFrame, codebook_path: Path
+) -> None:
+    codebook_path.write_text(codebook_path.read_text() + _DESIGN_TOML)
+    path = _csv(tmp_path, _design_df(survey_df))
+    survey = read_survey(path, codebook_path)
+    assert (survey.strata, survey.cluster, survey.fpc) == ("district", "village", "villages")
+    data = survey.data
+    assert data["village"].tolist()[:3] == ["01", "1", "1"]  # labels, read as text
+    assert isinstance(data["district"].dtype, pd.CategoricalDtype)
+    assert data["villages"].dtype == np.float64
+    assert survey.levels("village") == ("01", "1", "02", "03")  # numeric order, "01" != "1"
+    assert survey.codebook["village"].levels is None  # labels are never written back
+    by_roles = read_survey(
+        path,
+        outcomes={"presence": ["more", "same", "less"]},
+        missing=["dont_know"],
+        strata="district",
+        fpc="villages",
+    )
+    assert (by_roles.strata, by_roles.cluster, by_roles.fpc) == ("district", None, "villages")
+
+
+@pytest.mark.parametrize(
+    ("column", "values", "pattern"),
+    [
+        pytest.param(
+            "district",
+            ["n", "n", "", "s", "s", "s", "s", "s"],
+            r"strata column 'district' has 1 blank cell\(s\) at respondent_id '003'; every "
+            r"respondent needs a strata label",
+            id="blank-stratum",
+        ),
+        pytest.param(
+            "village",
+            ["01", "1", "1", "01", "02", "", "03", ""],
+            r"cluster column 'village' has 2 blank cell\(s\) at respondent_id '006', '008'",
+            id="blank-cluster",
+        ),
+        pytest.param(
+            "villages",
+            ["20", "20", "20", "9", "nine", "9", "9", "9"],
+            r"fpc column 'villages' should be numeric but holds 'nine'",
+            id="non-numeric-fpc",
+        ),
+        pytest.param(
+            "villages",
+            ["20", "20", "20", "9", "9", "", "9", "9"],
+            r"fpc column 'villages' has blank or infinite values at respondent_id '006'",
+            id="blank-fpc",
+        ),
+        pytest.param(
+            "villages",
+            ["0", "0", "0", "9", "9", "9", "9", "9"],
+            r"fpc column 'villages' has values <= 0 \(0\.0\) at respondent_id '001', '002', "
+            r"'003'; an fpc is a population count of PSUs \(> 1\) or a sampling fraction",
+            id="zero-fpc",
+        ),
+        pytest.param(
+            "villages",
+            ["20", "20", "21", "9", "9", "9", "9", "9"],
+            r"fpc column 'villages' varies within 1 stratum\(s\) \('n': 20\.0, 21\.0\); the fpc "
+            r"describes a stratum",
+            id="varying-fpc",
+        ),
+        pytest.param(
+            "villages",
+            ["20", "20", "20", "2", "2", "2", "2", "2"],
+            r"fpc column 'villages' counts fewer population PSUs than the sample holds in 1 "
+            r"stratum\(s\) \('s': fpc 2 < 3 sampled PSUs\)",
+            id="fpc-below-sampled-psus",
+        ),
+        pytest.param(
+            "villages",
+            ["0.5", "0.5", "0.5", "9", "9", "9", "9", "9"],
+            r"fpc column 'villages' mixes sampling fractions \(values < 1, e\.g\. 0\.5\) with "
+            r"population counts \(values > 1, e\.g\. 9\)",
+            id="fractions-and-counts",
+        ),
+    ],
+)
+def test_bad_design_columns(
+    tmp_path: Path,
+    survey_df: pd.DataFrame,
+    codebook: Codebook,
+    column: str,
+    values: list[str],
+    pattern: str,
+) -> None:
+    design = Codebook.from_dict(
+        {
+            "variables": {
+                **codebook.to_dict()["variables"],
+                "district": {"role": "strata"},
+                "village": {"role": "cluster"},
+                "villages": {"role": "fpc"},
+            }
+        }
+    )
+    df = _design_df(survey_df).assign(**{column: values})
+    with pytest.raises(SurveyError, match=r"bad\.csv: " + pattern):
+        _read_bad(tmp_path, df, design)
+
+
+def test_sampling_fractions_are_an_fpc(survey_df: pd.DataFrame) -> None:
+    cb = Codebook.from_roles(outcomes={"presence": ["more", "same", "less", "dont_know"]},
+                             strata="district", fpc="villages")  # fmt: skip
+    df = _design_df(survey_df).assign(villages=[0.5, 0.5, 0.5, 1, 1, 1, 1, 1])
+    assert Survey.from_dataframe(df, cb).data["villages"].tolist()[-1] == 1.0

@@ -34,10 +34,48 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        # mkstemp makes the file private (0600); give it the mode a new file gets
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    """The process's file-creation mask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def check_writable(path: str | os.PathLike[str], *, folder: bool = False) -> Path:
+    """Refuse, before any work, an output path that cannot be written.
+
+    The nearest existing folder at or above ``path`` must be a folder this process
+    may write in (missing folders below it are created when files are written);
+    ``path`` itself must not be a folder (or, with ``folder=True``, a file).
+
+    Raises
+    ------
+    OpinionmapError
+        Naming the path and what is wrong with it.
+    """
+    from opinionmap.errors import OpinionmapError
+
+    target = Path(path)
+    if target.is_dir() and not folder:
+        raise OpinionmapError(f"{target}: is a folder; give a file name to write.")
+    if target.is_file() and folder:
+        raise OpinionmapError(f"{target}: is a file; give a folder to write into.")
+    parent = target if folder and target.is_dir() else target.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise OpinionmapError(f"{target}: cannot be written: {parent} is a file, not a folder.")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OpinionmapError(f"{target}: cannot be written: no permission to write in {parent}.")
+    return target
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], object]) -> Path:

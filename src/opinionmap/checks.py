@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from opinionmap._io import save_figure
+from opinionmap.diagnostics import warn_if_unconverged
 from opinionmap.errors import format_values
 from opinionmap.predict import iter_probabilities
 from opinionmap.summaries import interval_prob
@@ -67,6 +68,7 @@ def ppc(
         (observed share outside the interval). ``factor == "all"`` is overall.
     """
     prob = interval_prob(prob)
+    warn_if_unconverged(result, "a posterior predictive check")
     design = result.design
     draws = result.draws()
     step = max(1, draws.n_samples // n_draws)

@@ -9,8 +9,13 @@ status 2, without a traceback.
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import sys
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import pandas as pd
 import typer
@@ -21,6 +26,7 @@ from opinionmap.errors import OpinionmapError
 if TYPE_CHECKING:
     from opinionmap.diagnostics import Diagnostics
     from opinionmap.pipeline import Outcome
+    from opinionmap.results import FitResult
     from opinionmap.survey import Survey
 
 app = typer.Typer(
@@ -43,6 +49,42 @@ def _fail(exc: Exception) -> typer.Exit:
     return typer.Exit(code=2)
 
 
+# exit statuses besides 0 and 2 (bad input): a fit that did not converge under --strict,
+# and an interrupted run (128 + SIGINT, as shells report Ctrl-C)
+EXIT_NOT_CONVERGED = 3
+EXIT_INTERRUPTED = 130
+
+StrictOption = Annotated[
+    bool,
+    typer.Option(
+        help="Exit with status 3, writing nothing, when the fit did not converge "
+        "(its verdict is printed to stderr either way)."
+    ),
+]
+
+
+def _gate(result: FitResult, strict: bool) -> None:
+    """Print a failed fit's verdict to stderr; under ``--strict`` stop with status 3."""
+    if result.converged:
+        return
+    typer.secho(f"warning: {result.verdict}", err=True, fg=typer.colors.RED, bold=True)
+    if strict:
+        raise typer.Exit(code=EXIT_NOT_CONVERGED)
+
+
+@contextlib.contextmanager
+def _warnings_to_stderr() -> Iterator[None]:
+    """Library warnings as one line each on stderr (the verdict gate prints convergence)."""
+    from opinionmap.diagnostics import ConvergenceWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        yield
+    for w in caught:
+        typer.secho(f"warning: {w.message}", err=True, fg=typer.colors.YELLOW)
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"opinionmap {__version__}")
@@ -59,6 +101,12 @@ def _root(
     ] = False,
 ) -> None:
     """Bayesian multilevel regression and poststratification (MRP) for opinion surveys."""
+    log = logging.getLogger("opinionmap")
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
 
 
 @survey_app.command("check")
@@ -124,9 +172,11 @@ def frame_rake(
     tol: Annotated[float, typer.Option(help="Relative tolerance on every margin cell.")] = 1e-10,
 ) -> None:
     """Build a joint frame from published margins by iterative proportional fitting."""
+    from opinionmap._io import check_writable
     from opinionmap.frame import Frame, read_margin
 
     try:
+        check_writable(out)
         tables = [read_margin(m, weight=weight) for m in margins]
         frame = Frame.from_margins(tables, weight=weight, tol=tol)
         frame.to_file(out)
@@ -196,12 +246,25 @@ def fit_command(
         typer.Option(help="nutpie mass matrix: diag (default) or low_rank (slow mixing)."),
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    save_partial: Annotated[
+        bool,
+        typer.Option(
+            help="On Ctrl-C, save the draws made so far, marked partial (default: save "
+            "nothing and leave --out as it was)."
+        ),
+    ] = False,
+    strict: StrictOption = False,
 ) -> None:
-    """Fit a model spec to survey data and save the posterior as netCDF."""
-    from opinionmap.fitting import fit
+    """Fit a model spec to survey data and save the posterior as netCDF.
+
+    Ctrl-C stops sampling with exit status 130 and, unless --save-partial, writes nothing.
+    """
+    from opinionmap._io import check_writable
+    from opinionmap.fitting import FitInterrupted, fit
     from opinionmap.spec import Sampling, read_spec
 
     try:
+        check_writable(out)
         sampling = Sampling(
             draws=draws,
             tune=tune,
@@ -220,7 +283,12 @@ def fit_command(
             )
         survey = _read_survey(Path(data_path), codebook)
         typer.echo(f"fitting {spec.outcome} ({spec.family}) on {data_path} ...")
-        result = fit(spec, survey, sampling=sampling, progress=progress, warn=False)
+        try:
+            result = fit(spec, survey, sampling=sampling, progress=progress, warn=False)
+        except FitInterrupted as exc:
+            _interrupted(out, exc.partial if save_partial else None)
+        except KeyboardInterrupt:
+            _interrupted(out, None)
         result.save(out)
     except OpinionmapError as exc:
         raise _fail(exc) from exc
@@ -230,7 +298,34 @@ def fit_command(
         f"{settings.chains} chains x {settings.draws} draws, {settings.sampler}, "
         f"seed {settings.seed}"
     )
-    _echo_verdict(result.diagnostics)
+    if result.converged:
+        _echo_verdict(result.diagnostics)
+    _gate(result, strict)
+
+
+def _by_columns(by: str | None, result: FitResult) -> list[str]:
+    """``--by``: the columns named; none given: the survey's area; ``''``: the whole population."""
+    if by is None:
+        return [result.design.area] if result.design.area is not None else []
+    columns = [c.strip() for c in by.split(",")]
+    if any(not c for c in columns) and by.strip():
+        raise OpinionmapError(f"--by {by!r} has an empty column name; write e.g. region,sex.")
+    return [c for c in columns if c]
+
+
+def _interrupted(out: Path, partial: FitResult | None) -> NoReturn:
+    """Ctrl-C while fitting: save the partial fit when there is one to save; exit 130."""
+    if partial is not None:
+        partial.save(out)
+        typer.secho(
+            f"interrupted: wrote the draws made so far ({partial.tree.attrs['opinionmap_partial']})"
+            f" to {out}, marked partial: {partial.verdict}",
+            err=True,
+            fg=typer.colors.RED,
+        )
+    else:
+        typer.secho(f"interrupted: nothing written; {out} is as it was.", err=True)
+    raise typer.Exit(code=EXIT_INTERRUPTED)
 
 
 def _echo_verdict_text(prefix: str, verdict: str, converged: bool) -> None:
@@ -250,6 +345,7 @@ def _echo_verdict(diagnostics: Diagnostics) -> None:
 def summary_command(
     fit_path: Annotated[Path, typer.Argument(metavar="FIT.nc", help="A saved fit.")],
     prob: ProbOption = None,
+    strict: StrictOption = False,
 ) -> None:
     """Print the ArviZ summary of a saved fit, its parameterisation and its convergence verdict."""
     from opinionmap.results import load
@@ -269,7 +365,9 @@ def summary_command(
         if len(plan):
             typer.echo("parameterisation (non-centring weight per linear predictor):")
             typer.echo(plan.to_string(index=False))
-    _echo_verdict(result.diagnostics)
+    if result.converged:
+        _echo_verdict(result.diagnostics)
+    _gate(result, strict)
 
 
 @app.command("ppc")
@@ -281,9 +379,10 @@ def ppc_command(
     plot: Annotated[Path | None, typer.Option(help="Write the plot (.png, .svg or .pdf).")] = None,
     prob: ProbOption = None,
     seed: Annotated[int, typer.Option(help="Seed of the replication.")] = 0,
+    strict: StrictOption = False,
 ) -> None:
     """Posterior predictive check: observed vs replicated shares overall and by factor."""
-    from opinionmap._io import figure_format, table_format, write_table
+    from opinionmap._io import check_writable, figure_format, table_format, write_table
     from opinionmap.checks import plot_ppc, ppc
     from opinionmap.results import load
     from opinionmap.summaries import interval_prob
@@ -292,8 +391,11 @@ def ppc_command(
         for path, check in ((out, table_format), (plot, figure_format)):
             if path is not None:
                 check(path)
+                check_writable(path)
         result = load(fit_path)
-        table = ppc(result, prob=prob, random_seed=seed)
+        _gate(result, strict)
+        with _warnings_to_stderr():
+            table = ppc(result, prob=prob, random_seed=seed)
     except OpinionmapError as exc:
         raise _fail(exc) from exc
     if out is not None:
@@ -319,44 +421,54 @@ def poststratify_command(
         str, typer.Option(help="The frame's population count column.")
     ] = "population",
     by: Annotated[
-        str,
+        str | None,
         typer.Option(
-            help="Comma-separated columns, e.g. region,ethnicity (default: the survey's area)."
+            help="Comma-separated columns, e.g. region,ethnicity (default: the survey's area; "
+            "'' for the whole population only)."
         ),
-    ] = "",
+    ] = None,
     prob: ProbOption = None,
     new_levels: Annotated[
         str, typer.Option(help="Frame levels the survey never saw: error or sample.")
     ] = "error",
     seed: Annotated[int, typer.Option(help="Seed for --new-levels sample.")] = 0,
+    strict: StrictOption = False,
 ) -> None:
     """Poststratify a fit to a frame: shares by area/group with intervals, as a table."""
-    from opinionmap._io import table_format, write_table
+    from opinionmap._io import check_writable, table_format, write_table
     from opinionmap.design import NEW_LEVELS
     from opinionmap.frame import read_frame
     from opinionmap.poststratification import poststratify
     from opinionmap.results import load
 
-    columns = [c.strip() for c in by.split(",") if c.strip()]
     try:
         table_format(out)
+        check_writable(out)
         if new_levels not in NEW_LEVELS:
             raise OpinionmapError(f"--new-levels must be 'error' or 'sample', got {new_levels!r}.")
         result = load(fit_path)
-        if not columns and result.design.area is not None:
-            columns = [result.design.area]
+        columns = _by_columns(by, result)
+        _gate(result, strict)
         frame = read_frame(frame_path, weight=weight)
-        estimates = poststratify(
-            result,
-            frame,
-            by=columns,
-            new_levels="sample" if new_levels == "sample" else "error",
-            random_seed=seed,
-        )
+        with _warnings_to_stderr():
+            estimates = poststratify(
+                result,
+                frame,
+                by=columns,
+                new_levels="sample" if new_levels == "sample" else "error",
+                random_seed=seed,
+            )
         table = estimates.summary(prob=prob)
         overall = estimates.overall_summary(prob=prob)
     except OpinionmapError as exc:
         raise _fail(exc) from exc
+    for term, labels in estimates.new_levels.items():
+        typer.secho(
+            f"new levels of {term!r}, their effects drawn from the fitted distribution: "
+            + ", ".join(repr(label) for label in labels),
+            err=True,
+            fg=typer.colors.YELLOW,
+        )
     write_table(table, out)
     typer.echo(f"wrote {out}: {len(table)} rows ({', '.join(columns) or 'population'} x category)")
     typer.echo(
@@ -407,15 +519,20 @@ def report_command(
     ] = None,
     title: Annotated[str, typer.Option(help="Report title.")] = "opinionmap report",
     prob: ProbOption = None,
+    strict: StrictOption = False,
 ) -> None:
     """Build the HTML report (plus CSV tables and PNG figures) for your own fits."""
+    from opinionmap._io import check_writable
     from opinionmap.frame import read_frame
     from opinionmap.maps import read_boundaries
     from opinionmap.report import ReportOptions, build_report, read_published
     from opinionmap.results import load
 
     try:
+        check_writable(out, folder=True)
         results = [load(p) for p in fits]
+        for result in results:
+            _gate(result, strict)
         frame = read_frame(frame_path, weight=weight)
         survey = _read_survey(survey_path, codebook) if survey_path is not None else None
         areas = None
@@ -435,9 +552,10 @@ def report_command(
             title=title,
             prob=prob,
         )
-        path = build_report(
-            results, frame, out, survey=survey, options=options, progress=typer.echo
-        )
+        with _warnings_to_stderr():
+            path = build_report(
+                results, frame, out, survey=survey, options=options, progress=typer.echo
+            )
     except OpinionmapError as exc:
         raise _fail(exc) from exc
     typer.echo(f"report written to {path}")
@@ -472,6 +590,7 @@ def demo_command(
     """Run the whole pipeline on the bundled Kazakhstan data and write the report."""
     import os
 
+    from opinionmap._io import check_writable
     from opinionmap.demo import run_demo
 
     def done(outcome: Outcome) -> None:
@@ -479,6 +598,7 @@ def demo_command(
         typer.echo(f"report: {outcome.question} section written")
 
     try:
+        check_writable(out, folder=True)
         path = run_demo(
             out,
             quick=quick,
@@ -490,6 +610,12 @@ def demo_command(
         )
     except OpinionmapError as exc:
         raise _fail(exc) from exc
+    except KeyboardInterrupt:
+        typer.secho(
+            f"interrupted: the fits finished so far are in {out / 'fits'}; no report was written.",
+            err=True,
+        )
+        raise typer.Exit(code=EXIT_INTERRUPTED) from None
     typer.echo(f"report written to {path.resolve()}")
 
 

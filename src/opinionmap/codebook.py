@@ -3,9 +3,10 @@
 A codebook is the contract between a survey file and the rest of the pipeline.
 It says which columns are outcomes (the questions being modelled), predictors,
 the area (the level estimates are poststratified to), the weight and the
-respondent id; the ordered substantive levels of each categorical variable; and
-which codes mean "no answer" (``"dont_know"``, ``"refused"``) with what to do
-with them.
+respondent id; the sampling design (strata, cluster and finite population
+correction), used by the design-based direct estimates; the ordered substantive
+levels of each categorical variable; and which codes mean "no answer"
+(``"dont_know"``, ``"refused"``) with what to do with them.
 
 Codebooks live beside the data as ``<stem>.codebook.toml``::
 
@@ -26,6 +27,14 @@ Codebooks live beside the data as ``<stem>.codebook.toml``::
 
     [variables.weight]
     role = "weight"
+
+    [variables.district]
+    role = "strata"                   # optional: the design's strata,
+    [variables.village]
+    role = "cluster"                  # its primary sampling units (PSUs)
+    [variables.villages_in_district]
+    role = "fpc"                      # and the population count of PSUs per stratum
+                                      # (or the sampling fraction, values <= 1)
 
     [variables.presence_russia]
     role = "outcome"
@@ -54,6 +63,7 @@ from opinionmap._io import atomic_path
 from opinionmap.errors import CodebookError, check_keys, format_values
 
 __all__ = [
+    "DESIGN_ROLES",
     "KINDS",
     "MISSING_POLICIES",
     "ROLES",
@@ -62,8 +72,11 @@ __all__ = [
     "read_codebook",
 ]
 
-ROLES: Final = ("outcome", "predictor", "area", "weight", "id")
+ROLES: Final = ("outcome", "predictor", "area", "weight", "id", "strata", "cluster", "fpc")
 """Roles a column can play."""
+
+DESIGN_ROLES: Final = ("strata", "cluster", "fpc")
+"""Roles describing the sampling design (used by the design-based direct estimates)."""
 
 KINDS: Final = ("categorical", "numeric", "any")
 """Kinds of variable; ``"any"`` (kept as read) is for ids only."""
@@ -78,6 +91,10 @@ _ROLE_KINDS: Final[dict[str, tuple[str, ...]]] = {
     "area": ("categorical",),
     "weight": ("numeric",),
     "id": ("any", "numeric"),
+    # design labels: read as text, any number of levels, never declared
+    "strata": ("categorical",),
+    "cluster": ("categorical",),
+    "fpc": ("numeric",),
 }
 
 # TOML keys each role accepts in its [variables.<name>] table.
@@ -87,11 +104,14 @@ _ROLE_KEYS: Final[dict[str, tuple[str, ...]]] = {
     "area": ("role", "label", "kind", "levels"),
     "weight": ("role", "label", "kind"),
     "id": ("role", "label", "kind"),
+    "strata": ("role", "label", "kind"),
+    "cluster": ("role", "label", "kind"),
+    "fpc": ("role", "label", "kind"),
 }
 _VARIABLE_KEYS: Final = ("role", "label", "kind", "levels", "missing", "missing_policy")
 _TOP_KEYS: Final = ("survey", "variables")
 _SURVEY_KEYS: Final = ("title", "missing")
-_SINGLE_ROLES: Final = ("area", "weight", "id")
+_SINGLE_ROLES: Final = ("area", "weight", "id", "strata", "cluster", "fpc")
 
 
 @dataclass(frozen=True)
@@ -103,7 +123,9 @@ class Variable:
     name
         Column name in the data.
     role
-        One of ``"outcome"``, ``"predictor"``, ``"area"``, ``"weight"``, ``"id"``.
+        One of ``"outcome"``, ``"predictor"``, ``"area"``, ``"weight"``, ``"id"``,
+        or a design role: ``"strata"``, ``"cluster"`` (the primary sampling unit)
+        or ``"fpc"`` (finite population correction).
     levels
         Ordered substantive levels of a categorical variable (for an outcome, the
         response order). Required for outcomes; for predictors and the area,
@@ -114,8 +136,10 @@ class Variable:
         ``"drop"``: rows coded missing are dropped when the outcome is modelled;
         ``"keep"``: each missing code becomes a category after ``levels``.
     kind
-        ``"categorical"`` or ``"numeric"`` (predictors); weights are numeric, ids
-        ``"any"`` (kept as read) or ``"numeric"``. ``None`` picks the role's default.
+        ``"categorical"`` or ``"numeric"`` (predictors); weights and the fpc are
+        numeric, strata and clusters categorical (labels read as text, never
+        declared), ids ``"any"`` (kept as read) or ``"numeric"``. ``None`` picks
+        the role's default.
     label
         Free-text description (the question wording).
 
@@ -172,6 +196,11 @@ class Variable:
                 f"{where}: key 'levels' applies to categorical variables only, "
                 f"not to a {kind} {self.role}; remove it."
             )
+        if levels is not None and self.role in ("strata", "cluster"):
+            raise CodebookError(
+                f"{where}: key 'levels' does not apply to a {self.role} column: its labels "
+                "are read from the data; remove it."
+            )
         if self.role == "outcome" and not levels:
             raise CodebookError(
                 f"{where}: an outcome needs its levels in response order (key 'levels'), "
@@ -226,7 +255,8 @@ class Codebook:
     Raises
     ------
     CodebookError
-        If a name is declared twice or more than one area, weight or id is declared.
+        If a name is declared twice or more than one area, weight, id, strata,
+        cluster or fpc column is declared.
 
     Examples
     --------
@@ -293,6 +323,21 @@ class Codebook:
     def id(self) -> Variable | None:
         """The respondent-id variable, if declared."""
         return self._single("id")
+
+    @property
+    def strata(self) -> Variable | None:
+        """The design's strata variable, if declared."""
+        return self._single("strata")
+
+    @property
+    def cluster(self) -> Variable | None:
+        """The design's cluster (primary sampling unit) variable, if declared."""
+        return self._single("cluster")
+
+    @property
+    def fpc(self) -> Variable | None:
+        """The design's finite population correction variable, if declared."""
+        return self._single("fpc")
 
     def __getitem__(self, name: str) -> Variable:
         for v in self.variables:
@@ -451,6 +496,9 @@ class Codebook:
         area: str | None = None,
         weight: str | None = None,
         id: str | None = None,
+        strata: str | None = None,
+        cluster: str | None = None,
+        fpc: str | None = None,
         missing: Sequence[str] = (),
     ) -> Codebook:
         """Build a codebook from arguments instead of a file.
@@ -465,6 +513,10 @@ class Codebook:
             ``{name: None}`` or ``{name: {"kind": "numeric"}}``.
         area, weight, id
             Column names, if the survey has them.
+        strata, cluster, fpc
+            The sampling design's columns, if the survey has them: strata, the
+            primary sampling unit, and the finite population correction (the
+            population count of PSUs in each stratum, or the sampling fraction).
         missing
             Default missing codes of every outcome that does not give its own.
 
@@ -477,6 +529,10 @@ class Codebook:
         >>> [(v.name, v.role, v.kind) for v in cb]  # doctest: +NORMALIZE_WHITESPACE
         [('q', 'outcome', 'categorical'), ('sex', 'predictor', 'categorical'),
          ('age', 'predictor', 'numeric'), ('w', 'weight', 'numeric')]
+        >>> design = Codebook.from_roles(outcomes={"q": ["yes", "no"]}, strata="district",
+        ...                              cluster="village", fpc="n_villages")
+        >>> design.strata.name, design.cluster.name, design.fpc.kind
+        ('district', 'village', 'numeric')
         """
         variables: dict[str, dict[str, Any]] = {}
 
@@ -501,7 +557,15 @@ class Codebook:
         else:
             for name in [predictors] if isinstance(predictors, str) else predictors:
                 add(name, "predictor", {})
-        for role, column in (("area", area), ("weight", weight), ("id", id)):
+        singles = (
+            ("area", area),
+            ("weight", weight),
+            ("id", id),
+            ("strata", strata),
+            ("cluster", cluster),
+            ("fpc", fpc),
+        )
+        for role, column in singles:
             if column is not None:
                 add(column, role, {})
         return cls.from_dict({"survey": {"missing": list(missing)}, "variables": variables})

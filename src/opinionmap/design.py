@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -45,7 +46,7 @@ from opinionmap.covariates import (
     table_to_json,
 )
 from opinionmap.errors import OpinionmapError, format_values
-from opinionmap.spec import ModelSpec
+from opinionmap.spec import FixedTerm, ModelSpec
 
 if TYPE_CHECKING:
     from opinionmap.survey import Survey
@@ -189,6 +190,19 @@ class Design:
             if c.name == name:
                 return c
         raise KeyError(name)
+
+    def patterns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The distinct (cell, answer) pairs of the respondents.
+
+        Respondents in one cell who gave one answer share their pointwise
+        log-likelihood, so it is stored once per pair. Returns each pair's cell, its
+        answer, its number of respondents, and each respondent's pair.
+        """
+        k = len(self.categories)
+        key = self.respondent_cell * k + self.respondent_response
+        unique, respondent_pattern = np.unique(key, return_inverse=True)
+        counts = np.bincount(respondent_pattern, minlength=len(unique))
+        return unique // k, unique % k, counts, respondent_pattern.reshape(-1)
 
     def level_index(self, group: GroupIndex, rows: pd.DataFrame) -> np.ndarray:
         """Each row's level of a grouping term, by position (``-1`` for a level not fitted)."""
@@ -421,6 +435,7 @@ def build_design(
     df = df.loc[keep]
     codings = tuple(_infer_coding(df[name], name, where, spec) for name in spec.variables)
     coefs = _coefs(spec, codings)
+    _check_identifiable(spec, codings, coefs, where)
     coded = _code(spec, df, codings, coefs, "error", where, True)
 
     # cells: unique rows of (X, group indices)
@@ -607,19 +622,33 @@ def _fixed_levels(coding: VariableCoding, values: pd.Series) -> tuple[str, ...]:
 
 
 def _coefs(spec: ModelSpec, codings: tuple[VariableCoding, ...]) -> tuple[Coef, ...]:
-    """The fixed-effect columns, term by term: numeric values, or one dummy per non-reference level.
+    """The fixed-effect columns, coded as R's ``model.matrix`` codes the formula.
 
-    An interaction is every combination of its variables' columns, the first
-    variable's varying slowest (as R's ``model.matrix`` orders them).
+    Terms in order of degree (main effects, then two-way interactions, ...), as
+    R's ``terms()``. A factor in a term is coded by treatment contrasts (one column
+    per non-reference level) when the term without it is the intercept or is
+    contained in an earlier term, and by all its levels otherwise (Chambers and
+    Heiberger's rule, R's ``TermCode``); without an intercept, the first factor of
+    the first term that has one is coded by all its levels. In an interaction the
+    first variable's columns vary fastest, as in R.
     """
     by_name = {c.name: c for c in codings}
+    terms = sorted(spec.fixed_terms, key=lambda t: len(t.variables))
+    full_first = not _carries_level_elsewhere(spec)
     coefs: list[Coef] = []
-    for term in spec.fixed_terms:
+    for i, term in enumerate(terms):
         combos: list[tuple[tuple[str, str | None], ...]] = [()]
         for v in term.variables:
             c = by_name[v]
-            options: list[str | None] = [None] if c.kind == "numeric" else list(c.levels[1:])
-            combos = [(*a, (v, b)) for a in combos for b in options]
+            if c.kind == "numeric":
+                options: list[str | None] = [None]
+            elif full_first or not _by_contrasts(term.variables, v, terms[:i]):
+                options = list(c.levels)
+            else:
+                options = list(c.levels[1:])
+            if c.kind == "categorical":
+                full_first = False
+            combos = [(*a, (v, b)) for b in options for a in combos]
         coefs.extend(Coef(parts) for parts in combos)
     names = [c.name for c in coefs]
     repeated = sorted({n for n in names if names.count(n) > 1})
@@ -629,6 +658,68 @@ def _coefs(spec: ModelSpec, codings: tuple[VariableCoding, ...]) -> tuple[Coef, 
             "the levels whose labels contain '[', ']' or ':' so that they differ."
         )
     return tuple(coefs)
+
+
+def _carries_level_elsewhere(spec: ModelSpec) -> bool:
+    """Whether an intercept (or, for ordinal models, the cutpoints) carries the overall level."""
+    return spec.intercept or spec.family == "ordinal"
+
+
+def _by_contrasts(variables: tuple[str, ...], factor: str, earlier: list[FixedTerm]) -> bool:
+    """R's rule: code ``factor`` by contrasts if the term without it is in the model already."""
+    rest = set(variables) - {factor}
+    return not rest or any(rest <= set(t.variables) for t in earlier)
+
+
+def _check_identifiable(
+    spec: ModelSpec, codings: tuple[VariableCoding, ...], coefs: tuple[Coef, ...], where: str
+) -> None:
+    """Refuse a formula whose columns are collinear whatever the data, or that has no level.
+
+    The check codes every combination of the fixed factors' levels (numeric variables at
+    two values): if the columns (with the intercept) are linearly dependent there, no data
+    can tell them apart. And without an intercept, varying intercepts (which sum to zero)
+    need a factor coded by all its levels to carry the overall level.
+    """
+    carried = _carries_level_elsewhere(spec)
+    if spec.group_terms and not carried and not any(_is_full_factor(c, codings) for c in coefs):
+        raise DesignError(
+            f"{where}: the formula {spec.formula!r} has no intercept and no factor coded by all "
+            "its levels, so nothing carries the overall level: varying intercepts sum to zero "
+            "over their levels. Keep the intercept ('1 + ...') or add a factor ('0 + sex + ...')."
+        )
+    used = [c for c in codings if any(c.name in t.variables for t in spec.fixed_terms)]
+    grid_size = int(np.prod([len(c.levels) if c.kind == "categorical" else 2 for c in used]))
+    if not coefs or grid_size > 200_000:
+        return
+    grid = pd.MultiIndex.from_product(
+        [list(c.levels) if c.kind == "categorical" else [1.0, 2.5] for c in used],
+        names=[c.name for c in used],
+    ).to_frame(index=False)
+    for c in used:
+        if c.kind == "categorical":
+            grid[c.name] = pd.Categorical(grid[c.name], categories=list(c.levels))
+    X = _fixed_matrix(spec, grid, codings, coefs, where)
+    if carried:
+        X = np.column_stack([np.ones(len(grid)), X])
+    if np.linalg.matrix_rank(X) < X.shape[1]:
+        raise DesignError(
+            f"{where}: the fixed-effect columns of {spec.formula!r} "
+            f"({format_values([c.name for c in coefs])}) and the "
+            f"{'cutpoints' if spec.family == 'ordinal' else 'intercept'} are collinear whatever "
+            "the data (R's model.matrix codes the formula the same way; lm() would drop columns). "
+            "Give an interaction its main effects ('a * b' for 'a + b + a:b'), or drop the "
+            "intercept ('0 + a:b')."
+        )
+
+
+def _is_full_factor(coef: Coef, codings: tuple[VariableCoding, ...]) -> bool:
+    """Whether a column is one level of a factor coded by all its levels (no other variable)."""
+    if len(coef.parts) != 1 or coef.parts[0][1] is None:
+        return False
+    variable, level = coef.parts[0]
+    coding = next(c for c in codings if c.name == variable)
+    return bool(coding.levels) and level == coding.levels[0]
 
 
 def _code(
@@ -687,10 +778,12 @@ def _fixed_matrix(
         codes[c.name] = level_codes(values, c.levels)
         if (codes[c.name] < 0).any():
             unknown = sorted(_present(values[codes[c.name] < 0]))
+            misses = near_misses(unknown, c.levels)
+            hint = f" Labels are compared exactly: {did_you_mean(misses)}" if misses else ""
             raise DesignError(
                 f"{where}: predictor {c.name!r} has level(s) {format_values(unknown)} that the "
                 f"model was not fitted with (its levels: {format_values(c.levels)}). Recode them "
-                "to known levels."
+                f"to known levels.{hint}"
             )
     position = {c.name: {lv: i for i, lv in enumerate(c.levels)} for c in codings}
     X = np.zeros((len(df), len(coefs)))
@@ -748,6 +841,29 @@ def _group_index(
             "new_levels='sample' to draw their effects from the fitted distribution."
         )
     return GroupIndex(name, factors, tuple(labels), index)
+
+
+def near_misses(unknown: Iterable[str], known: Sequence[str]) -> dict[str, str]:
+    """Unknown labels that equal a known one but for case or spacing: ``{unknown: known}``.
+
+    Examples
+    --------
+    >>> near_misses(["almaty  City", "Aktobe"], ["Almaty city", "Astana"])
+    {'almaty  City': 'Almaty city'}
+    """
+    normal = {" ".join(k.split()).casefold(): k for k in known}
+    known_set = set(known)
+    out = {}
+    for label in unknown:
+        match = normal.get(" ".join(str(label).split()).casefold())
+        if match is not None and label not in known_set:
+            out[str(label)] = match
+    return out
+
+
+def did_you_mean(misses: dict[str, str]) -> str:
+    """``'a' (did you mean 'A'?), ...`` for an error message."""
+    return ", ".join(f"{u!r} (did you mean {k!r}?)" for u, k in misses.items())
 
 
 def combined_codes(

@@ -1,8 +1,10 @@
-"""Convergence diagnostics run after every fit: R-hat, bulk and tail ESS, divergences, BFMI.
+"""Convergence diagnostics run after every fit: R-hat, ESS, divergences, tree depth, BFMI.
 
-Anything off (R-hat > 1.01, bulk or tail ESS < 400, any divergence, BFMI < 0.3)
-is reported loudly: a :class:`ConvergenceWarning` naming the worst parameters
-and what to do, and a verdict that ``opinionmap summary`` prints.
+Anything off (fewer than two chains, R-hat > 1.01, bulk or tail ESS < 400, any
+divergence, any transition at the maximum tree depth, E-BFMI < 0.3) is reported
+loudly: a :class:`ConvergenceWarning` naming the worst parameters and what to do,
+and a verdict that travels with the fit: ``opinionmap summary`` prints it, and
+poststratification, effects and predictive checks of a fit that failed warn again.
 """
 
 from __future__ import annotations
@@ -17,8 +19,11 @@ import xarray as xr
 
 from opinionmap.plan import is_auxiliary
 
-__all__ = ["ConvergenceWarning", "Diagnostics", "diagnose"]
+__all__ = ["ConvergenceWarning", "Diagnostics", "diagnose", "warn_if_unconverged"]
 
+# sample statistics flagging a transition that stopped at the maximum tree depth
+# (nutpie; PyMC and NumPyro through PyMC)
+_MAX_DEPTH = ("maxdepth_reached", "reached_max_treedepth")
 RHAT_MAX = 1.01
 ESS_MIN = 400.0
 BFMI_MIN = 0.3
@@ -36,6 +41,9 @@ class Diagnostics:
     divergences: int
     n_samples: int
     bfmi: tuple[float, ...]
+    n_chains: int = 2
+    max_depth_hits: int = 0
+    partial: str | None = None
 
     @property
     def max_rhat(self) -> float:
@@ -57,7 +65,14 @@ class Diagnostics:
         """Each failed check, in words, naming the worst parameters."""
         out = []
         t = self.table
-        if self.max_rhat > RHAT_MAX or not np.isfinite(self.max_rhat):
+        if self.partial:
+            out.append(f"sampling was interrupted: the fit holds {self.partial}")
+        if self.n_chains < 2:
+            out.append(
+                f"R-hat needs at least 2 chains to compare and this fit has {self.n_chains}: "
+                "sample 4 chains to check convergence"
+            )
+        elif self.max_rhat > RHAT_MAX or not np.isfinite(self.max_rhat):
             worst = t.sort_values("r_hat", ascending=False).head(3)
             out.append(
                 f"R-hat up to {self.max_rhat:.3f} (> {RHAT_MAX}) for "
@@ -73,6 +88,11 @@ class Diagnostics:
                 )
         if self.divergences:
             out.append(f"{self.divergences} divergent transitions out of {self.n_samples} draws")
+        if self.max_depth_hits:
+            out.append(
+                f"{self.max_depth_hits} of {self.n_samples} transitions stopped at the maximum "
+                "tree depth (the sampler could not finish its trajectories)"
+            )
         low_bfmi = [b for b in self.bfmi if b < BFMI_MIN]
         if low_bfmi:
             out.append(f"E-BFMI {min(low_bfmi):.2f} (< {BFMI_MIN}) in {len(low_bfmi)} chain(s)")
@@ -85,8 +105,9 @@ class Diagnostics:
 
     def verdict(self) -> str:
         """A short report: 'converged' with the key figures, or every problem and the fix."""
+        rhat = f"max R-hat {self.max_rhat:.3f}" if self.n_chains >= 2 else "R-hat n/a (1 chain)"
         figures = (
-            f"max R-hat {self.max_rhat:.3f}, min bulk ESS {self.min_ess_bulk:.0f}, "
+            f"{rhat}, min bulk ESS {self.min_ess_bulk:.0f}, "
             f"min tail ESS {self.min_ess_tail:.0f}, {self.divergences} divergences"
         )
         if self.converged:
@@ -131,10 +152,30 @@ def diagnose(tree: xr.DataTree, *, warn: bool = True) -> Diagnostics:
             float(np.mean(np.diff(e) ** 2) / np.var(e)) if np.var(e) > 0 else float("nan")
             for e in energy
         )
-    result = Diagnostics(table, divergences, n_samples, bfmi)
+    depth = next((stats[v] for v in _MAX_DEPTH if v in stats), None)
+    result = Diagnostics(
+        table,
+        divergences,
+        n_samples,
+        bfmi,
+        n_chains=int(posterior.sizes["chain"]),
+        max_depth_hits=int(depth.sum()) if depth is not None else 0,
+        partial=tree.attrs.get("opinionmap_partial"),
+    )
     if warn and not result.converged:
         warnings.warn(result.verdict(), ConvergenceWarning, stacklevel=2)
     return result
+
+
+def warn_if_unconverged(result: object, what: str) -> None:
+    """Warn (:class:`ConvergenceWarning`) that ``what`` uses a fit that did not converge."""
+    diagnostics = getattr(result, "diagnostics", None)
+    if isinstance(diagnostics, Diagnostics) and not diagnostics.converged:
+        warnings.warn(
+            f"{what} from a fit that did not converge: {diagnostics.verdict()}",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
 
 
 def _flatten(da: xr.DataArray, name: str) -> dict[str, float]:

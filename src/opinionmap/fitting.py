@@ -10,6 +10,7 @@ needs PyMC, PyTensor, nutpie or numba; loading and using a fit does not
 from __future__ import annotations
 
 import json
+import logging
 import platform
 import warnings
 from collections import OrderedDict
@@ -25,12 +26,14 @@ from opinionmap.errors import OpinionmapError
 from opinionmap.model import build_model
 from opinionmap.plan import Plan, make_plan
 from opinionmap.predict import Draws, linear_predictor, log_probabilities
-from opinionmap.results import FitResult
+from opinionmap.results import FitResult, checksum
 from opinionmap.spec import ModelSpec, Sampling
 
-__all__ = ["fit"]
+__all__ = ["FitInterrupted", "fit"]
 
-LogLikelihood = Literal["auto", "respondent", "cell"]
+LogLikelihood = Literal["auto", "respondent", "pattern"]
+# what the fit is doing, for a command line or a log (the library itself prints nothing)
+_log = logging.getLogger("opinionmap")
 # store respondent-level log-likelihood up to this many values (draws x respondents)
 RESPONDENT_LOGLIK_MAX = 50_000_000
 # nutpie models compiled in this process, newest last: the same model refitted (another
@@ -66,6 +69,7 @@ def fit(
     log_likelihood: LogLikelihood = "auto",
     warn: bool = True,
     aggregate: bool = True,
+    partial: bool = False,
 ) -> FitResult:
     """Fit a model to survey data.
 
@@ -88,15 +92,26 @@ def fit(
     progress
         Show a progress bar while sampling.
     log_likelihood
-        ``"respondent"`` stores each respondent's log-likelihood (for LOO);
-        ``"cell"`` one value per covariate cell; ``"auto"`` (default) stores
-        respondents unless draws x respondents exceeds 50 million.
+        ``"respondent"`` stores each respondent's pointwise log-likelihood;
+        ``"pattern"`` one value per distinct (cell, answer), which respondents with
+        that cell and answer share; ``"auto"`` (default) stores respondents unless
+        draws x respondents exceeds 50 million. Either way
+        :meth:`~opinionmap.results.FitResult.loo` is the respondent-level PSIS-LOO.
     warn
         Emit a :class:`~opinionmap.diagnostics.ConvergenceWarning` when the fit
         did not converge.
     aggregate
         ``True`` (default) evaluates the likelihood on covariate cells;
         ``False`` on respondents (the same log-density, more slowly; for checks).
+    partial
+        When sampling is interrupted (Ctrl-C): ``False`` (default) raises
+        :class:`FitInterrupted`, which carries the draws so far; ``True`` returns
+        them as a fit marked partial, whose verdict says it did not converge.
+
+    Raises
+    ------
+    FitInterrupted
+        Sampling was interrupted and ``partial`` is false.
 
     Examples
     --------
@@ -116,17 +131,19 @@ def fit(
         target_accept=target_accept,
         adaptation=adaptation,
     ).resolved()
-    if log_likelihood not in ("auto", "respondent", "cell"):
+    if log_likelihood not in ("auto", "respondent", "pattern"):
         raise OpinionmapError(
-            f"log_likelihood must be 'auto', 'respondent' or 'cell', got {log_likelihood!r}."
+            f"log_likelihood must be 'auto', 'respondent' or 'pattern', got {log_likelihood!r}."
         )
     design = build_design(spec, survey, aggregate=aggregate)
     plan = make_plan(design)
     tree = _sample(design, plan, settings, progress)
-    posterior = tree["posterior"].to_dataset()
+    posterior, stats, kept = _complete_draws(tree, settings)
+    if kept == 0:
+        raise FitInterrupted(f"sampling {spec.outcome} was interrupted before any draw", None)
     groups = {
         "posterior": posterior,
-        "sample_stats": tree["sample_stats"].to_dataset(),
+        "sample_stats": stats,
         "log_likelihood": _log_likelihood(posterior, design, log_likelihood),
     }
     stored = design.to_tree()
@@ -143,10 +160,53 @@ def fit(
             "opinionmap_aggregate": int(aggregate),
         }
     )
-    diagnostics = diagnose(tree, warn=False)
-    if warn and not diagnostics.converged:
-        warnings.warn(diagnostics.verdict(), ConvergenceWarning, stacklevel=2)
-    return FitResult(tree, spec, design, diagnostics)
+    if kept < (settings.draws or 0):
+        tree.attrs["opinionmap_partial"] = f"{kept} of {settings.draws} draws per chain"
+    tree.attrs["opinionmap_checksum"] = checksum(tree)
+    result = FitResult(tree, spec, design, diagnose(tree, warn=False))
+    if "opinionmap_partial" in tree.attrs and not partial:
+        raise FitInterrupted(
+            f"sampling {spec.outcome} was interrupted after {tree.attrs['opinionmap_partial']}",
+            result,
+        )
+    if warn and not result.diagnostics.converged:
+        warnings.warn(result.diagnostics.verdict(), ConvergenceWarning, stacklevel=2)
+    return result
+
+
+class FitInterrupted(KeyboardInterrupt):
+    """Sampling was interrupted (Ctrl-C) before every draw was made.
+
+    A ``KeyboardInterrupt``, so a script stops as it would without opinionmap. The
+    draws made so far, every chain cut to the same length, are in ``partial``: a
+    :class:`~opinionmap.results.FitResult` marked partial (its verdict says so), or
+    ``None`` when no draw was made.
+    """
+
+    def __init__(self, message: str, partial: FitResult | None) -> None:
+        super().__init__(message)
+        self.partial = partial
+
+
+def _complete_draws(tree: xr.DataTree, settings: Sampling) -> tuple[xr.Dataset, xr.Dataset, int]:
+    """The posterior and sample statistics cut to the draws every chain finished.
+
+    An interrupted sampler returns the draws so far, shorter chains padded with NaN.
+    """
+    posterior = tree["posterior"].to_dataset()
+    stats = tree["sample_stats"].to_dataset()
+    finite = np.ones((posterior.sizes["chain"], posterior.sizes["draw"]), dtype=bool)
+    for name in posterior.data_vars:
+        values = posterior[name].values.reshape((*finite.shape, -1))
+        finite &= np.isfinite(values).all(axis=2)
+    done = finite.all(axis=0)
+    kept = int(np.argmin(done)) if not done.all() else int(done.size)
+    if posterior.sizes["chain"] < (settings.chains or 0):
+        kept = 0
+    if kept < posterior.sizes["draw"]:
+        posterior = posterior.isel(draw=slice(0, kept))
+        stats = stats.isel(draw=slice(0, kept))
+    return posterior, stats, kept
 
 
 def _model_key(design: Design, plan: Plan) -> str:
@@ -188,11 +248,21 @@ def _compile_nutpie(design: Design, plan: Plan) -> Any:
 def _sample(design: Design, plan: Plan, settings: Sampling, progress: bool) -> xr.DataTree:
     """Posterior and sample statistics of a design's model, sampled as ``settings`` say."""
     assert settings.draws is not None and settings.chains is not None
+    outcome = design.spec.outcome
     if settings.sampler == "nutpie":
         import nutpie
 
+        _log.info("compiling %s ...", outcome)
+        compiled = _compile_nutpie(design, plan)
+        _log.info(
+            "sampling %s: %d chains x %d draws after %d tuning steps ...",
+            outcome,
+            settings.chains,
+            settings.draws,
+            settings.tune,
+        )
         tree = nutpie.sample(
-            _compile_nutpie(design, plan),
+            compiled,
             draws=settings.draws,
             tune=settings.tune,
             chains=settings.chains,
@@ -214,6 +284,7 @@ def _sample(design: Design, plan: Plan, settings: Sampling, progress: bool) -> x
                     "sampler 'numpyro' needs numpyro and jax: pip install 'opinionmap[numpyro]' "
                     "(or pip install numpyro)"
                 ) from exc
+        _log.info("sampling %s with %s ...", outcome, settings.sampler)
         with build_model(design, plan):
             tree = pm.sample(
                 draws=settings.draws,
@@ -234,33 +305,35 @@ def _sample(design: Design, plan: Plan, settings: Sampling, progress: bool) -> x
 
 
 def _log_likelihood(posterior: xr.Dataset, design: Design, level: LogLikelihood) -> xr.Dataset:
-    """Pointwise log-likelihood: per respondent (for LOO), or per cell above a size."""
+    """Pointwise log-likelihood: per respondent, or per distinct (cell, answer) above a size.
+
+    Respondents in one cell who gave one answer have the same pointwise log-likelihood,
+    so ``"pattern"`` stores each (cell, answer) pair once (``Design.patterns``) and
+    :meth:`~opinionmap.results.FitResult.loo` gives the respondent-level PSIS-LOO from it.
+    """
     n_chain, n_draw = posterior.sizes["chain"], posterior.sizes["draw"]
     draws = Draws.from_posterior(posterior, design)
     if level == "auto":
-        level = (
-            "respondent"
-            if n_chain * n_draw * design.n_respondents <= RESPONDENT_LOGLIK_MAX
-            else "cell"
-        )
-    width = design.n_respondents if level == "respondent" else design.n_cells
-    values = np.empty((draws.n_samples, width))
+        size = n_chain * n_draw * design.n_respondents
+        level = "respondent" if size <= RESPONDENT_LOGLIK_MAX else "pattern"
+    if level == "respondent":
+        cell, response, dim = design.respondent_cell, design.respondent_response, "respondent"
+    else:
+        cell, response, _, _ = design.patterns()
+        dim = "pattern"
+    values = np.empty((draws.n_samples, len(cell)))
     chunk = max(1, 20_000_000 // max(design.n_cells * len(design.categories), 1))
     for start in range(0, draws.n_samples, chunk):
         sl = slice(start, min(start + chunk, draws.n_samples))
         part = draws.subset(sl)
-        logp = log_probabilities(design, linear_predictor(part, design), part)
-        if level == "respondent":
-            values[sl] = logp[:, design.respondent_cell, design.respondent_response]
-        else:
-            values[sl] = (logp * design.counts[None]).sum(axis=2)
+        values[sl] = log_probabilities(design, linear_predictor(part, design), part)[
+            :, cell, response
+        ]
     coords: dict[str, Any] = {"chain": posterior["chain"], "draw": posterior["draw"]}
     if level == "respondent":
         coords["respondent"] = design.respondent_id
     ll = xr.DataArray(
-        values.reshape(n_chain, n_draw, -1),
-        dims=("chain", "draw", "respondent" if level == "respondent" else "cell"),
-        coords=coords,
+        values.reshape(n_chain, n_draw, -1), dims=("chain", "draw", dim), coords=coords
     )
     out = xr.Dataset({design.spec.outcome: ll})
     out.attrs["opinionmap_level"] = level

@@ -361,6 +361,13 @@ def read_margin(path: str | os.PathLike[str], *, weight: str = "population") -> 
         raise FrameError(f"{source}: only the count column {weight!r}; add dimension columns.")
     if len(table) == 0:
         raise FrameError(f"{source}: the margin has a header but no rows.")
+    for column in table.columns:
+        if column != weight and table[column].isna().any():
+            rows = [int(i) + 2 for i in table.index[table[column].isna()]]
+            raise FrameError(
+                f"{source}: column {column!r} is empty in rows {format_values(rows)} (counting "
+                "the header as row 1); every count needs a level in every dimension column."
+            )
     table[weight] = _numeric_weight(table[weight], weight, str(source))
     table.attrs["source"] = str(source)
     return table
@@ -400,7 +407,14 @@ def _validate(data: pd.DataFrame, cells: tuple[str, ...], weight: str, where: st
     values = data[weight].to_numpy(dtype=float)
     if not np.isfinite(values).all() or (values < 0).any():
         raise FrameError(f"{where}: column {weight!r} must hold finite counts >= 0.")
-    if values.sum() <= 0:
+    with np.errstate(over="ignore"):
+        total = float(values.sum())
+    if not np.isfinite(total):
+        raise FrameError(
+            f"{where}: column {weight!r} sums to infinity (counts up to {values.max():.3g}); "
+            "divide the counts by a constant (shares do not change)."
+        )
+    if total <= 0:
         raise FrameError(f"{where}: column {weight!r} sums to zero: the frame has no population.")
     duplicated = data.duplicated(list(cells), keep=False)
     if duplicated.any():

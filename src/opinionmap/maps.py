@@ -100,7 +100,17 @@ def read_boundaries(path: str | os.PathLike[str], *, key: str, name: str) -> lis
 
 
 # columns of an estimates table that are not the area
-_VALUE_COLUMNS = {"category", "mean", "sd", "lower", "upper", "n_respondents", "population"}
+_VALUE_COLUMNS = {
+    "category",
+    "mean",
+    "sd",
+    "lower",
+    "upper",
+    "n_respondents",
+    "population",
+    "estimand",
+    "converged",
+}
 
 
 def _area_column(table: pd.DataFrame, area: str | None, value: str) -> str:

@@ -18,6 +18,7 @@ import pandas as pd
 import xarray as xr
 
 from opinionmap.design import DesignError
+from opinionmap.diagnostics import warn_if_unconverged
 from opinionmap.errors import format_values
 from opinionmap.predict import iter_probabilities
 
@@ -49,6 +50,7 @@ def effects(result: Fitted, factor: str, *, chunk_draws: int = 200) -> xr.DataAr
     >>> om.summarise_draws(shares, prob=0.9)  # doctest: +SKIP
     """
     design = result.design
+    warn_if_unconverged(result, "effects")
     codings = {c.name: c for c in design.codings}
     if factor not in codings or codings[factor].kind != "categorical":
         categorical = [n for n, c in codings.items() if c.kind == "categorical"]

@@ -90,6 +90,8 @@ def run_specs(
     if not spec_paths:
         raise OpinionmapError("no model specs to fit.")
     specs = [read_spec(p) for p in spec_paths]
+    # a report left by an earlier run would sit beside this run's fits until it finishes
+    (out / "report.html").unlink(missing_ok=True)
     survey = read_survey(survey_path)
     frame = read_frame(frame_path, weight=weight)
     report = report or ReportOptions()

@@ -14,8 +14,9 @@ on a ``dask.distributed`` cluster when one is the active scheduler.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -29,8 +30,11 @@ from opinionmap.design import (
     GroupIndex,
     NewData,
     NewLevels,
+    did_you_mean,
     level_codes,
+    near_misses,
 )
+from opinionmap.diagnostics import warn_if_unconverged
 from opinionmap.errors import FrameError, format_values
 from opinionmap.frame import Frame
 from opinionmap.predict import Draws, linear_predictor, probabilities
@@ -44,7 +48,7 @@ if TYPE_CHECKING:
 # a poststratification frame: validated (it knows its count column), in memory, or in dask
 type FrameData = Frame | pd.DataFrame | dd.DataFrame
 
-__all__ = ["Contrast", "Estimates", "poststratify"]
+__all__ = ["ANSWERING", "EVERYONE", "Contrast", "CoverageWarning", "Estimates", "poststratify"]
 # values held at once per chunk: draws x cells x categories
 CHUNK_VALUES = 8_000_000
 
@@ -80,6 +84,14 @@ class Contrast:
         }
 
 
+ANSWERING = "of those answering"
+EVERYONE = "of everyone"
+
+
+class CoverageWarning(UserWarning):
+    """Areas or groups the estimates cannot cover: no population in the frame, or not in it."""
+
+
 @dataclass(frozen=True)
 class Estimates:
     """Poststratified shares, as posterior draws.
@@ -96,6 +108,19 @@ class Estimates:
     n_respondents
         Survey respondents in each ``by`` cell (NaN when ``by`` uses columns the
         model does not, whose respondents the fit does not record).
+    estimand
+        :data:`EVERYONE` when every answer is a category of the model, or
+        :data:`ANSWERING` when the spec drops missing codes (``dropped``) before
+        fitting, so that shares are of those who gave a substantive answer.
+    dropped
+        The outcome codes left out of the shares (the spec's ``[outcome] missing``).
+    converged
+        Whether the fit passed the convergence checks (``None``: it has no diagnostics).
+    verdict
+        The fit's convergence verdict, when it has one.
+    new_levels
+        Per grouping term, the frame levels the survey never saw whose effects were
+        drawn from the fitted distribution (``new_levels="sample"``).
     """
 
     draws: xr.DataArray
@@ -103,34 +128,59 @@ class Estimates:
     by: tuple[str, ...]
     population: pd.Series
     n_respondents: pd.Series
+    estimand: str = EVERYONE
+    dropped: tuple[str, ...] = ()
+    converged: bool | None = None
+    verdict: str | None = None
+    new_levels: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def summary(self, prob: float | None = None) -> pd.DataFrame:
         """Tidy table of the estimates, one row per ``by`` cell and category.
 
         Columns: the ``by`` columns, ``category``, ``mean``, ``sd``, ``lower``,
         ``upper`` (equal-tailed interval at ``prob``, default
-        :func:`~opinionmap.summaries.interval_prob`), ``n_respondents`` and
-        ``population``. Without ``by``, one row per category for the whole population.
-
-        Cells of ``by`` without population are left out.
+        :func:`~opinionmap.summaries.interval_prob`), ``n_respondents``,
+        ``population``, ``estimand`` (:data:`EVERYONE` or :data:`ANSWERING`) and
+        ``converged`` (whether the fit passed the convergence checks). Without
+        ``by``, one row per category for the whole population. Cells of ``by``
+        without population are left out (:func:`poststratify` warns about them).
+        The table's ``attrs`` hold ``prob``, ``dropped``, ``verdict`` and ``new_levels``.
         """
-        table = summarise_draws(self.draws, prob=prob).dropna(subset=["mean"])
+        if self.by:
+            table = summarise_draws(self.draws, prob=prob).dropna(subset=["mean"])
+        else:
+            table = summarise_draws(self.overall, prob=prob)
         keys = list(self.by)
         extra = pd.DataFrame(
             {"n_respondents": self.n_respondents, "population": self.population}
         ).reset_index()
-        for k in keys:
-            extra[k] = extra[k].astype(str)
-            table[k] = table[k].astype(str)
-        table = table.merge(extra, on=keys, how="left")
+        if keys:
+            for k in keys:
+                extra[k] = extra[k].astype(str)
+                table[k] = table[k].astype(str)
+            table = table.merge(extra, on=keys, how="left")
+        else:
+            table = table.assign(
+                n_respondents=extra["n_respondents"].iloc[0], population=extra["population"].iloc[0]
+            )
         if table["n_respondents"].notna().all():
             table["n_respondents"] = table["n_respondents"].astype(int)
+        table["estimand"] = self.estimand
+        table["converged"] = self.converged
         columns = [*keys, "category", "mean", "sd", "lower", "upper", "n_respondents", "population"]
-        return table[columns].reset_index(drop=True)
+        out = table[[*columns, "estimand", "converged"]].reset_index(drop=True)
+        out.attrs.update(
+            prob=interval_prob(prob),
+            dropped=list(self.dropped),
+            verdict=self.verdict,
+            new_levels={k: list(v) for k, v in self.new_levels.items()},
+        )
+        return out
 
     def overall_summary(self, prob: float | None = None) -> pd.DataFrame:
-        """Tidy table of the whole population's shares."""
-        return summarise_draws(self.overall, prob=prob)
+        """Tidy table of the whole population's shares, with ``estimand`` and ``converged``."""
+        table = summarise_draws(self.overall, prob=prob)
+        return table.assign(estimand=self.estimand, converged=self.converged)
 
     def contrast(self, a: Mapping[str, str], b: Mapping[str, str], category: str) -> Contrast:
         """Difference between two ``by`` cells in the share of ``category``.
@@ -219,6 +269,10 @@ def poststratify(
     by = tuple(by)
     if new_levels not in NEW_LEVELS:
         raise DesignError(f"new_levels must be 'error' or 'sample', got {new_levels!r}.")
+    repeated = sorted({b for b in by if by.count(b) > 1})
+    if repeated:
+        raise FrameError(f"frame: by names {format_values(repeated)} twice; name each column once.")
+    warn_if_unconverged(result, "poststratified estimates")
     data, weight, is_dask = _frame_data(frame, weight)
     if design.covariates is not None:
         # the area covariates stored in the fit, so frame and survey see the same values
@@ -226,31 +280,14 @@ def poststratify(
             data = data.map_partitions(design.with_covariates)
         else:
             data = design.with_covariates(data)
-    columns = list(data.columns)
-    absent_by = [c for c in by if c not in columns]
-    if absent_by:
-        raise FrameError(
-            f"frame: by column(s) {format_values(absent_by)} not in the frame "
-            f"(columns: {format_values(columns)})."
-        )
-    needed = list(design.spec.variables)
-    absent = [c for c in needed if c not in columns]
-    if absent:
-        raise FrameError(
-            f"frame: the model uses column(s) {format_values(absent)} that the frame lacks "
-            f"(columns: {format_values(columns)}). Add them to the frame, e.g. merge "
-            "area-level covariates onto it by area."
-        )
-    keep = list(dict.fromkeys([*needed, *by]))
+    keep = _columns(data, design, by)
     draws = result.draws()
     posterior = result.posterior
     n_chain, n_draw = posterior.sizes["chain"], posterior.sizes["draw"]
     by_levels = _by_levels(data, by, design, is_dask)
     new_labels = _new_labels(data, design, new_levels, is_dask)
     draws = _extend_draws(draws, design, new_labels, random_seed)
-    n_groups = int(np.prod([len(v) for v in by_levels])) if by else 1
     job = _Job(design, draws, tuple(keep), by, tuple(by_levels), new_labels, weight, chunk_values)
-
     if is_dask:
         import dask
 
@@ -261,8 +298,7 @@ def poststratify(
     else:
         num, den = job.run(data[[*keep, weight]])
     assert isinstance(num, np.ndarray) and isinstance(den, np.ndarray)
-    if float(den.sum()) <= 0:
-        raise FrameError(f"frame: column {weight!r} sums to zero; nothing to poststratify.")
+    _check_totals(num, den, weight)
     k = len(design.categories)
     with np.errstate(invalid="ignore", divide="ignore"):
         shares = num / den[None, :, None]
@@ -287,9 +323,98 @@ def poststratify(
         if len(by) > 1
         else pd.Index(by_levels[0] if by else ["all"], name=by[0] if by else "all")
     )
-    population = pd.Series(den.reshape(n_groups), index=index, name="population")
+    population = pd.Series(den, index=index, name="population")
     respondents = _respondents(design, by, index)
-    return Estimates(draws_da, overall_da, by, population, respondents)
+    _warn_uncovered(design, by, population, respondents)
+    diagnostics = getattr(result, "diagnostics", None)
+    return Estimates(
+        draws_da,
+        overall_da,
+        by,
+        population,
+        respondents,
+        estimand=ANSWERING if design.spec.missing else EVERYONE,
+        dropped=design.spec.missing,
+        converged=None if diagnostics is None else bool(diagnostics.converged),
+        verdict=None if diagnostics is None else str(diagnostics.verdict()),
+        new_levels={g: tuple(":".join(key) for key in keys) for g, keys in new_labels.items()},
+    )
+
+
+def _columns(data: Any, design: Design, by: tuple[str, ...]) -> list[str]:
+    """The frame columns the estimates need: the model's variables, then the ``by`` columns."""
+    columns = list(data.columns)
+    absent_by = [c for c in by if c not in columns]
+    if absent_by:
+        raise FrameError(
+            f"frame: by column(s) {format_values(absent_by)} not in the frame "
+            f"(columns: {format_values(columns)})."
+        )
+    needed = list(design.spec.variables)
+    absent = [c for c in needed if c not in columns]
+    if absent:
+        raise FrameError(
+            f"frame: the model uses column(s) {format_values(absent)} that the frame lacks "
+            f"(columns: {format_values(columns)}). Add them to the frame, e.g. merge "
+            "area-level covariates onto it by area."
+        )
+    return list(dict.fromkeys([*needed, *by]))
+
+
+def _check_totals(num: np.ndarray, den: np.ndarray, weight: str) -> None:
+    """The weighted sums must be finite and positive: no NaN shares from overflowing counts."""
+    if not np.isfinite(den).all() or not np.isfinite(num).all():
+        raise FrameError(
+            f"frame: the counts in {weight!r} overflow when summed (values near 1e308); divide "
+            "them by a constant (shares do not change) and poststratify again."
+        )
+    if float(den.sum()) <= 0:
+        raise FrameError(f"frame: column {weight!r} sums to zero; nothing to poststratify.")
+
+
+def _warn_uncovered(
+    design: Design, by: tuple[str, ...], population: pd.Series, respondents: pd.Series
+) -> None:
+    """Warn about ``by`` cells that have respondents but no population, or none in the frame."""
+    if not by:
+        return
+    empty = population.index[population.to_numpy() <= 0]
+    surveyed = respondents.index[respondents.fillna(0).to_numpy() > 0]
+    # one by column: every level the frame lists; several: the combinations with respondents
+    # (others are structural zeros of the cross-classification)
+    named = [_label(i) for i in empty if len(by) == 1 or i in set(surveyed)]
+    if named:
+        warnings.warn(
+            f"frame: {'/'.join(by)} cell(s) {format_values(named)} have no population in the "
+            "frame; their shares are undefined and left out of the estimates.",
+            CoverageWarning,
+            stacklevel=3,
+        )
+    missing = _surveyed_not_in_frame(design, by, population.index)
+    if missing:
+        warnings.warn(
+            f"frame: surveyed {'/'.join(by)} level(s) {format_values(missing)} are not in the "
+            "frame, so they have no estimates; add their cells to the frame (or recode them).",
+            CoverageWarning,
+            stacklevel=3,
+        )
+
+
+def _label(key: Any) -> str:
+    return ":".join(map(str, key)) if isinstance(key, tuple) else str(key)
+
+
+def _surveyed_not_in_frame(design: Design, by: tuple[str, ...], index: pd.Index) -> list[str]:
+    """``by`` levels of respondents that the frame does not have (one ``by`` column at a time)."""
+    out = []
+    n_cell = design.counts.sum(axis=1)
+    for i, b in enumerate(by):
+        if b not in design.cells.columns:
+            continue
+        present = set(index.get_level_values(i).astype(str))
+        answered = design.cells[b].astype(str)[n_cell > 0]
+        out += sorted(set(answered) - present)
+    return out
 
 
 @dataclass(frozen=True)
@@ -363,11 +488,7 @@ def _frame_data(frame: Any, weight: str | None) -> tuple[Any, str, bool]:
         import dask.dataframe as dd
 
         if isinstance(frame, dd.DataFrame):
-            if weight not in frame.columns:
-                raise FrameError(
-                    f"frame: no weight column {weight!r} "
-                    f"(columns: {format_values(list(frame.columns))})."
-                )
+            _check_dask_frame(frame, weight)
             return frame, weight, True
     except ImportError:  # pragma: no cover - dask is a dependency
         pass
@@ -385,6 +506,55 @@ def _frame_data(frame: Any, weight: str | None) -> tuple[Any, str, bool]:
     raise FrameError(
         f"frame must be a Frame, a pandas or a dask DataFrame, got {type(frame).__name__}."
     )
+
+
+def _check_dask_frame(frame: Any, weight: str) -> None:
+    """The checks :class:`~opinionmap.frame.Frame` makes, made on a dask DataFrame (one pass).
+
+    Counts must be numbers, present, finite and >= 0 with a finite positive total; cell
+    columns (every non-numeric column) must be filled, and no cell may appear twice.
+    """
+    import dask
+
+    columns = list(frame.columns)
+    if weight not in columns:
+        raise FrameError(f"frame: no weight column {weight!r} (columns: {format_values(columns)}).")
+    if not pd.api.types.is_numeric_dtype(frame[weight].dtype):
+        raise FrameError(
+            f"frame: column {weight!r} holds {frame[weight].dtype} values; counts must be numbers."
+        )
+    cells = [c for c in columns if c != weight and not pd.api.types.is_numeric_dtype(frame[c])]
+    counts = frame[weight]
+    checks = {
+        "missing counts": counts.isna().sum(),
+        "infinite counts": (counts.abs() == np.inf).sum(),
+        "negative counts": (counts < 0).sum(),
+        "total": counts.sum(),
+    }
+    if cells:
+        checks["empty cell labels"] = frame[cells].isna().sum().sum()
+        checks["largest repeat"] = frame.groupby(cells, dropna=False).size().max()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "overflow", RuntimeWarning)
+        found = dict(zip(checks, dask.compute(*checks.values()), strict=True))
+    for name in ("missing counts", "infinite counts", "negative counts", "empty cell labels"):
+        if found.get(name, 0):
+            where = repr(weight) if "counts" in name else format_values(cells)
+            raise FrameError(
+                f"frame: {int(found[name])} rows have {name} (in {where}); every cell needs a "
+                "label in every cell column and a finite count >= 0."
+            )
+    if found.get("largest repeat", 1) > 1:
+        raise FrameError(
+            f"frame: some cells of {format_values(cells)} appear more than once; each cell must "
+            "appear once: sum the duplicated rows, or add the column that tells them apart."
+        )
+    total = float(found["total"])
+    if not np.isfinite(total) or total <= 0:
+        raise FrameError(
+            f"frame: column {weight!r} sums to {total}; the counts must have a finite, positive "
+            "total (divide very large counts by a constant: shares do not change)."
+        )
 
 
 def _unique(data: Any, column: str, is_dask: bool) -> list[str]:
@@ -425,6 +595,7 @@ def _new_labels(
         combos = combos.reset_index(drop=True)
         unseen = combos.loc[design.level_index(g, combos) < 0]
         unknown = list(dict.fromkeys(_keys(unseen, g.factors)))
+        _refuse_near_misses(design, g, unseen)
         if unknown:
             if new_levels == "error":
                 raise DesignError(
@@ -436,6 +607,19 @@ def _new_labels(
                 )
             out[g.name] = unknown
     return out
+
+
+def _refuse_near_misses(design: Design, group: GroupIndex, unseen: pd.DataFrame) -> None:
+    """A frame label that is a known level but for case or spacing is a mistake, not a new level."""
+    for factor in group.factors:
+        levels = design.coding(factor).levels
+        misses = near_misses(set(unseen[factor].astype(str)) - set(levels), levels)
+        if misses:
+            raise DesignError(
+                f"frame: {factor!r} has label(s) that differ from levels the model knows only by "
+                f"case or spacing: {did_you_mean(misses)}. Labels are compared exactly; recode "
+                "the frame (read_frame(..., recode=...))."
+            )
 
 
 def _keys(rows: pd.DataFrame, factors: tuple[str, ...]) -> list[tuple[str, ...]]:

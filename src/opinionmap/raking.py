@@ -281,7 +281,13 @@ def _check_consistency(
     rtol: float,
 ) -> None:
     """Margins must agree on their grand totals and on every sub-margin they share."""
-    totals = [float(a.sum()) for a in arrays]
+    with np.errstate(over="ignore"):
+        totals = [float(a.sum()) for a in arrays]
+    for total, name in zip(totals, names, strict=True):
+        if not 0 < total < np.inf:
+            raise RakingError(
+                f"{name}: the counts sum to {total:g}; a margin needs a finite, positive total."
+            )
     reference = totals[0]
     for total, name in zip(totals[1:], names[1:], strict=True):
         if abs(total - reference) > rtol * max(abs(reference), 1e-300):

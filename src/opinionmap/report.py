@@ -25,7 +25,7 @@ from opinionmap.checks import plot_ppc, ppc
 from opinionmap.direct import direct_estimates
 from opinionmap.errors import OpinionmapError, format_values
 from opinionmap.maps import Area, plot_choropleth, plot_mrp_vs_direct
-from opinionmap.poststratification import Estimates, poststratify
+from opinionmap.poststratification import ANSWERING, EVERYONE, Estimates, poststratify
 from opinionmap.summaries import interval_prob
 
 if TYPE_CHECKING:
@@ -295,9 +295,10 @@ def report_section(
     parts = [
         f'<h2 id="{html.escape(q)}">{html.escape(label)}</h2>',
         f'<p class="{css}">Convergence: {html.escape(verdict)}</p>',
+        f'<p class="note">{html.escape(_estimand_line(est))}</p>',
         "<h3>In the whole population</h3>",
         _pct(
-            national,
+            national.drop(columns=["estimand", "converged"]),
             ["mean", "sd", "lower", "upper", "published", "published, of those answering"],
         ).to_html(index=False, border=0),
         *_area_part(result, by_area, national, area, label, out, options),
@@ -327,6 +328,17 @@ def _national(
             national["published"] / national["published"].sum()
         )
     return national
+
+
+def _estimand_line(est: Estimates) -> str:
+    """What the shares are shares of, in words."""
+    if est.estimand == ANSWERING:
+        dropped = ", ".join(repr(code) for code in est.dropped)
+        return (
+            f"Shares {ANSWERING}: the answers {dropped} are left out before fitting, so each "
+            "question's shares add up to 100% among those who gave another answer."
+        )
+    return f"Shares {EVERYONE}: every answer, including non-answers, is a category of the model."
 
 
 def _overview_row(
@@ -422,9 +434,12 @@ def _direct_part(
     path = save_figure(fig, out / f"{q}_mrp_vs_direct.png", close=True)
     return [
         "<h3>MRP beside the direct estimates</h3>",
-        '<p class="note">Direct: design-weighted share with a linearised standard error. '
-        "Where an area has few respondents the direct interval is wide; MRP borrows "
-        "strength from other areas and from the frame's demographic mix.</p>",
+        '<p class="note">Direct: the design-weighted share, with its design-based standard '
+        "error and interval (strata and clusters where the survey's codebook declares them). "
+        "The model itself does not use the survey weights: as MRP does, it conditions on the "
+        "frame's variables and the area, and poststratification to the frame's counts does "
+        "what weighting would. Where an area has few respondents the direct interval is wide; "
+        "MRP borrows strength from other areas and from the frame's demographic mix.</p>",
         _img(path, f"MRP vs direct for {q}"),
     ]
 

@@ -15,12 +15,14 @@ PyTensor, nutpie or numba; only :func:`opinionmap.fit` needs them.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+import numpy as np
 import pandas as pd
 import xarray as xr
 
@@ -34,9 +36,12 @@ from opinionmap.spec import ModelSpec, Sampling
 from opinionmap.summaries import interval_prob
 
 if TYPE_CHECKING:
-    from arviz_stats.utils import ELPDData
+    from arviz_stats.utils import ELPDDataLOO
 
-__all__ = ["FitResult", "Fitted", "ProvenanceError", "load"]
+__all__ = ["FitResult", "Fitted", "ProvenanceError", "checksum", "load"]
+
+# the groups a fit's checksum covers: everything sampled or computed from the samples
+CHECKSUM_GROUPS = ("posterior", "sample_stats", "log_likelihood")
 
 # groups every saved fit has
 GROUPS = ("posterior", "sample_stats", "log_likelihood", "observed_data", "constant_data")
@@ -77,6 +82,16 @@ class FitResult:
     def posterior(self) -> xr.Dataset:
         """The posterior group as a Dataset."""
         return self.tree["posterior"].to_dataset()
+
+    @property
+    def converged(self) -> bool:
+        """Whether the fit passed the convergence checks (R-hat, ESS, divergences, ...)."""
+        return self.diagnostics.converged
+
+    @property
+    def verdict(self) -> str:
+        """The convergence verdict: the key figures, or every failed check and the fix."""
+        return self.diagnostics.verdict()
 
     @property
     def plan(self) -> Plan:
@@ -126,11 +141,22 @@ class FitResult:
         )
         return table
 
-    def loo(self) -> ELPDData:
-        """PSIS-LOO over respondents (``arviz_stats.loo``)."""
+    def loo(self) -> ELPDDataLOO:
+        """PSIS-LOO over respondents (``arviz_stats.loo``), pointwise values included.
+
+        Whether the fit stored each respondent's log-likelihood or one per distinct
+        (cell, answer) pair (large fits), the result is the respondent-level PSIS-LOO:
+        respondents with the same cell and answer have the same log-likelihood draws,
+        hence the same smoothed weights, ``elpd_i`` and Pareto k, so each pair is
+        computed once and counted once per respondent. ``n_data_points`` is the
+        number of respondents.
+        """
         from arviz_stats import loo
 
-        return loo(self.tree)
+        if self.tree["log_likelihood"].attrs.get("opinionmap_level") != "pattern":
+            result: ELPDDataLOO = loo(self.tree, pointwise=True)
+            return result
+        return _respondent_loo(self.tree, self.design, loo(self.tree, pointwise=True))
 
 
 def load(
@@ -168,6 +194,17 @@ def load(
             f"{source}: its opinionmap attributes or groups are incomplete or malformed ({exc!r}); "
             "the file was modified after fitting. Refit the model."
         ) from exc
+    if design.spec.hash() != attrs["opinionmap_spec_hash"]:
+        raise ProvenanceError(
+            f"{source}: the spec stored in the file does not match its recorded spec hash; the "
+            "file was modified after fitting. Refit the model."
+        )
+    if checksum(tree) != attrs.get("opinionmap_checksum"):
+        raise ProvenanceError(
+            f"{source}: the draws, sample statistics or log-likelihood stored in the file do not "
+            "match the checksum recorded when it was fitted; the file was modified or damaged. "
+            "Refit the model."
+        )
     if design.data_hash != attrs["opinionmap_data_hash"]:
         raise ProvenanceError(
             f"{source}: the data stored in the file do not match its recorded data hash; the file "
@@ -189,6 +226,57 @@ def load(
                 "the survey). Refit the model on this survey."
             )
     return FitResult(tree, stored, design, diagnose(tree, warn=False))
+
+
+def checksum(tree: xr.DataTree) -> str:
+    """SHA-256 of the draws, sample statistics and pointwise log-likelihood of a fit.
+
+    Every variable of :data:`CHECKSUM_GROUPS`, in name order: its name, dims, dtype
+    and values. Recorded when the fit is made; :func:`load` refuses a file whose
+    arrays no longer give it.
+    """
+    digest = hashlib.sha256()
+    for group in CHECKSUM_GROUPS:
+        data = tree[group].to_dataset()
+        for name in sorted(str(v) for v in data.data_vars):
+            values = np.ascontiguousarray(data[name].values)
+            digest.update(f"{group}/{name}{data[name].dims}{values.dtype}".encode())
+            digest.update(values.tobytes())
+    return digest.hexdigest()
+
+
+def _respondent_loo(tree: xr.DataTree, design: Design, by_pattern: ELPDDataLOO) -> ELPDDataLOO:
+    """The respondent-level PSIS-LOO from one computed per (cell, answer) pair.
+
+    Aggregated as ``arviz_stats`` aggregates pointwise values: ``elpd`` the sum over
+    respondents, its SE ``sqrt(n var(elpd_i))``, ``p_loo`` the sum of ``lppd_i - elpd_i``.
+    """
+    from arviz_stats.utils import ELPDDataLOO
+    from scipy.special import logsumexp
+
+    log_lik = tree["log_likelihood"][design.spec.outcome]
+    draws = log_lik.transpose("pattern", "chain", "draw").values.reshape(
+        log_lik.sizes["pattern"], -1
+    )
+    lppd = logsumexp(draws, axis=1, b=1.0 / draws.shape[1])
+    elpd_pattern = by_pattern.elpd_i.values
+    _, _, _, index = design.patterns()
+    elpd_i = elpd_pattern[index]
+    p_i = (lppd - elpd_pattern)[index]
+    n = design.n_respondents
+    coords = {"respondent": design.respondent_id}
+    return ELPDDataLOO(
+        elpd=float(elpd_i.sum()),
+        se=float(np.sqrt(n * np.var(elpd_i, ddof=1))) if n > 1 else 0.0,
+        p=float(p_i.sum()),
+        n_samples=by_pattern.n_samples,
+        n_data_points=n,
+        scale="log",
+        warning=by_pattern.warning,
+        good_k=by_pattern.good_k,
+        elpd_i=xr.DataArray(elpd_i, dims="respondent", coords=coords),
+        pareto_k=xr.DataArray(by_pattern.pareto_k.values[index], dims="respondent", coords=coords),
+    )
 
 
 def _read_tree(source: Path) -> xr.DataTree:

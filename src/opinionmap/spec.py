@@ -434,7 +434,13 @@ class ModelSpec:
                 f"{format_values(self.levels)}; use 'bernoulli' for two."
             )
         # parse now so a bad formula fails at construction
-        terms = {g.name for g in _parse_formula(self.formula, where)[3]}
+        outcome, _, _, groups = _parse_formula(self.formula, where)
+        if outcome in self.variables:
+            raise SpecError(
+                f"{where}: the outcome {outcome!r} is also a predictor in {self.formula!r}; "
+                "a model cannot explain a column by itself. Remove it from the right-hand side."
+            )
+        terms = {g.name for g in groups}
         unknown = [t for t, _ in self.priors.parameterization if t not in terms]
         if unknown:
             raise SpecError(
@@ -627,9 +633,13 @@ def _parse_formula(
     if formula in _PARSE_CACHE:
         return _PARSE_CACHE[formula]
     from formulae import model_description
-    from formulae.terms.terms import GroupSpecificTerm, Intercept, Response, Term
-    from formulae.terms.variable import Variable
+    from formulae.terms.terms import GroupSpecificTerm, Intercept, Term
 
+    if "||" in formula:
+        raise SpecError(
+            f"{where}: '||' (uncorrelated varying slopes) in {formula!r} is not supported yet; "
+            "use varying intercepts '(1 | group)' and fixed slopes."
+        )
     if "~" not in formula:
         raise SpecError(
             f"{where}: formula {formula!r} has no '~'; write 'outcome ~ 1 + x + (1 | group)'."
@@ -638,14 +648,7 @@ def _parse_formula(
         description = model_description(formula)
     except Exception as exc:  # formulae raises several types for syntax errors
         raise SpecError(f"{where}: cannot parse formula {formula!r}: {exc}") from exc
-    response = description.response
-    if not isinstance(response, Response) or len(response.term.components) != 1:
-        raise SpecError(f"{where}: the formula's left side must be one column name.")
-    outcome_var = response.term.components[0]
-    if not isinstance(outcome_var, Variable) or outcome_var.reference is not None:
-        raise SpecError(f"{where}: the formula's left side must be a plain column name.")
-    outcome = outcome_var.name
-
+    outcome = _outcome_name(description.response, where)
     intercept = False
     fixed: list[FixedTerm] = []
     groups: list[GroupTerm] = []
@@ -653,13 +656,7 @@ def _parse_formula(
         if isinstance(term, Intercept):
             intercept = True
         elif isinstance(term, GroupSpecificTerm):
-            if not isinstance(term.expr, Intercept):
-                raise SpecError(
-                    f"{where}: varying slopes like '({term.expr} | {term.factor})' are not "
-                    "supported yet; use varying intercepts '(1 | group)' and fixed slopes."
-                )
-            factors = _plain_names(term.factor.components, where, formula)
-            groups.append(GroupTerm(tuple(factors)))
+            groups.append(_group_term(term, where, formula))
         elif isinstance(term, Term):
             fixed.append(FixedTerm(tuple(_plain_names(term.components, where, formula))))
         else:
@@ -671,6 +668,38 @@ def _parse_formula(
     parsed = (outcome, intercept, tuple(fixed), tuple(groups))
     _PARSE_CACHE[formula] = parsed
     return parsed
+
+
+def _outcome_name(response: Any, where: str) -> str:
+    """The formula's left side: one plain column name."""
+    from formulae.terms.terms import Response
+    from formulae.terms.variable import Variable
+
+    if not isinstance(response, Response) or len(response.term.components) != 1:
+        raise SpecError(f"{where}: the formula's left side must be one column name.")
+    variable = response.term.components[0]
+    if not isinstance(variable, Variable) or variable.reference is not None:
+        raise SpecError(f"{where}: the formula's left side must be a plain column name.")
+    return str(variable.name)
+
+
+def _group_term(term: Any, where: str, formula: str) -> GroupTerm:
+    """A varying intercept ``(1 | g)``; a varying slope is refused, named as written."""
+    from formulae.terms.terms import Intercept
+
+    if not isinstance(term.expr, Intercept):
+        slope = ":".join(_names_for_message(term.expr.components))
+        group = ":".join(_names_for_message(term.factor.components))
+        raise SpecError(
+            f"{where}: varying slopes like '({slope} | {group})' in {formula!r} are not "
+            "supported yet; use varying intercepts '(1 | group)' and fixed slopes."
+        )
+    return GroupTerm(tuple(_plain_names(term.factor.components, where, formula)))
+
+
+def _names_for_message(components: Any) -> list[str]:
+    """The variables of formula components as written (for messages), whatever they are."""
+    return [str(getattr(c, "name", c)) for c in components]
 
 
 def _plain_names(components: Any, where: str, formula: str) -> list[str]:

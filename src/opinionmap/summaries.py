@@ -10,6 +10,8 @@ call time (0.89 unless changed), so one setting changes it everywhere::
 
 from __future__ import annotations
 
+import warnings
+
 import pandas as pd
 import xarray as xr
 
@@ -57,14 +59,18 @@ def summarise_draws(draws: xr.DataArray, *, prob: float | None = None) -> pd.Dat
     prob = interval_prob(prob)
     sample = ("chain", "draw")
     alpha = (1 - prob) / 2
-    stats = xr.Dataset(
-        {
-            "mean": draws.mean(sample),
-            "sd": draws.std(sample, ddof=1),
-            "lower": draws.quantile(alpha, sample).drop_vars("quantile"),
-            "upper": draws.quantile(1 - alpha, sample).drop_vars("quantile"),
-        }
-    )
+    # cells without draws (shares of an empty area) summarise to NaN, quietly
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "All-NaN slice", RuntimeWarning)
+        warnings.filterwarnings("ignore", "Degrees of freedom", RuntimeWarning)
+        stats = xr.Dataset(
+            {
+                "mean": draws.mean(sample),
+                "sd": draws.std(sample, ddof=1),
+                "lower": draws.quantile(alpha, sample).drop_vars("quantile"),
+                "upper": draws.quantile(1 - alpha, sample).drop_vars("quantile"),
+            }
+        )
     if not stats["mean"].dims:
         return pd.DataFrame([{k: float(stats[k]) for k in ("mean", "sd", "lower", "upper")}])
     return stats.to_dataframe().reset_index()

@@ -9,6 +9,9 @@ turns SPSS/Stata value labels into their labels, and hands the frame to
   are the declared levels (outcomes: ordered, levels in response order, then the
   missing codes);
 - numeric predictors and the weight become ``float64``;
+- the design's strata and cluster (primary sampling unit) columns become
+  ``Categorical`` labels read as text, and its finite population correction
+  ``float64``, checked together (:func:`validate_design`);
 - the id is kept as read (text for CSV), unless the codebook says it is numeric;
 - columns the codebook does not declare are kept untouched.
 
@@ -29,10 +32,16 @@ import pandas as pd
 import pyreadstat
 
 from opinionmap._io import write_table
-from opinionmap.codebook import MISSING_POLICIES, Codebook, Variable, read_codebook
+from opinionmap.codebook import (
+    DESIGN_ROLES,
+    MISSING_POLICIES,
+    Codebook,
+    Variable,
+    read_codebook,
+)
 from opinionmap.errors import SurveyError, format_values
 
-__all__ = ["FORMATS", "Survey", "read_survey"]
+__all__ = ["FORMATS", "Survey", "read_survey", "validate_design"]
 
 FORMATS: Final = ("csv", "parquet", "sav", "dta")
 """File formats :func:`read_survey` reads."""
@@ -45,7 +54,17 @@ _SUFFIXES: Final = {
     ".zsav": "sav",
     ".dta": "dta",
 }
-_ROLE_ARGUMENTS: Final = ("outcomes", "predictors", "area", "weight", "id", "missing")
+_ROLE_ARGUMENTS: Final = (
+    "outcomes",
+    "predictors",
+    "area",
+    "weight",
+    "id",
+    "strata",
+    "cluster",
+    "fpc",
+    "missing",
+)
 
 _ValueLabels = dict[str, dict[Any, str]]
 
@@ -107,7 +126,8 @@ class Survey:
             If declared columns are absent, the survey is empty, a categorical
             column holds undeclared values or blank cells, an outcome has no
             answers, the weights are not finite non-negative numbers with a
-            positive sum, or respondent ids are blank or repeated.
+            positive sum, respondent ids are blank or repeated, or the design
+            columns fail :func:`validate_design`.
 
         Examples
         --------
@@ -133,7 +153,7 @@ class Survey:
         inferred: dict[str, tuple[str, ...]] = {}
         for v in codebook:
             column = data[v.name]
-            if v.role == "id":
+            if v.role == "id" or v.role in DESIGN_ROLES:
                 continue
             if v.role == "weight":
                 data[v.name] = _weight_column(column, v, where, rows)
@@ -151,6 +171,16 @@ class Survey:
                 data[v.name] = pd.Categorical(
                     values, categories=categories, ordered=v.role == "outcome"
                 )
+        design = validate_design(
+            data,
+            strata=_name(codebook.strata),
+            cluster=_name(codebook.cluster),
+            fpc=_name(codebook.fpc),
+            id=_name(id_var),
+            where=where,
+        )
+        for name in design.columns:
+            data[name] = design[name]
         return cls(data=data, codebook=codebook.with_levels(inferred), source=source)
 
     # -- roles ------------------------------------------------------------------------
@@ -183,6 +213,21 @@ class Survey:
     def id(self) -> str | None:
         """Name of the respondent-id column, if any."""
         return _name(self.codebook.id)
+
+    @property
+    def strata(self) -> str | None:
+        """Name of the design's strata column, if any."""
+        return _name(self.codebook.strata)
+
+    @property
+    def cluster(self) -> str | None:
+        """Name of the design's cluster (primary sampling unit) column, if any."""
+        return _name(self.codebook.cluster)
+
+    @property
+    def fpc(self) -> str | None:
+        """Name of the design's finite population correction column, if any."""
+        return _name(self.codebook.fpc)
 
     @property
     def _where(self) -> str:
@@ -247,7 +292,8 @@ class Survey:
         Parameters
         ----------
         column
-            A categorical outcome, predictor or area.
+            A categorical outcome, predictor or area, or the strata or cluster
+            column (their labels, in natural order).
         include_missing
             Append an outcome's missing codes after its levels.
 
@@ -267,6 +313,8 @@ class Survey:
                 f"categorical variables: {format_values(categorical)}."
             )
         variable = self.codebook[column]
+        if variable.levels is None:  # strata and cluster labels are read from the data
+            return tuple(str(c) for c in self.data[column].cat.categories)
         return variable.categories if include_missing else (variable.levels or ())
 
     def describe(self) -> pd.DataFrame:
@@ -375,7 +423,8 @@ def read_survey(
         ``"csv"``, ``"parquet"``, ``"sav"`` or ``"dta"``, overriding the suffix.
     **roles
         ``outcomes=``, ``predictors=``, ``area=``, ``weight=``, ``id=``,
-        ``missing=``, as for :meth:`Codebook.from_roles`.
+        ``strata=``, ``cluster=``, ``fpc=``, ``missing=``, as for
+        :meth:`Codebook.from_roles`.
 
     Raises
     ------
@@ -403,6 +452,83 @@ def read_survey(
     df, value_labels = _READERS[fmt](source)
     df = _apply_value_labels(df, value_labels, resolved)
     return Survey.from_dataframe(df, resolved, source=source)
+
+
+def validate_design(
+    df: pd.DataFrame,
+    *,
+    strata: str | None = None,
+    cluster: str | None = None,
+    fpc: str | None = None,
+    id: str | None = None,
+    where: str = "<DataFrame>",
+) -> pd.DataFrame:
+    """Check a survey's sampling-design columns and return them typed.
+
+    The strata and cluster (primary sampling unit, PSU) columns are labels:
+    read as text (``1`` and ``1.0`` are both ``"1"``), any number of levels.
+    The finite population correction (fpc) is either the population count of
+    PSUs in each stratum (values above 1) or the sampling fraction of PSUs
+    (values at most 1), as R's ``survey::svydesign(fpc=)`` reads it. Clusters
+    are nested in strata: the same cluster label in two strata is two PSUs.
+
+    Parameters
+    ----------
+    df
+        One row per respondent; not modified.
+    strata, cluster, fpc
+        Column names, or ``None`` when the design has none.
+    id
+        Respondent-id column, used to name offending rows.
+    where
+        The file (or ``"<DataFrame>"``) named in error messages.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The given columns, with ``df``'s index: strata and cluster as
+        ``Categorical`` text labels, fpc as ``float64``.
+
+    Raises
+    ------
+    SurveyError
+        If a column is absent, a stratum or cluster label is blank, an fpc is
+        blank, non-numeric or not positive, mixes counts with fractions, varies
+        within a stratum, or counts fewer PSUs than the stratum's sample holds.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"district": ["a", "a", "b", "b"], "village": [1, 2, 3, 3],
+    ...                    "villages": [10, 10, 4, 4]})
+    >>> typed = validate_design(df, strata="district", cluster="village", fpc="villages")
+    >>> typed["village"].tolist(), typed["villages"].dtype.name
+    (['1', '2', '3', '3'], 'float64')
+    >>> validate_design(df.assign(villages=[10, 10, 4, 5]), strata="district", fpc="villages")
+    Traceback (most recent call last):
+    ...
+    opinionmap.errors.SurveyError: <DataFrame>: fpc column 'villages' varies within ...
+    """
+    names = [c for c in (strata, cluster, fpc) if c is not None]
+    absent = [c for c in names if c not in df.columns]
+    if absent:
+        raise SurveyError(
+            f"{where}: design column(s) {format_values(absent)} not in the data; columns "
+            f"present: {format_values(list(df.columns), limit=30)}."
+        )
+
+    def rows(mask: np.ndarray) -> str:
+        return _rows(df, mask, id if id is not None and id in df.columns else None)
+
+    out = pd.DataFrame(index=df.index)
+    for role, name in (("strata", strata), ("cluster", cluster)):
+        if name is not None:
+            out[name] = _design_labels(df[name], role, name, where, rows)
+    if fpc is not None:
+        groups = out[strata] if strata is not None else None
+        psus = out[cluster] if cluster is not None else None
+        out[fpc] = _fpc_column(df[fpc], groups, psus, fpc, where, rows)
+    return out
 
 
 # -- reading --------------------------------------------------------------------------
@@ -645,6 +771,98 @@ def _weight_column(column: pd.Series, v: Variable, where: str, rows: _Rows) -> p
             "a positive weight."
         )
     return weights
+
+
+def _design_labels(column: pd.Series, role: str, name: str, where: str, rows: _Rows) -> pd.Series:
+    """A strata or cluster column as text labels (a Categorical), with no blank cell.
+
+    The labels are those of :func:`_as_labels`, computed once per distinct value
+    (a design column has few values and many rows).
+    """
+    codes, uniques = pd.factorize(column, sort=False)
+    blank = codes < 0
+    if blank.any():
+        raise SurveyError(
+            f"{where}: {role} column {name!r} has {int(blank.sum())} blank cell(s) at "
+            f"{rows(blank)}; every respondent needs a {role} label. Fill them in or drop "
+            "those rows."
+        )
+    distinct = pd.Series(np.asarray(uniques, dtype=object), dtype=column.dtype)
+    labels, natural = _as_labels(distinct)
+    position = pd.Index(natural).get_indexer(pd.Index(labels))
+    categorical = pd.Categorical.from_codes(list(position[codes]), categories=pd.Index(natural))
+    return pd.Series(categorical, index=column.index)
+
+
+def _fpc_column(
+    column: pd.Series,
+    strata: pd.Series | None,
+    psus: pd.Series | None,
+    name: str,
+    where: str,
+    rows: _Rows,
+) -> pd.Series:
+    """The fpc as float64: positive, one value per stratum, counts or fractions, not both."""
+    numbers = _numeric_values(column, Variable(name, "fpc"), where)
+    array = numbers.to_numpy()
+    bad = ~np.isfinite(array)
+    if bad.any():
+        raise SurveyError(
+            f"{where}: fpc column {name!r} has blank or infinite values at {rows(bad)}; give "
+            "every row its stratum's population count of PSUs (or sampling fraction)."
+        )
+    if (array <= 0).any():
+        raise SurveyError(
+            f"{where}: fpc column {name!r} has values <= 0 "
+            f"({format_values(pd.unique(array[array <= 0]).tolist())}) at {rows(array <= 0)}; "
+            "an fpc is a population count of PSUs (> 1) or a sampling fraction (in (0, 1])."
+        )
+    if (array < 1).any() and (array > 1).any():
+        raise SurveyError(
+            f"{where}: fpc column {name!r} mixes sampling fractions (values < 1, e.g. "
+            f"{array[array < 1][0]:g}) with population counts (values > 1, e.g. "
+            f"{array[array > 1][0]:g}); give every stratum the same kind."
+        )
+    groups = strata if strata is not None else pd.Series("<all rows>", index=column.index)
+    per_stratum = pd.DataFrame({"stratum": groups.astype(str), "fpc": array})
+    _check_fpc_per_stratum(per_stratum, psus, name, where)
+    return numbers
+
+
+def _check_fpc_per_stratum(
+    per_stratum: pd.DataFrame, psus: pd.Series | None, name: str, where: str
+) -> None:
+    """One fpc per stratum, and a count no smaller than the stratum's sampled PSUs."""
+    grouped = per_stratum.groupby("stratum", sort=True)["fpc"]
+    varying = grouped.min()[grouped.min() < grouped.max()]
+    if len(varying):
+        shown = "; ".join(
+            f"{stratum!r}: {format_values(sorted(set(grouped.get_group(stratum).tolist())))}"
+            for stratum in list(varying.index)[:5]
+        )
+        raise SurveyError(
+            f"{where}: fpc column {name!r} varies within {len(varying)} stratum(s) ({shown}); "
+            "the fpc describes a stratum, so give all its rows the same value."
+        )
+    fpc = grouped.first()
+    if (fpc <= 1).all():
+        return  # sampling fractions: any value in (0, 1] is possible
+    ids = psus.astype(str).to_numpy() if psus is not None else np.arange(len(per_stratum))
+    sampled = pd.Series(ids).groupby(per_stratum["stratum"].to_numpy()).nunique()
+    sampled = sampled.reindex(fpc.index)
+    short = fpc < sampled
+    if short.any():
+        pairs = [
+            f"{stratum!r}: fpc {value:g} < {count} sampled PSUs"
+            for stratum, value, count in zip(fpc.index, fpc, sampled, strict=True)
+            if value < count
+        ]
+        shown = "; ".join(pairs[:5])
+        raise SurveyError(
+            f"{where}: fpc column {name!r} counts fewer population PSUs than the sample holds "
+            f"in {int(short.sum())} stratum(s) ({shown}); the fpc is the number of PSUs in the "
+            "stratum's population (or the sampling fraction, a value <= 1)."
+        )
 
 
 def _id_column(column: pd.Series, v: Variable, where: str) -> pd.Series:
