@@ -29,7 +29,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from opinionmap.errors import OpinionmapError, check_keys, format_values
+from opinionmap.errors import (
+    OpinionmapError,
+    check_keys,
+    did_you_mean,
+    format_values,
+    near_misses,
+)
 
 __all__ = ["AreaCovariates", "CovariateError", "attach_covariates", "read_covariates"]
 
@@ -186,9 +192,14 @@ def attach_covariates(
     unknown = joined[columns].isna().any(axis=1)
     if unknown.any():
         missing = sorted({":".join(row) for row in keys[unknown].itertuples(index=False)})
+        listed = [
+            ":".join(row) for row in lookup.index.to_frame().astype(str).itertuples(index=False)
+        ]
+        close = near_misses(missing, listed)
+        hint = f"; labels are compared exactly: {did_you_mean(close)}" if close else ""
         raise CovariateError(
             f"{where}: area(s) {format_values(missing)} of {format_values(by)} are not in "
-            f"{source}; add their rows to it."
+            f"{source}; add their rows to it{hint}."
         )
     out = df.copy()
     for column in columns:

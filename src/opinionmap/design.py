@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -45,7 +44,7 @@ from opinionmap.covariates import (
     table_from_json,
     table_to_json,
 )
-from opinionmap.errors import OpinionmapError, format_values
+from opinionmap.errors import OpinionmapError, did_you_mean, format_values, near_misses
 from opinionmap.spec import FixedTerm, ModelSpec
 
 if TYPE_CHECKING:
@@ -841,29 +840,6 @@ def _group_index(
             "new_levels='sample' to draw their effects from the fitted distribution."
         )
     return GroupIndex(name, factors, tuple(labels), index)
-
-
-def near_misses(unknown: Iterable[str], known: Sequence[str]) -> dict[str, str]:
-    """Unknown labels that equal a known one but for case or spacing: ``{unknown: known}``.
-
-    Examples
-    --------
-    >>> near_misses(["almaty  City", "Aktobe"], ["Almaty city", "Astana"])
-    {'almaty  City': 'Almaty city'}
-    """
-    normal = {" ".join(k.split()).casefold(): k for k in known}
-    known_set = set(known)
-    out = {}
-    for label in unknown:
-        match = normal.get(" ".join(str(label).split()).casefold())
-        if match is not None and label not in known_set:
-            out[str(label)] = match
-    return out
-
-
-def did_you_mean(misses: dict[str, str]) -> str:
-    """``'a' (did you mean 'A'?), ...`` for an error message."""
-    return ", ".join(f"{u!r} (did you mean {k!r}?)" for u, k in misses.items())
 
 
 def combined_codes(

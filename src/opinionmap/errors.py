@@ -9,7 +9,7 @@ failed.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 
 class OpinionmapError(ValueError):
@@ -73,3 +73,26 @@ def check_keys(
             f"{where}: unknown key(s) {format_values(unknown)} {context}; "
             f"allowed keys: {format_values(allowed)}."
         )
+
+
+def near_misses(unknown: Iterable[str], known: Sequence[str]) -> dict[str, str]:
+    """Unknown labels that equal a known one but for case or spacing: ``{unknown: known}``.
+
+    Examples
+    --------
+    >>> near_misses(["almaty  City", "Aktobe"], ["Almaty city", "Astana"])
+    {'almaty  City': 'Almaty city'}
+    """
+    normal = {" ".join(k.split()).casefold(): k for k in known}
+    known_set = set(known)
+    out = {}
+    for label in unknown:
+        match = normal.get(" ".join(str(label).split()).casefold())
+        if match is not None and label not in known_set:
+            out[str(label)] = match
+    return out
+
+
+def did_you_mean(misses: dict[str, str]) -> str:
+    """``'a' (did you mean 'A'?), ...`` for an error message."""
+    return ", ".join(f"{u!r} (did you mean {k!r}?)" for u, k in misses.items())

@@ -30,12 +30,10 @@ from opinionmap.design import (
     GroupIndex,
     NewData,
     NewLevels,
-    did_you_mean,
     level_codes,
-    near_misses,
 )
 from opinionmap.diagnostics import warn_if_unconverged
-from opinionmap.errors import FrameError, format_values
+from opinionmap.errors import FrameError, did_you_mean, format_values, near_misses
 from opinionmap.frame import Frame
 from opinionmap.predict import Draws, linear_predictor, probabilities
 from opinionmap.summaries import interval_prob, summarise_draws
