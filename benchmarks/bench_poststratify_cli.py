@@ -10,7 +10,7 @@ alternating with this one, round by round, so both see the same machine load.
 Each tree first fits the same bundled question with the same seed and settings
 (``--draws`` per chain x 4 chains; untimed), because each reads the fits its own
 version writes; the same seed gives the same draws in both, and the script checks
-that the two estimates tables agree. Usage::
+that the two estimates tables agree in the columns both write. Usage::
 
     .venv/bin/python benchmarks/bench_poststratify_cli.py [--other /tmp/old/src] [--rounds 5]
 """
@@ -93,8 +93,9 @@ def main() -> None:
             peaks[label].append(peak)
     if len(trees) == 2:
         a, b = (pd.read_csv(work / f"est_{i}.csv") for i in range(2))
-        pd.testing.assert_frame_equal(a, b)
-        print("the two trees' estimates tables are identical")
+        common = [c for c in a.columns if c in b.columns]
+        pd.testing.assert_frame_equal(a[common], b[common])
+        print(f"the two trees' estimates agree in every column they share ({', '.join(common)})")
     rows = [
         [
             label,
