@@ -186,6 +186,7 @@ def test_level_labels_that_look_like_syntax_work_end_to_end(
     )
     html = report.read_text(encoding="utf-8")
     assert "Нур-Султан" in html and "x [y]" in html and "рус:ский" in html
+    assert "Shares of everyone: every answer" in html
     assert html.count('alt="map of y by region"') == 1
 
 

@@ -228,6 +228,16 @@ def test_the_whole_population_with_an_empty_by(saved: Path, tmp_path: Path) -> N
     assert list(table["category"]) == ["no", "yes"]
     assert table["mean"].sum() == pytest.approx(1.0)
     assert table["population"].iloc[0] == pytest.approx(_frame()["population"].sum())
+    # a level the survey never saw, drawn from the fitted distribution, is named
+    frame_new = tmp_path / "frame_new.csv"
+    pd.concat([_frame(), _frame().tail(2).assign(g="g9")]).to_csv(frame_new, index=False)
+    args = ["poststratify", str(saved), "--frame", str(frame_new), "--by", "g", "--out", str(out)]
+    result = runner.invoke(app, [*args, "--new-levels", "sample"])
+    assert result.exit_code == 0, result.output
+    assert "new levels of 'g', their effects drawn from the fitted distribution: 'g9'" in (
+        result.output
+    )
+    assert "g9" in set(pd.read_csv(out)["g"])
 
 
 @pytest.mark.slow
