@@ -334,9 +334,11 @@ def _estimand_line(est: Estimates) -> str:
     """What the shares are shares of, in words."""
     if est.estimand == ANSWERING:
         dropped = ", ".join(repr(code) for code in est.dropped)
+        many = len(est.dropped) > 1
         return (
-            f"Shares {ANSWERING}: the answers {dropped} are left out before fitting, so each "
-            "question's shares add up to 100% among those who gave another answer."
+            f"Shares {ANSWERING}: the answer{'s' if many else ''} {dropped} "
+            f"{'are' if many else 'is'} left out before fitting, so the shares add up to 100% "
+            "among those who gave another answer."
         )
     return f"Shares {EVERYONE}: every answer, including non-answers, is a category of the model."
 
