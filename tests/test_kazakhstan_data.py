@@ -1,8 +1,8 @@
 """The bundled Kazakhstan demo data: what a user relies on, checked against the sources.
 
-Expected values are computed here from ``data/kazakhstan/sources/`` independently of
-``scripts/build_kazakhstan_data.py``; the last tests rebuild the data with the script
-and require byte-identical files.
+Expected values are computed here from ``data/kazakhstan/sources/`` (and the 2018
+boundaries) independently of ``scripts/build_kazakhstan_data.py``; the last tests rebuild
+the data with the script and require byte-identical files.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import pytest
 import shapefile
 
 import opinionmap
+from opinionmap.direct import direct_estimates
 from opinionmap.frame import read_frame
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,6 +36,10 @@ GENERATED = (
     "truth_2020.csv",
     "truth_ethnicity_2020.csv",
     "truth_parameters_2020.csv",
+    "truth_population_2020.csv",
+    "truth_district_2020.csv",
+    "truth_joint_2020.csv",
+    "truth_correlations_2020.csv",
     "region_adjacency.csv",
 )
 SURVEY_COLUMNS = [
@@ -46,6 +51,9 @@ SURVEY_COLUMNS = [
     "settlement",
     "education",
     "weight",
+    "district",
+    "stratum",
+    "psu",
     "presence_russia",
     "presence_usa",
     "presence_china",
@@ -55,8 +63,11 @@ SURVEY_COLUMNS = [
     "main_enemy",
     "model_country",
 ]
-QUESTIONS = SURVEY_COLUMNS[8:]
+QUESTIONS = SURVEY_COLUMNS[11:]
+PRESENCE = QUESTIONS[:5]
 PP = 0.005  # half a percentage point
+#: ASSUMED national education shares of adults (data/kazakhstan/README.md)
+EDUCATION_SHARES = {"secondary": 0.38, "vocational": 0.35, "higher": 0.27}
 
 
 def _csv(name: str) -> pd.DataFrame:
@@ -92,6 +103,18 @@ def truth() -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def survey() -> pd.DataFrame:
     return _csv("survey_2020.csv")
+
+
+@pytest.fixture(scope="module")
+def population() -> pd.DataFrame:
+    return _csv("truth_population_2020.csv")
+
+
+@pytest.fixture(scope="module")
+def districts() -> dict[str, str]:
+    """District code (ADM2_PCODE) -> region (ISO 3166-2), from the 2018 boundaries."""
+    with shapefile.Reader(str(GEO / "kaz_admbnda_adm2_2018.shp")) as reader:
+        return {rec["ADM2_PCODE"]: rec["ISO_3166_2"] for rec in reader.records()}
 
 
 @pytest.fixture(scope="module")
@@ -204,6 +227,83 @@ def test_covariates_carry_the_census_proxies(covariates):
     assert covariates.loc["KZ-SEV", "russian_share"] > covariates.loc["KZ-YUZ", "russian_share"]
 
 
+# -- the true population -----------------------------------------------------------
+
+
+def test_true_population_shape_and_districts(population, districts, frame):
+    assert list(population.columns) == [
+        "region",
+        "district",
+        "sex",
+        "age",
+        "ethnicity",
+        "settlement",
+        "education",
+        "population",
+    ]
+    assert list(pd.unique(population["region"])) == list(pd.unique(frame["region"]))
+    assert set(population["education"]) == set(EDUCATION_SHARES)
+    assert not population.duplicated(population.columns[:-1].tolist()).any()
+    assert (population["population"] >= 0).all()
+    # every 2018 district, in its own region; only the three cities have no rural adults
+    assert set(population["district"]) == set(districts)
+    assert (population["district"].map(districts) == population["region"]).all()
+    rural = population[population["settlement"] == "rural"].groupby("region")["population"].sum()
+    assert set(frame["region"]) - set(rural.index) == {"KZ-AST", "KZ-ALA", "KZ-SHY"}
+
+
+def test_true_population_keeps_the_official_figures(population, frame, national):
+    # region x sex x age is official: the true population and the frame agree on it
+    keys = ["region", "sex", "age"]
+    true = population.groupby(keys)["population"].sum()
+    assert np.allclose(true, frame.groupby(keys)["population"].sum()[true.index], rtol=1e-6)
+    # national ethnic and urban shares are official too
+    total = population["population"].sum()
+    by_eth = population.groupby("ethnicity")["population"].sum() / total
+    urban = population.loc[population["settlement"] == "urban", "population"].sum() / total
+    assert by_eth["russian"] == pytest.approx(float(national["russian_share"]), abs=1e-6)
+    assert by_eth["kazakh"] == pytest.approx(float(national["kazakh_share"]), abs=1e-6)
+    assert urban == pytest.approx(float(national["urban_share"]), abs=1e-6)
+    education = population.groupby("education")["population"].sum() / total
+    for level, share in EDUCATION_SHARES.items():
+        assert education[level] == pytest.approx(share, abs=1e-6)
+
+
+def test_the_frame_only_approximates_the_true_population(population, frame):
+    # the regional ethnic shares of the frame are a proxy: the true ones differ
+    def shares(table: pd.DataFrame) -> pd.DataFrame:
+        t = table.pivot_table(
+            index="region", columns="ethnicity", values="population", aggfunc="sum"
+        )
+        return t.div(t.sum(axis=1), axis=0)
+
+    gap = (shares(population) - shares(frame)).abs()
+    assert gap["russian"].max() > 0.005
+    # associations the raked frame cannot have: within oblasts, ethnic Russians are more
+    # urban than Kazakhs; nationally they are older; graduates live in towns
+    oblasts = population[~population["region"].isin(["KZ-AST", "KZ-ALA", "KZ-SHY"])]
+    t = oblasts.pivot_table(
+        index=["region", "ethnicity"], columns="settlement", values="population", aggfunc="sum"
+    )
+    urban = (t["urban"] / t.sum(axis=1)).unstack()
+    assert (urban["russian"] > urban["kazakh"]).all()
+    age = population.pivot_table(
+        index="ethnicity", columns="age", values="population", aggfunc="sum"
+    )
+    old = age["60+"] / age.sum(axis=1)
+    assert old["russian"] > old["kazakh"] + 0.05
+    edu = population.pivot_table(
+        index="settlement", columns="education", values="population", aggfunc="sum"
+    )
+    higher = edu["higher"] / edu.sum(axis=1)
+    assert higher["urban"] > higher["rural"] + 0.1
+    # in the frame, settlement is independent of ethnicity within a region
+    f = frame[frame["region"] == "KZ-ALM"].pivot_table(
+        index="ethnicity", columns="settlement", values="population", aggfunc="sum"
+    )
+    assert np.allclose(f["urban"] / f.sum(axis=1), (f["urban"] / f.sum(axis=1)).iloc[0])
+
+
 # -- truth -------------------------------------------------------------------------
 
 
@@ -284,6 +384,108 @@ def test_truth_by_ethnicity_shows_the_built_in_contrasts():
     )
 
 
+def test_truth_is_computed_on_the_true_population(truth, population):
+    # the regional truth is the district truth averaged over the districts' adults
+    by_district = _csv("truth_district_2020.csv")
+    assert list(by_district.columns) == ["question", "region", "district", "response", "share"]
+    adults = population.groupby("district")["population"].sum()
+    t = by_district.assign(n=by_district["district"].map(adults))
+    grouped = t.assign(w=t["share"] * t["n"]).groupby(["question", "region", "response"])
+    regional = grouped["w"].sum() / grouped["n"].sum()
+    expected = truth.set_index(["question", "region", "response"])["share"]
+    assert np.allclose(regional[expected.index], expected, atol=1e-8)
+
+
+def test_joint_truth_of_the_presence_questions(truth):
+    joint = _csv("truth_joint_2020.csv")
+    assert list(joint.columns) == [
+        "region",
+        "question_a",
+        "response_a",
+        "question_b",
+        "response_b",
+        "share",
+    ]
+    assert set(joint["question_a"]) | set(joint["question_b"]) == set(PRESENCE)
+    assert set(joint["response_a"]) == {"more", "same", "less", "dont_know"}
+    assert len(joint) == 17 * 10 * 16
+    pairs = joint.groupby(["region", "question_a", "question_b"])
+    assert np.allclose(pairs["share"].sum(), 1.0, atol=1e-8)
+    # the margins of every pair are the regional truth
+    margin = joint.groupby(["question_a", "region", "response_a"])["share"].sum()
+    margin = margin / joint.groupby(["question_a", "region"])["question_b"].nunique()
+    expected = truth.set_index(["question", "region", "response"])["share"]
+    assert np.allclose(margin, expected[margin.index], atol=1e-8)
+    # answers are tied together: "more Russia and less USA" is commoner than if independent
+    share = joint.set_index(["region", "question_a", "response_a", "question_b", "response_b"])[
+        "share"
+    ]
+    single = truth.set_index(["region", "question", "response"])["share"]
+    regions = sorted(set(joint["region"]))
+    both = share.loc[[(r, "presence_russia", "more", "presence_usa", "less") for r in regions]]
+    product = (
+        single.loc[[(r, "presence_russia", "more") for r in regions]].to_numpy()
+        * single.loc[[(r, "presence_usa", "less") for r in regions]].to_numpy()
+    )
+    assert (both.to_numpy() > product).all()
+    usa_eu = share.loc[[(r, "presence_usa", "more", "presence_eu", "more") for r in regions]]
+    product = (
+        single.loc[[(r, "presence_usa", "more") for r in regions]].to_numpy()
+        * single.loc[[(r, "presence_eu", "more") for r in regions]].to_numpy()
+    )
+    assert (usa_eu.to_numpy() > 1.5 * product).all()
+
+
+def test_true_correlation_matrices():
+    table = _csv("truth_correlations_2020.csv")
+    assert list(table.columns) == ["matrix", "row", "column", "value"]
+    matrices = {
+        name: t.pivot(index="row", columns="column", values="value")
+        for name, t in table.groupby("matrix")
+    }
+    assert set(matrices) == {
+        "region_effect",
+        "region_effect_drawn",
+        "district_effect",
+        "district_effect_drawn",
+        "trait",
+        "trait_loading",
+        "latent_response",
+    }
+    for name, m in matrices.items():
+        if name == "trait_loading":
+            assert set(m.index) == {*PRESENCE, "dont_know"}
+            continue
+        assert np.allclose(m, m.T) and np.allclose(np.diag(m), 1.0), name
+        assert np.linalg.eigvalsh(m.to_numpy()).min() > 0, name
+    region = matrices["region_effect"]
+    assert region.loc["presence_russia", "presence_usa"] < 0
+    assert region.loc["presence_russia", "presence_eu"] < 0
+    assert region.loc["presence_usa", "presence_eu"] > 0
+    assert matrices["latent_response"].loc["presence_usa", "presence_eu"] > 0.2
+
+
+def test_truth_parameters_name_every_term(districts):
+    params = _csv("truth_parameters_2020.csv")
+    assert list(params.columns) == ["question", "parameter", "response", "term", "value"]
+    assert set(params["question"]) == set(QUESTIONS)
+    assert set(params["parameter"]) == {
+        "intercept",
+        "cutpoint",
+        "effect",
+        "loading",
+        "region",
+        "region_ethnicity",
+        "district",
+    }
+    assert set(params.loc[params["parameter"] == "district", "term"]) == set(districts)
+    effects = set(params.loc[params["parameter"] == "effect", "term"])
+    # terms the bundled specs do not have
+    assert {"education:higher", "age:18-29&settlement:rural"} <= effects
+    loadings = params[params["parameter"] == "loading"]
+    assert set(loadings["question"]) == set(PRESENCE)
+
+
 # -- survey ------------------------------------------------------------------------
 
 
@@ -301,6 +503,10 @@ def test_survey_structure(survey, codebook):
         if "levels" in spec:
             known = set(spec["levels"]) | set(spec.get("missing", []))
             assert set(survey[name]) <= known, name
+    roles = {name: spec["role"] for name, spec in codebook["variables"].items()}
+    assert (roles["stratum"], roles["psu"], roles["weight"]) == ("strata", "cluster", "weight")
+    assert roles["district"] == roles["education"] == "predictor"
+    assert codebook["variables"]["education"]["levels"] == ["secondary", "vocational", "higher"]
 
 
 def test_survey_regions_are_proportional_to_adults(survey, frame):
@@ -310,26 +516,67 @@ def test_survey_regions_are_proportional_to_adults(survey, frame):
     assert ((counts - expected).abs() < 1).all(), (counts - expected).round(2).to_dict()
 
 
-def test_survey_overrepresents_urban_and_young(survey, frame):
+def test_survey_overrepresents_urban_young_and_graduates(survey, frame, population):
     total = frame["population"].sum()
     urban = frame.loc[frame["settlement"] == "urban", "population"].sum() / total
     young = frame.loc[frame["age"] == "18-29", "population"].sum() / total
     assert (survey["settlement"] == "urban").mean() > urban
     assert (survey["age"] == "18-29").mean() > young
+    # graduates answer more often, and weights on frame variables cannot see education
+    higher = population.loc[population["education"] == "higher", "population"].sum()
+    higher /= population["population"].sum()
+    is_higher = survey["education"] == "higher"
+    assert is_higher.mean() > higher + 0.05
+    assert survey.loc[is_higher, "weight"].sum() / survey["weight"].sum() > higher + 0.05
 
 
-def test_survey_item_nonresponse_and_weights(survey):
+def test_survey_item_nonresponse_and_weights(survey, frame):
     for q in QUESTIONS:
         assert (survey[q] == "dont_know").any(), q
     assert (survey["weight"] > 0).all()
     assert survey["weight"].mean() == pytest.approx(1.0, abs=1e-5)
-    # weights depend on region x settlement only (the firm does not know age non-response)
-    assert survey.groupby(["region", "settlement"])["weight"].nunique().max() == 1
+    # weights are raked to the frame's region x settlement and national sex x age adults
+    share = survey["weight"] / survey["weight"].sum()
+    for keys in (["region", "settlement"], ["sex", "age"]):
+        target = frame.groupby(keys)["population"].sum()
+        target = target[target > 0] / target.sum()
+        got = share.groupby([survey[k] for k in keys]).sum()
+        assert np.allclose(got[target.index], target, atol=1e-6), keys
+    # and vary within strata with the sampling points' selection probabilities
+    assert survey.groupby("stratum")["weight"].nunique().min() > 1
+
+
+def test_survey_design_strata_and_sampling_points(survey, districts):
+    # strata are region x settlement; PSUs (sampling points) are nested in strata
+    assert (survey["stratum"] == survey["region"] + "-" + survey["settlement"]).all()
+    assert survey.groupby("psu")["stratum"].nunique().max() == 1
+    points = survey.groupby("stratum")["psu"].nunique()
+    assert points.min() >= 2  # no stratum with a single PSU
+    assert survey["stratum"].nunique() == 31  # 14 oblasts x 2 + 3 cities
+    # a point lies in one district of the respondent's region, named in its label
+    assert survey.groupby("psu")["district"].nunique().max() == 1
+    assert survey.apply(lambda r: r["psu"].startswith(r["district"] + "-"), axis=1).all()
+    assert (survey["district"].map(districts) == survey["region"]).all()
+    take = survey.groupby("psu").size()
+    assert take.between(6, 10).all() and take.mean() == pytest.approx(8, abs=0.5)
+
+
+def test_direct_estimates_read_the_design_from_the_codebook():
+    survey = opinionmap.read_survey(DATA / "survey_2020.csv")
+    design = []
+    for q in PRESENCE:
+        table = direct_estimates(survey, q, lonely_psu="fail")
+        assert table["df"].min() >= 1
+        design.append(table["design_effect"])
+    # clustering in sampling points makes the regional estimates less precise than
+    # simple random samples of the same size, on average
+    assert pd.concat(design).mean() > 1.0
 
 
 def test_survey_reads_with_the_package_reader():
     survey = opinionmap.read_survey(DATA / "survey_2020.csv")  # codebook found beside it
     assert survey.n_respondents == 1200
+    assert (survey.strata, survey.cluster, survey.fpc) == ("stratum", "psu", None)
     assert survey.outcomes == tuple(QUESTIONS)
     assert (survey.area, survey.weight, survey.id) == ("region", "weight", "respondent_id")
     assert survey.levels("presence_russia") == ("more", "same", "less")

@@ -10,6 +10,7 @@ computation.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,7 @@ from opinionmap.design import Design, build_design
 from opinionmap.model import build_model, cutpoint_labels
 from opinionmap.plan import (
     PILOT_FRACTION,
+    make_plan,
     noncentering_weight,
     parameterization,
     pilot_fraction,
@@ -290,6 +292,23 @@ def test_cells_and_respondents_have_the_same_log_density(compiled: Compiled) -> 
         point = compiled.random_point(rng)
         assert compiled.logp(point) == pytest.approx(logp(point), rel=1e-10)
         np.testing.assert_allclose(compiled.dlogp(point), dlogp(point), rtol=1e-8, atol=1e-8)
+
+
+def test_counts_held_as_data_give_the_log_density_of_those_counts(compiled: Compiled) -> None:
+    """One graph for other counts on the same cells (simulation studies): same log-density."""
+    design = compiled.design
+    plan = make_plan(design)
+    rng = np.random.default_rng(8)
+    other = rng.multinomial(20, np.full(len(design.categories), 1 / len(design.categories)),
+                            size=design.n_cells)  # fmt: skip
+    held = build_model(design, plan, counts_as_data=True)
+    with held:
+        pm.set_data({"counts": other.astype(float)})
+    baked = build_model(dataclasses.replace(design, counts=other), plan)
+    logp_held, logp_baked = held.compile_logp(mode=FAST), baked.compile_logp(mode=FAST)
+    for _ in range(3):
+        point = compiled.random_point(rng)
+        assert logp_held(point) == pytest.approx(logp_baked(point), rel=1e-12)
 
 
 def test_numpy_probabilities_match_the_pytensor_likelihood(compiled: Compiled) -> None:

@@ -57,10 +57,16 @@ def model_coords(design: Design) -> dict[str, list[str]]:
     return coords
 
 
-def build_model(design: Design, plan: Plan | None = None) -> pm.Model:
+def build_model(
+    design: Design, plan: Plan | None = None, *, counts_as_data: bool = False
+) -> pm.Model:
     """Build the PyMC model for a design, sampled as ``plan`` says.
 
     ``plan=None`` makes the design's plan (:func:`~opinionmap.plan.make_plan`).
+    ``counts_as_data=True`` holds the cell x answer counts in a ``pm.Data`` variable
+    named ``counts``, so one compiled model serves other counts on the same cells
+    (``nutpie``'s ``compiled.with_data(counts=...)``: simulation studies); by default
+    they are constants of the graph, which the compile cache keys on.
 
     Examples
     --------
@@ -82,7 +88,12 @@ def build_model(design: Design, plan: Plan | None = None) -> pm.Model:
         sigmas = _group_sds(design, plan, cat_dims)
         for g in design.groups:
             eta = eta + _group_effect(g, plan.weight(g.name), sigmas[g.name], cat_dims)
-        counts = pt.as_tensor_variable(design.counts.astype(float))
+        values = design.counts.astype(float)
+        if counts_as_data:
+            model.add_coord("answer", list(design.categories))
+            counts = pm.Data("counts", values, dims=("cell", "answer"))
+        else:
+            counts = pt.as_tensor_variable(values)
         pm.Potential("loglik", (counts * _log_probabilities(design, eta, shift)).sum())
     return model
 
