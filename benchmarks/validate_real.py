@@ -15,7 +15,8 @@ frame. Each replicate draws a subsample of ``--n`` respondents that deliberately
 over-represents the most educated (inclusion probability 3 times that of the least
 educated, 2 times in between), as an online panel would, and compares by area:
 
-- MRP: ``fit`` + ``poststratify`` to the frame (the package's defaults, 2 chains);
+- MRP: ``fit`` + ``poststratify`` to the frame (the package's defaults: 4 chains x
+  1,000 draws);
 - raw: the subsample's unweighted shares;
 - weighted: the subsample's design-weighted shares (the survey's weight over the
   known inclusion probability), as a survey statistician would correct it.
@@ -26,7 +27,7 @@ against the truth (percentage points), their spread, and for MRP the coverage of
 error of its own (large in small areas), so coverage is also given with the interval
 widened by the truth's standard error. Usage::
 
-    .venv/bin/python benchmarks/validate_real.py [--replicates 20] [--n 500] [--draws 500]
+    .venv/bin/python benchmarks/validate_real.py [--replicates 20] [--n 500] [--draws 1000]
 """
 
 from __future__ import annotations
@@ -106,7 +107,8 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--replicates", type=int, default=20)
     parser.add_argument("--n", type=int, default=500, help="respondents per subsample")
-    parser.add_argument("--draws", type=int, default=500, help="draws (and tuning) per chain")
+    parser.add_argument("--draws", type=int, default=1000, help="draws (and tuning) per chain")
+    parser.add_argument("--chains", type=int, default=4)
     parser.add_argument("--seed", type=int, default=2026)
     return parser.parse_args()
 
@@ -151,7 +153,7 @@ def replicate(
             sub,
             draws=args.draws,
             tune=args.draws,
-            chains=2,
+            chains=args.chains,
             random_seed=int(rng.integers(2**31)),
             progress=False,
         )

@@ -1653,7 +1653,6 @@ def draw_survey(
     survey.insert(0, "respondent_id", [f"KZ2020-{i + 1:04d}" for i in range(len(cells))])
     for name, answers in draw_answers(model, cells, point, rng).items():
         survey[name] = answers
-    survey.attrs["cells"] = cells
     return survey
 
 

@@ -1,13 +1,18 @@
 """MRP on the bundled Kazakhstan data, measured against the known truth.
 
-The synthetic survey over-represents urban and young respondents and its design
-weights correct only region x settlement, so direct estimates stay biased; MRP
-with the frame should be closer to the true regional shares and cover them.
-These fits are small (2 chains x 300 draws); `benchmarks/` prints the full figures.
+The synthetic truth has what the bundled specs do not model (education driving opinion
+and response, an age x settlement interaction, district and sampling-point effects, a
+true population the frame only approximates), and the survey is clustered with
+non-response the weights leave in. On the bundled survey the shipped specs' regional
+estimates must still be closer to the truth than the design-weighted direct estimates,
+the national share everywhere, and a region-only multilevel model. The fits are small
+(2 chains x 300 draws); ``benchmarks/validate_mrp.py`` measures the same over 50
+replicate surveys.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pandas as pd
@@ -16,20 +21,16 @@ from typer.testing import CliRunner
 
 import opinionmap as om
 from opinionmap.cli import app
-from opinionmap.covariates import AreaCovariates
 from opinionmap.direct import direct_estimates
 from opinionmap.fitting import fit
 from opinionmap.poststratification import poststratify
 from opinionmap.results import FitResult
-from opinionmap.spec import ModelSpec
 
-QUESTIONS = ["presence_russia", "presence_china"]
-LEVELS = ("less", "same", "more", "dont_know")  # dont_know modelled, so truth compares directly
-
-
-COVARIATES = AreaCovariates(
-    om.datasets.data_dir() / "kazakhstan" / "region_covariates_2020.csv", ("region",)
-)
+# question -> a mean absolute error (percentage points, 17 regions x 3 answers) that MRP
+# stays under on the bundled survey and each baseline exceeds; measured with these fits:
+# presence_russia MRP 3.62, region only 4.35, direct 4.63, national 8.40;
+# presence_usa MRP 2.49, region only 2.65, direct 4.18, national 4.15
+BOUNDS = {"presence_russia": 4.0, "presence_usa": 2.57}
 
 
 @pytest.fixture(scope="module")
@@ -38,69 +39,83 @@ def survey() -> om.Survey:
 
 
 @pytest.fixture(scope="module")
-def survey_data(survey: om.Survey) -> pd.DataFrame:
-    return survey.data
-
-
-@pytest.fixture(scope="module")
 def frame() -> om.Frame:
-    # no covariate columns: poststratify joins the region's russian_share from the fit
+    # no covariate columns: poststratify joins the region's covariates from the fit
     return om.read_frame(om.datasets.kazakhstan_frame_path())
 
 
 @pytest.fixture(scope="module")
-def fits(survey: om.Survey) -> dict[str, FitResult]:
+def truth() -> pd.DataFrame:
+    """True shares of those answering by region (the specs drop "don't know")."""
+    table = pd.read_csv(om.datasets.kazakhstan_truth_path())
+    table = table[table["response"] != "dont_know"].copy()
+    table["share"] /= table.groupby(["question", "region"])["share"].transform("sum")
+    return table.rename(columns={"response": "category"})
+
+
+def _fit(spec: om.ModelSpec, survey: om.Survey) -> FitResult:
+    return fit(spec, survey, draws=300, tune=300, chains=2, random_seed=20, progress=False)
+
+
+@pytest.fixture(scope="module")
+def fits(survey: om.Survey) -> dict[str, dict[str, FitResult]]:
     out = {}
-    for question in QUESTIONS:
-        spec = ModelSpec(
-            formula=f"{question} ~ 1 + sex + settlement + russian_share + (1 | age) "
-            "+ (1 | ethnicity) + (1 | region) + (1 | region:ethnicity)",
-            family="categorical",
-            levels=LEVELS,
-            covariates=COVARIATES,
+    for question in BOUNDS:
+        spec = om.read_spec(om.datasets.models_dir() / f"{question}.toml")
+        region_only = dataclasses.replace(
+            spec, formula=f"{question} ~ 1 + (1 | region)", covariates=None
         )
-        out[question] = fit(
-            spec,
-            survey,
-            draws=300,
-            tune=300,
-            chains=2,
-            random_seed=20,
-            progress=False,
-            warn=False,
-        )
+        out[question] = {"MRP": _fit(spec, survey), "region only": _fit(region_only, survey)}
     return out
 
 
+def _mae(table: pd.DataFrame, truth: pd.DataFrame, column: str) -> float:
+    both = table.merge(truth, on=["region", "category"])
+    assert len(both) == 17 * 3
+    return 100 * float((both[column] - both["share"]).abs().mean())
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("question", QUESTIONS)
-def test_mrp_beats_direct_and_covers_the_truth(
-    question: str, fits: dict[str, FitResult], frame: om.Frame, survey_data: pd.DataFrame
+@pytest.mark.parametrize("question", list(BOUNDS))
+def test_mrp_beats_direct_national_and_region_only_estimates(
+    question: str,
+    fits: dict[str, dict[str, FitResult]],
+    frame: om.Frame,
+    survey: om.Survey,
+    truth: pd.DataFrame,
 ) -> None:
-    truth = pd.read_csv(om.datasets.kazakhstan_truth_path())
-    truth = truth[truth["question"] == question].rename(columns={"response": "category"})
-    mrp = poststratify(fits[question], frame, by=["region"]).summary(prob=0.9)
-    direct = direct_estimates(
-        survey_data, question, by="region", categories=LEVELS, missing=(), weight="weight"
-    )
-    direct = direct[["region", "category", "weighted"]]
-    m = mrp.merge(truth, on=["region", "category"]).merge(direct, on=["region", "category"])
-    assert len(m) == 17 * 4
-    mae_mrp = (m["mean"] - m["share"]).abs().mean()
-    mae_direct = (m["weighted"] - m["share"]).abs().mean()
-    coverage = ((m["lower"] <= m["share"]) & (m["share"] <= m["upper"])).mean()
-    print(
-        f"{question}: MAE MRP {mae_mrp:.4f}, direct {mae_direct:.4f}, 90% coverage {coverage:.2f}"
-    )
-    assert mae_mrp < mae_direct
-    assert coverage >= 0.8
+    t = truth[truth["question"] == question][["region", "category", "share"]]
+    levels = list(fits[question]["MRP"].design.categories)
+    mrp = poststratify(fits[question]["MRP"], frame, by=["region"]).summary(prob=0.9)
+    only = poststratify(fits[question]["region only"], frame, by=["region"]).summary(prob=0.9)
+    direct = direct_estimates(survey, question, by="region", categories=levels, prob=0.9)
+    nation = direct_estimates(
+        om.Survey(survey.data.assign(nation="all"), survey.codebook), question, by="nation",
+        categories=levels,
+    )  # fmt: skip
+    national = t.merge(nation[["category", "weighted"]], on="category")
+    errors = {
+        "MRP": _mae(mrp, t, "mean"),
+        "region only": _mae(only, t, "mean"),
+        "direct": _mae(direct, t, "weighted"),
+        "national": _mae(national.drop(columns="share"), t, "weighted"),
+    }
+    print(question, {k: round(v, 2) for k, v in errors.items()})
+    bound = BOUNDS[question]
+    assert errors["MRP"] < bound
+    assert min(errors["region only"], errors["direct"], errors["national"]) > bound
+    both = mrp.merge(t, on=["region", "category"])
+    coverage = ((both["lower"] <= both["share"]) & (both["share"] <= both["upper"])).mean()
+    # over 50 replicate surveys the shipped specs cover 0.82-0.86 (benchmarks/README.md);
+    # one survey's 51 intervals vary around that
+    assert coverage >= 0.7
 
 
 @pytest.mark.slow
 def test_cli_poststratify_writes_the_contract_columns(
-    fits: dict[str, FitResult], frame: om.Frame, tmp_path: Path
+    fits: dict[str, dict[str, FitResult]], frame: om.Frame, tmp_path: Path
 ) -> None:
-    fit_path = fits["presence_china"].save(tmp_path / "china.nc")
+    fit_path = fits["presence_usa"]["MRP"].save(tmp_path / "usa.nc")
     frame_path = tmp_path / "frame.csv"
     frame.to_file(frame_path)
     out = tmp_path / "estimates.csv"
@@ -133,7 +148,7 @@ def test_cli_poststratify_writes_the_contract_columns(
         "upper",
     ]
     assert "n_respondents" in table.columns
-    assert len(table) == 17 * 3 * 4
+    assert len(table) == 17 * 3 * 3
     sums = table.groupby(["region", "ethnicity"])["mean"].sum()
     assert sums.to_numpy() == pytest.approx(1.0, abs=1e-9)
     bad = runner.invoke(
@@ -154,16 +169,17 @@ def test_cli_poststratify_writes_the_contract_columns(
 
 
 @pytest.mark.slow
-def test_contrast_kazakh_vs_russian_wanting_less_china(
-    fits: dict[str, FitResult], frame: om.Frame
+def test_contrast_kazakh_vs_russian_wanting_less_russia(
+    fits: dict[str, dict[str, FitResult]], frame: om.Frame
 ) -> None:
-    est = poststratify(fits["presence_china"], frame, by=["ethnicity"])
+    est = poststratify(fits["presence_russia"]["MRP"], frame, by=["ethnicity"])
     contrast = est.contrast({"ethnicity": "kazakh"}, {"ethnicity": "russian"}, "less")
     truth = pd.read_csv(om.datasets.data_dir() / "kazakhstan" / "truth_ethnicity_2020.csv")
-    t = truth[(truth["question"] == "presence_china") & (truth["response"] == "less")].set_index(
-        "ethnicity"
-    )["share"]
-    true_diff = t["kazakh"] - t["russian"]
+    truth = truth[(truth["question"] == "presence_russia") & (truth["response"] != "dont_know")]
+    answering = truth.set_index(["ethnicity", "response"])["share"]
+    answering = answering / answering.groupby(level="ethnicity").transform("sum")
+    true_diff = answering[("kazakh", "less")] - answering[("russian", "less")]
     s = contrast.summary(prob=0.9)
     assert s["lower"] - 0.03 <= true_diff <= s["upper"] + 0.03
-    assert 0.0 <= contrast.prob_greater <= 1.0
+    # Kazakhs want less Russian presence than Russians do, and the posterior is sure of it
+    assert true_diff > 0 and contrast.prob_greater > 0.95

@@ -1,9 +1,8 @@
 """The parameterisation plan: what it decides for the bundled specs, and that the graph obeys it.
 
-The weights, pairs and centring below are the bundled specs' plans; they fix how every
-bundled model is sampled, so a change to them changes the draws of every shipped spec
-for the same seed (the fits saved before and after the plan moved out of the graph
-builder were identical, draw for draw).
+The weights, pairs and centring below are the bundled specs' plans on the bundled
+survey; they fix how every bundled model is sampled, so a change to them changes the
+draws of every shipped spec for the same seed.
 """
 
 from __future__ import annotations
@@ -25,17 +24,14 @@ from opinionmap.spec import ModelSpec, Priors
 # weights per linear predictor of (region, region:ethnicity), and the one centred
 # column's mean (every spec's third coefficient is its area-level covariate)
 BUNDLED = {
-    "main_enemy": ([0.87, 0.9, 0.89, 1.0, 1.0, 1.0, 1.0], 0.18846960852679176),
-    "main_friend": ([0.62, 0.97, 1.0, 1.0, 0.99, 1.0, 1.0, 1.0, 1.0], 0.18846960852679176),
-    "model_country": (
-        [0.75, 0.85, 0.86, 1.0, 1.0, 0.92, 0.95, 0.93, 1.0, 0.93],
-        0.18846960852679176,
-    ),
-    "presence_china": ([0.88], 0.18858410148567434),
-    "presence_eu": ([0.92], 0.1879062591062996),
-    "presence_muslim": ([0.88], 0.6787726168224296),
-    "presence_russia": ([0.98], 0.189552974839365),
-    "presence_usa": ([0.83], 0.18896426566400365),
+    "main_enemy": ([0.38, 0.79, 0.73, 1.0, 1.0, 1.0, 1.0], 0.1884696085267919),
+    "main_friend": ([0.56, 0.9, 1.0, 1.0, 1.0, 0.95, 1.0, 1.0, 1.0], 0.1884696085267919),
+    "model_country": ([0.52, 0.76, 0.84, 0.71, 1.0, 0.9, 0.91, 1.0, 1.0, 1.0], 0.1884696085267919),
+    "presence_china": ([0.88], 0.1867175175151144),
+    "presence_eu": ([0.99], 0.5876701047995329),
+    "presence_muslim": ([0.52], 0.6776619180633151),
+    "presence_russia": ([0.79], 0.18827788084878622),
+    "presence_usa": ([0.87], 0.18804455525833957),
 }
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -102,11 +101,16 @@ def _root(
 ) -> None:
     """Bayesian multilevel regression and poststratification (MRP) for opinion surveys."""
     log = logging.getLogger("opinionmap")
-    if not log.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        log.addHandler(handler)
+    if not any(isinstance(h, _ToStderr) for h in log.handlers):
+        log.addHandler(_ToStderr())
         log.setLevel(logging.INFO)
+
+
+class _ToStderr(logging.Handler):
+    """What the library logs (compiling, sampling), one line each on the current stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        typer.echo(record.getMessage(), err=True)
 
 
 @survey_app.command("check")

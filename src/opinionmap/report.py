@@ -79,6 +79,9 @@ class ReportOptions:
         ``question``, ``category``, ``percent``; shown beside the national estimates.
     frame_note
         Text on how the frame was built.
+    notes
+        Further sections at the end of the report: ``(heading, text)`` pairs, e.g. what
+        a synthetic survey contains that the models do not.
     title
         The report's title.
     prob
@@ -92,6 +95,7 @@ class ReportOptions:
     labels: Mapping[str, str] = field(default_factory=dict, repr=False)
     published: pd.DataFrame | None = field(default=None, repr=False, compare=False)
     frame_note: str | None = None
+    notes: tuple[tuple[str, str], ...] = ()
     title: str = "opinionmap report"
     prob: float | None = None
 
@@ -232,6 +236,10 @@ def write_report(
         f"{prob:.0%} interval) and the areas where it is most and least common.</p>",
         head.to_html(index=False, escape=True, border=0),
         *(section.html for section in sections),
+        *(
+            f"<h2>{html.escape(head)}</h2><p>{html.escape(text)}</p>"
+            for head, text in options.notes
+        ),
         "<h2>How the frame was built</h2>",
         f"<p>{html.escape(options.frame_note or 'Frame supplied by the user.')}</p>",
         *(_frame_table(frame, a) for a in areas),
