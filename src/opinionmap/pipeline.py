@@ -11,6 +11,7 @@ demo (:mod:`opinionmap.demo`) is one such run.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -147,11 +148,15 @@ def _run(work: list[_Job], jobs: int) -> list[Outcome]:
 
 def _fit_and_report(job: _Job) -> Outcome:
     """Fit one spec, save it and write its report section (a worker's task)."""
+    from opinionmap.diagnostics import ConvergenceWarning
     from opinionmap.fitting import fit
     from opinionmap.frame import read_frame
     from opinionmap.report import report_section
     from opinionmap.survey import read_survey
 
+    # the verdict goes back in the Outcome and into the report; the library's warnings
+    # that the numbers come from a fit that did not converge would only repeat it
+    warnings.simplefilter("ignore", ConvergenceWarning)
     survey = read_survey(job.survey_path)
     result = fit(
         read_spec(job.spec_path),
