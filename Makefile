@@ -24,11 +24,12 @@ test: lint
 fast: $(VENV)/opinionmap
 	$(VENV)/pytest -m "not slow" -x -q
 
-# The main job: the whole pipeline on the bundled Kazakhstan data (every question in
-# models/, poststratified by region and ethnicity) -> demo-out/report.html.
-# --quick keeps draws small; drop it (opinionmap demo) for publication quality.
+# The main job: the whole pipeline on the bundled Kazakhstan data, at publication
+# quality (every question in models/ sampled to convergence, poststratified by region
+# and the report's groups) -> demo-out/report.html. `opinionmap demo --quick` is the
+# smoke run (few draws, labelled not converged).
 demo: $(VENV)/opinionmap
-	$(VENV)/opinionmap demo --quick --out demo-out
+	$(VENV)/opinionmap demo --out demo-out
 
 # Rebuild data/kazakhstan/ from the official figures (seeded; identical output each run).
 data: $(VENV)/opinionmap

@@ -1,26 +1,36 @@
-"""How long ``opinionmap demo --quick`` takes, timed as a user waits for it.
+"""How long ``opinionmap demo`` takes, timed as a user waits for it.
 
-Target (issue "Workflow"): the quick demo "finishes in about a minute on 2 cores".
-Runs the whole command in fresh processes, back to back, with the compile caches in
-a folder this script controls (``common.cache_env``):
+Target (issue "The main job"): the publication-quality demo (every bundled question
+converged, and the report) in under 3 minutes with empty compile caches and under
+90 s with warm ones, on 2 cores, package installation excluded.
 
-- ``cold``: empty caches, a first run on a new machine (once, first);
-- ``rebuilt``: PyTensor's caches warm but ``OPINIONMAP_COMPILE_CACHE=0``, so nutpie
-  builds its two C callbacks for every model again, as every run did before
-  ``opinionmap._compile_cache`` kept them on disk;
-- ``warm``: every cache warm, a repeated run.
+Runs the whole command in fresh processes, back to back, with the compile caches
+(PyTensor's, numba's and this package's, see ``common.cache_env``) in folders this
+script controls. Each round runs
 
-``rebuilt`` and ``warm`` alternate for ``--rounds`` rounds after the cold run. The
-script prints the wall times and the ratio warm / rebuilt, and checks that every run
-gave the same draws (each question's posterior identical in every run). Usage::
+- ``cold``: a new, empty cache folder, as on a first run on a new machine;
+- ``warm``: the same command again on the caches the cold run filled;
+- ``rebuilt`` (with ``--rebuilt``): PyTensor's caches warm but
+  ``OPINIONMAP_COMPILE_CACHE=0``, so nutpie builds its C callbacks for every model.
 
-    .venv/bin/python benchmarks/bench_demo.py [--rounds 2] [--jobs N]
+Three figures come out, each the median over the rounds: (a) the cold wall time,
+(b) the warm wall time, (c) the time to the first question's converged estimates
+(the moment the demo prints the first "<question>: converged" line, its output
+unbuffered). Every run must converge (publication quality) and every run of one
+source tree must give the same draws. With ``--other SRC`` (another checkout's
+``src``, e.g. an earlier commit) each run is repeated from that tree through
+``PYTHONPATH`` right after this tree's, so both see the same machine load, and the
+ratios this / other are printed. Usage::
+
+    .venv/bin/python benchmarks/bench_demo.py [--rounds 3] [--jobs N] [--quick]
+        [--rebuilt] [--other /tmp/old/src]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -33,35 +43,71 @@ import numpy as np
 import xarray as xr
 from common import HERE, cache_env, fmt, markdown_table, write_record
 
-TARGET_S = 60.0
+COLD_TARGET_S = 180.0
+WARM_TARGET_S = 90.0
 DEMO = "from opinionmap.cli import main; main()"
+VERDICT = re.compile(r"^(?P<question>\w+): (?P<verdict>converged|NOT CONVERGED)")
+KINDS = ("cold", "warm", "rebuilt")
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--rounds", type=int, default=2, help="rebuilt/warm pairs after the cold run"
-    )
+    parser.add_argument("--rounds", type=int, default=3, help="cold/warm rounds (medians)")
     parser.add_argument("--jobs", type=int, default=None, help="passed to demo --jobs")
+    parser.add_argument("--quick", action="store_true", help="time the smoke run instead")
+    parser.add_argument("--rebuilt", action="store_true", help="add a rebuilt-callbacks run")
+    parser.add_argument("--other", type=Path, help="another source tree's src/ to compare with")
     args = parser.parse_args()
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
     return args
 
 
-def run_demo(out: Path, env: dict[str, str], jobs: int | None, log: Path) -> dict[str, object]:
-    """Run ``opinionmap demo --quick --out OUT`` in a fresh process; its wall time."""
-    argv = [sys.executable, "-c", DEMO, "demo", "--quick", "--out", str(out)]
-    if jobs is not None:
-        argv += ["--jobs", str(jobs)]
+def run_demo(
+    out: Path, env: dict[str, str], args: argparse.Namespace, log: Path
+) -> dict[str, object]:
+    """Run ``opinionmap demo --out OUT`` in a fresh process, reading its output as it comes.
+
+    Returns the wall time, the time of the first converged question and every
+    question's verdict.
+    """
+    argv = [sys.executable, "-c", DEMO, "demo", "--out", str(out)]
+    if args.quick:
+        argv.append("--quick")
+    if args.jobs is not None:
+        argv += ["--jobs", str(args.jobs)]
     load = os.getloadavg()[0]
+    verdicts: dict[str, str] = {}
+    first = None
     begin = time.perf_counter()
     with log.open("w") as sink:
-        proc = subprocess.run(argv, env=env, stdout=sink, stderr=subprocess.STDOUT, check=False)
+        proc = subprocess.Popen(
+            argv,
+            env=env | {"PYTHONUNBUFFERED": "1"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            sink.write(f"{time.perf_counter() - begin:8.2f} {line}")
+            match = VERDICT.match(line)
+            if match:
+                verdicts[match["question"]] = match["verdict"]
+                if first is None and match["verdict"] == "converged":
+                    first = time.perf_counter() - begin
+        proc.wait()
     wall = time.perf_counter() - begin
     if proc.returncode != 0:
         raise SystemExit(f"demo failed (exit {proc.returncode}); see {log}")
-    return {"wall_s": wall, "load_before": load, "out": str(out)}
+    return {
+        "wall_s": wall,
+        "first_converged_s": first,
+        "converged": sum(v == "converged" for v in verdicts.values()),
+        "questions": len(verdicts),
+        "load_before": load,
+        "out": str(out),
+    }
 
 
 def posteriors(out: Path) -> dict[str, xr.Dataset]:
@@ -79,46 +125,98 @@ def same_draws(a: dict[str, xr.Dataset], b: dict[str, xr.Dataset]) -> bool:
     )
 
 
+def median(runs: list[dict[str, object]], tree: str, kind: str, key: str) -> float | None:
+    values = [float(r[key]) for r in runs if r["tree"] == tree and r["kind"] == kind and r[key]]  # type: ignore[arg-type]
+    return statistics.median(values) if values else None
+
+
 def main() -> None:
     args = parse_args()
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     work = Path(tempfile.mkdtemp(prefix="bench_demo_"))
-    env = cache_env(work / "cache")
-    rebuilt_env = env | {"OPINIONMAP_COMPILE_CACHE": "0"}
-    plan = [("cold", env)]
-    for _ in range(args.rounds):
-        plan += [("rebuilt", rebuilt_env), ("warm", env)]
-    runs = []
-    for i, (kind, run_env) in enumerate(plan, start=1):
-        out = work / f"run{i}_{kind}"
-        run = run_demo(out, run_env, args.jobs, work / f"run{i}_{kind}.log")
-        runs.append({"kind": kind, **run})
-        print(f"{kind}: {run['wall_s']:.1f} s", flush=True)
-    first = posteriors(Path(str(runs[0]["out"])))
-    identical = all(same_draws(first, posteriors(Path(str(r["out"])))) for r in runs[1:])
+    trees: dict[str, Path | None] = {"this tree": None}
+    if args.other is not None:
+        trees["other"] = args.other.resolve()
+    kinds = KINDS if args.rebuilt else KINDS[:2]
+    runs: list[dict[str, object]] = []
+    for round_ in range(1, args.rounds + 1):
+        for kind in kinds:
+            for t, (tree, src) in enumerate(trees.items()):
+                # each tree its own caches, new every round: a cold run is a first run
+                env = cache_env(work / f"cache_r{round_}_t{t}")
+                if src is not None:
+                    env["PYTHONPATH"] = str(src)
+                if kind == "rebuilt":
+                    env["OPINIONMAP_COMPILE_CACHE"] = "0"
+                name = f"r{round_}_t{t}_{kind}"
+                run = run_demo(work / name, env, args, work / f"{name}.log")
+                runs.append({"round": round_, "kind": kind, "tree": tree, **run})
+                first = run["first_converged_s"]
+                print(
+                    f"round {round_} {kind:7s} {tree}: {run['wall_s']:.1f} s, first converged "
+                    f"at {fmt(first)} s, {run['converged']}/{run['questions']} converged",
+                    flush=True,
+                )
 
-    rows = [
-        [str(i), str(r["kind"]), fmt(r["wall_s"]), fmt(r["load_before"], ".2f")]
-        for i, r in enumerate(runs, start=1)
-    ]
-    print()
-    print(markdown_table(["run", "caches", "wall s", "load avg"], rows))
-    walls = {
-        kind: [float(r["wall_s"]) for r in runs if r["kind"] == kind]  # type: ignore[arg-type]
-        for kind in ("cold", "rebuilt", "warm")
+    identical = {
+        tree: all(
+            same_draws(posteriors(Path(str(mine[0]["out"]))), posteriors(Path(str(r["out"]))))
+            for r in mine[1:]
+        )
+        for tree in trees
+        if (mine := [r for r in runs if r["tree"] == tree])
     }
-    rebuilt, warm = statistics.median(walls["rebuilt"]), statistics.median(walls["warm"])
+    rows = [
+        [str(r["round"]), str(r["kind"]), str(r["tree"]), fmt(r["wall_s"]),
+         fmt(r["first_converged_s"]), f"{r['converged']}/{r['questions']}",
+         fmt(r["load_before"], ".2f")]
+        for r in runs
+    ]  # fmt: skip
     print()
-    print(f"median warm / rebuilt: {warm:.1f} / {rebuilt:.1f} s = {warm / rebuilt:.2f}")
-    print(
-        f"target about {TARGET_S:.0f} s on 2 cores ({os.cpu_count()} here): warm "
-        f"{min(walls['warm']):.1f}-{max(walls['warm']):.1f} s, cold (first run) "
-        f"{walls['cold'][0]:.1f} s"
-    )
-    print(f"identical draws in every run: {'yes' if identical else 'NO'}")
+    print(markdown_table(
+        ["round", "caches", "tree", "wall s", "first converged s", "converged", "load avg"], rows
+    ))  # fmt: skip
+    print()
+    figures = [
+        ("(a) cold", "cold", "wall_s", COLD_TARGET_S),
+        ("(b) warm", "warm", "wall_s", WARM_TARGET_S),
+        ("(c) first converged, cold", "cold", "first_converged_s", None),
+        ("(c) first converged, warm", "warm", "first_converged_s", None),
+    ]
+    if args.rebuilt:
+        figures.append(("rebuilt callbacks", "rebuilt", "wall_s", None))
+    summary = []
+    for label, kind, key, target in figures:
+        values = {tree: median(runs, tree, kind, key) for tree in trees}
+        line = f"{label}: median " + ", ".join(f"{tree} {fmt(v)} s" for tree, v in values.items())
+        mine, other = values["this tree"], values.get("other")
+        if mine is not None and other:
+            line += f"; this / other {mine / other:.2f}"
+        if target is not None and mine is not None and not args.quick:
+            line += f" (target < {target:.0f} s: {'met' if mine < target else 'NOT met'})"
+        print(line)
+        summary.append(line)
+    all_converged = all(r["converged"] == r["questions"] for r in runs)
+    print(f"every question converged in every run: {'yes' if all_converged else 'NO'}")
+    for tree, same in identical.items():
+        print(f"identical draws in every run of {tree}: {'yes' if same else 'NO'}")
+    print(f"{os.cpu_count()} CPUs here")
     path = HERE / "results" / f"bench_demo_{stamp}.json"
-    settings = {"rounds": args.rounds, "jobs": args.jobs}
-    write_record(path, settings, runs=runs, identical_draws=identical)
+    settings = {
+        "rounds": args.rounds,
+        "jobs": args.jobs,
+        "quick": args.quick,
+        "rebuilt": args.rebuilt,
+        "other": str(args.other) if args.other else None,
+    }
+    write_record(
+        path,
+        settings,
+        runs=runs,
+        summary=summary,
+        all_converged=all_converged,
+        identical_draws=identical,
+    )
     print(f"results: {path}; outputs and logs: {work}")
 
 

@@ -200,10 +200,12 @@ def test_fit_summary_and_ppc_end_to_end(tmp_path: Path) -> None:
     # the bundled spec, with its data paths made absolute and how long to sample in its
     # [sampling] table instead of on the command line
     text = (repo / "models" / "presence_russia.toml").read_text(encoding="utf-8")
+    assert text.endswith("[sampling]\ntune = 500\n")
     spec = tmp_path / "presence_russia.toml"
     spec.write_text(
-        text.replace('"../data/', f'"{(repo / "data").as_posix()}/')
-        + "\n[sampling]\ndraws = 150\ntune = 200\nchains = 2\n",
+        text.replace('"../data/', f'"{(repo / "data").as_posix()}/').replace(
+            "tune = 500\n", "draws = 150\ntune = 200\nchains = 2\n"
+        ),
         encoding="utf-8",
     )
     result = runner.invoke(

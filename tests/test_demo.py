@@ -1,4 +1,5 @@
-"""The main job: `opinionmap demo --quick` end to end, and `opinionmap report` on its fits."""
+"""The main job: `opinionmap demo` end to end (its smoke run and at publication quality),
+and `opinionmap report` on its fits."""
 
 from __future__ import annotations
 
@@ -72,11 +73,18 @@ def test_demo_writes_a_report_with_every_question_region_and_map(demo: tuple[Pat
         assert f"{name} ({code})" in html
     # one embedded map per question, plus MRP-vs-direct and PPC figures
     assert len(re.findall(r'alt="map of ', html)) == len(QUESTIONS)
-    assert len(re.findall(r"src=\"data:image/png;base64,", html)) == 3 * len(QUESTIONS)
+    # and the first screen's balance maps of the five presence questions
+    assert len(re.findall(r"src=\"data:image/png;base64,", html)) == 3 * len(QUESTIONS) + 1
     # published figures appear beside the national estimates
     national = pd.read_csv(out / "presence_russia_national.csv")
     assert national.set_index("category").loc["more", "published"] == pytest.approx(0.26)
     assert "How the frame was built" in html
+    # the smoke run's first screen says, before anything else, that nothing converged
+    first_screen = html[: html.index("At a glance")]
+    assert f"NOT CONVERGED: {', '.join(QUESTIONS)} (8 of 8 questions)" in first_screen
+    assert "Balance of opinion by region" in first_screen
+    assert 'alt="balance of opinion by region"' in first_screen
+    assert (out / "balance_by_region.png").stat().st_size > 50_000
 
 
 @pytest.mark.slow
@@ -169,3 +177,42 @@ def test_report_command_names_a_missing_fit(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2
     assert "nope.nc: no such file" in result.output
+
+
+@pytest.mark.slow
+def test_the_publication_demo_converges_for_every_question(tmp_path: Path) -> None:
+    """`make demo`: every bundled question converged at seed 2020, said on the first screen."""
+    result = runner.invoke(app, ["demo", "--jobs", "2", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    for question in QUESTIONS:
+        assert re.search(rf"^{question}: converged: max R-hat", result.output, re.MULTILINE)
+        assert om.load(tmp_path / "fits" / f"{question}.nc").converged
+    assert "NOT CONVERGED" not in result.output
+    html = (tmp_path / "report.html").read_text(encoding="utf-8")
+    first_screen = html[: html.index("At a glance")]
+    assert "Every question converged (8 of 8): R-hat &le; 1.01" in first_screen
+    assert f"report written to {(tmp_path / 'report.html').resolve()}" in result.output
+
+
+@pytest.mark.slow
+def test_each_verdict_comes_as_its_question_finishes(tmp_path: Path) -> None:
+    from opinionmap.pipeline import Outcome, run_specs
+    from opinionmap.spec import Sampling
+
+    questions = ["presence_usa", "presence_eu"]
+    seen: dict[str, bool] = {}
+
+    def done(outcome: Outcome) -> None:
+        # the other question's fit is not saved yet when the first verdict comes
+        seen[outcome.question] = all((tmp_path / "fits" / f"{q}.nc").exists() for q in questions)
+
+    run_specs(
+        [om.datasets.models_dir() / f"{q}.toml" for q in questions],
+        survey_path=om.datasets.kazakhstan_survey_path(),
+        frame_path=om.datasets.kazakhstan_frame_path(),
+        weight="population",
+        out=tmp_path,
+        sampling=Sampling(draws=50, tune=50, chains=2, seed=1),
+        on_done=done,
+    )
+    assert seen == {"presence_usa": False, "presence_eu": True}

@@ -11,7 +11,13 @@ import pytest
 import opinionmap as om
 from opinionmap.direct import direct_estimates
 from opinionmap.errors import OpinionmapError
-from opinionmap.maps import plot_choropleth, plot_mrp_vs_direct, read_boundaries
+from opinionmap.maps import (
+    Area,
+    plot_balance,
+    plot_choropleth,
+    plot_mrp_vs_direct,
+    read_boundaries,
+)
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +70,45 @@ def test_choropleth_rejects_unknown_areas(truth_table: pd.DataFrame) -> None:
     bad = truth_table.assign(region=truth_table["region"].replace({"KZ-SEV": "KZ-XXX"}))
     with pytest.raises(OpinionmapError, match=r"areas 'KZ-XXX' have no boundary"):
         plot_choropleth(bad, om.datasets.kazakhstan_regions(), area="region")
+
+
+def test_balance_maps_share_one_symmetric_scale(tmp_path: Path) -> None:
+    truth = pd.read_csv(om.datasets.kazakhstan_truth_path())
+    balances = {}
+    for q in ("presence_russia", "presence_usa", "presence_china", "presence_eu"):
+        wide = truth[truth["question"] == q].pivot(
+            index="region", columns="response", values="share"
+        )
+        balances[q] = wide["more"] - wide["less"]
+    path = tmp_path / "balance.png"
+    fig = plot_balance(balances, om.datasets.kazakhstan_regions(), path=path)
+    assert path.stat().st_size > 50_000
+    # four panels in rows of three (the fifth and sixth slots removed) and a colour bar
+    assert [ax.get_title() for ax in fig.axes[:4]] == list(balances)
+    assert len(fig.axes) == 5
+    limit = max(float(b.abs().max()) for b in balances.values())
+    for ax in fig.axes[:4]:
+        assert ax.collections[0].get_clim() == pytest.approx((-limit, limit))
+    # each area is coloured by its own balance: North Kazakhstan wants Russia, not the USA
+    russia = fig.axes[0].collections[0].get_array()
+    usa = fig.axes[1].collections[0].get_array()
+    sev = [i for i, a in enumerate(_rings(om.datasets.kazakhstan_regions())) if a == "KZ-SEV"]
+    assert russia[sev[0]] == pytest.approx(balances["presence_russia"]["KZ-SEV"])
+    assert usa[sev[0]] == pytest.approx(balances["presence_usa"]["KZ-SEV"])
+    assert russia[sev[0]] > 0 > usa[sev[0]]
+
+
+def _rings(areas: list[Area]) -> list[str]:
+    """The area key of each polygon, in drawing order."""
+    return [a.key for a in areas for _ in a.rings]
+
+
+def test_balance_maps_refuse_unknown_areas() -> None:
+    bad = pd.Series([0.1, -0.2], index=["KZ-SEV", "KZ-XXX"])
+    with pytest.raises(OpinionmapError, match=r"balance map 'x': areas 'KZ-XXX' have no boundary"):
+        plot_balance({"x": bad}, om.datasets.kazakhstan_regions())
+    with pytest.raises(OpinionmapError, match="no questions to map"):
+        plot_balance({}, om.datasets.kazakhstan_regions())
 
 
 def test_mrp_vs_direct_plot_is_sorted(truth_table: pd.DataFrame, tmp_path: Path) -> None:

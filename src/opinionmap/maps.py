@@ -5,16 +5,20 @@
   panels for the interval width, so a reader sees where the estimate is
   uncertain. Panels in a row share one colour scale, so a colour means the same
   share in every panel.
+- :func:`plot_balance`: small multiples, one map per question of a balance of
+  opinion by area (such as the share wanting more minus the share wanting less),
+  on one diverging colour scale shared by every panel.
 - :func:`plot_mrp_vs_direct`: dot-and-interval plot of MRP beside direct
   estimates by area, sorted, with each area's sample size.
 
-Both write PNG, SVG or PDF (by suffix), atomically.
+Each writes PNG, SVG or PDF (by suffix), atomically.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import textwrap
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
@@ -29,7 +33,7 @@ from opinionmap.errors import OpinionmapError, format_values
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["Area", "plot_choropleth", "plot_mrp_vs_direct", "read_boundaries"]
+__all__ = ["Area", "plot_balance", "plot_choropleth", "plot_mrp_vs_direct", "read_boundaries"]
 
 
 @dataclass(frozen=True)
@@ -163,13 +167,7 @@ def plot_choropleth(
     if missing:
         raise OpinionmapError(f"choropleth: the table lacks column(s) {format_values(missing)}.")
     areas = list(boundaries)
-    keys = {a.key for a in areas}
-    unknown = sorted(set(table[area].astype(str)) - keys)
-    if unknown:
-        raise OpinionmapError(
-            f"choropleth: areas {format_values(unknown)} have no boundary (boundary keys: "
-            f"{format_values(sorted(keys))})."
-        )
+    _check_boundaries(table[area].astype(str), areas, "choropleth")
     cats = list(categories) if categories is not None else list(dict.fromkeys(table["category"]))
     has_width = {"lower", "upper"} <= set(table.columns)
     rows = 2 if has_width else 1
@@ -191,18 +189,8 @@ def plot_choropleth(
             if row == 0:
                 axes[row, j].set_title(str(category), fontsize=11)
             if j == len(cats) - 1:
-                box = axes[row, j].get_position()
-                fig_w = fig.get_figwidth()
-                cax = fig.add_axes(
-                    (
-                        box.x1 + 0.15 / fig_w,
-                        box.y0 + 0.1 * box.height,
-                        0.15 / fig_w,
-                        0.8 * box.height,
-                    )
-                )
-                bar = fig.colorbar(coll, cax=cax, format="{x:.0%}")
-                bar.set_label(value if row == 0 else "interval width (upper - lower)", fontsize=8)
+                label = value if row == 0 else "interval width (upper - lower)"
+                _colorbar(fig, axes[row, j], coll, "{x:.0%}", label)
     if title:
         fig.suptitle(title, y=1 - 0.1 / fig.get_figheight(), va="top")
     if path is not None:
@@ -210,19 +198,112 @@ def plot_choropleth(
     return fig
 
 
+def plot_balance(
+    balances: Mapping[str, pd.Series],
+    boundaries: Sequence[Area],
+    *,
+    title: str | None = None,
+    columns: int = 3,
+    path: str | os.PathLike[str] | None = None,
+    labels: bool = True,
+) -> Figure:
+    """Small multiples: a balance of opinion by area, one map per question, one scale.
+
+    Parameters
+    ----------
+    balances
+        Panel title -> values by area key, between -1 and 1: for an ordered
+        question, the share at the top of its scale minus the share at the bottom
+        (wanting "more" minus wanting "less").
+    boundaries
+        Areas from :func:`read_boundaries`.
+    columns
+        Panels per row.
+    path
+        Write the figure (``.png``, ``.svg`` or ``.pdf``).
+
+    Every panel shares one diverging colour scale, symmetric around zero, whose
+    limit is the largest absolute balance in any panel: a colour means the same
+    balance, in percentage points, in every panel.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    if not balances:
+        raise OpinionmapError("balance maps: no questions to map.")
+    if columns < 1:
+        raise OpinionmapError(f"balance maps: columns must be at least 1, got {columns}.")
+    areas = list(boundaries)
+    for name, series in balances.items():
+        _check_boundaries(series.index.astype(str), areas, f"balance map {name!r}")
+    values = np.concatenate([np.asarray(s, dtype=float) for s in balances.values()])
+    limit = float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 1.0
+    limit = max(limit, 0.01)
+    columns = min(columns, len(balances))
+    rows = -(-len(balances) // columns)
+    fig, axes = _map_axes(areas, columns, rows, title, panel_w=3.6, gap=0.55, head=0.5)
+    colls = []
+    for ax, (name, series) in zip(axes.ravel(), balances.items(), strict=False):
+        series = pd.Series(np.asarray(series, dtype=float), index=series.index.astype(str))
+        colls.append(
+            _draw_areas(ax, areas, series, "RdBu", (-limit, limit), labels, "{:+.0%}".format)
+        )
+        ax.set_title(textwrap.fill(str(name), 44), fontsize=9)
+    for ax in axes.ravel()[len(balances) :]:
+        ax.remove()
+    _colorbar(fig, axes[0, -1], colls[-1], "{x:+.0%}", "balance (percentage points)")
+    if title:
+        fig.suptitle(title, y=1 - 0.1 / fig.get_figheight(), va="top")
+    if path is not None:
+        save_figure(fig, path)
+    return fig
+
+
+def _colorbar(fig: Figure, ax: Any, mappable: Any, fmt: str, label: str) -> None:
+    """A slim colour bar to the right of ``ax``."""
+    box = ax.get_position()
+    fig_w = fig.get_figwidth()
+    cax = fig.add_axes(
+        (box.x1 + 0.15 / fig_w, box.y0 + 0.1 * box.height, 0.15 / fig_w, 0.8 * box.height)
+    )
+    bar = fig.colorbar(mappable, cax=cax, format=fmt)
+    bar.set_label(label, fontsize=8)
+
+
+def _check_boundaries(keys: pd.Index | pd.Series, areas: Sequence[Area], what: str) -> None:
+    """Every area key has a boundary; else name the ones without and the keys there are."""
+    known = {a.key for a in areas}
+    unknown = sorted(set(keys) - known)
+    if unknown:
+        raise OpinionmapError(
+            f"{what}: areas {format_values(unknown)} have no boundary (boundary keys: "
+            f"{format_values(sorted(known))})."
+        )
+
+
 def _map_axes(
-    areas: Sequence[Area], columns: int, rows: int, title: str | None
+    areas: Sequence[Area],
+    columns: int,
+    rows: int,
+    title: str | None,
+    panel_w: float = 5.2,
+    gap: float = 0.15,
+    head: float = 0.3,
 ) -> tuple[Figure, np.ndarray]:
-    """A figure with a grid of map panels, laid out in inches (no tight bounding box)."""
+    """A figure with a grid of map panels, laid out in inches (no tight bounding box).
+
+    ``panel_w`` is a panel's width, ``gap`` the space between rows and ``head`` the
+    space above the first row (for its panels' titles), in inches.
+    """
     import matplotlib.pyplot as plt
 
     xs = np.concatenate([r[:, 0] for a in areas for r in a.rings])
     ys = np.concatenate([r[:, 1] for a in areas for r in a.rings])
-    panel_w = 5.2
     panel_h = panel_w * 1.5 * float(np.ptp(ys)) / max(float(np.ptp(xs)), 1e-12)
-    top = (0.55 if title else 0.05) + 0.3
+    top = (0.55 if title else 0.05) + head
     fig_w = 0.1 + columns * (panel_w + 0.1) + 0.95
-    fig_h = top + rows * panel_h + (rows - 1) * 0.15 + 0.1
+    fig_h = top + rows * panel_h + (rows - 1) * gap + 0.1
     fig = plt.figure(figsize=(fig_w, fig_h))
     axes = np.array(
         [
@@ -230,7 +311,7 @@ def _map_axes(
                 fig.add_axes(
                     (
                         (0.1 + j * (panel_w + 0.1)) / fig_w,
-                        1 - (top + (row + 1) * panel_h + row * 0.15) / fig_h,
+                        1 - (top + (row + 1) * panel_h + row * gap) / fig_h,
                         panel_w / fig_w,
                         panel_h / fig_h,
                     )
@@ -255,6 +336,7 @@ def _draw_areas(
     cmap: str,
     limits: tuple[float, float],
     labels: bool,
+    fmt: Callable[[float], str] = "{:.0%}".format,
 ) -> Any:
     """Fill each area with its value's colour (grey where it has none); label the areas."""
     import matplotlib.patheffects as pe
@@ -283,7 +365,7 @@ def _draw_areas(
             # small areas by their code, without a country prefix such as "KZ-"
             text = a.name if a.size > 0.2 * median_size else a.key.split("-")[-1]
             ax.annotate(
-                f"{text}\n{v:.0%}" if np.isfinite(v) else text,
+                f"{text}\n{fmt(v)}" if np.isfinite(v) else text,
                 a.label_at,
                 ha="center",
                 va="center",

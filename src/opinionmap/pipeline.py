@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -127,23 +127,22 @@ def _describe(spec: ModelSpec, sampling: Sampling) -> str:
     return f"{spec.outcome} ({spec.family}, {settings['chains']} x {settings['draws']})"
 
 
-def _run(work: list[_Job], jobs: int) -> list[Outcome]:
-    """Each job's outcome, in the order they finish (in this process when ``jobs`` is 1)."""
+def _run(work: list[_Job], jobs: int) -> Iterator[Outcome]:
+    """Each job's outcome as soon as it is done (in this process when ``jobs`` is 1)."""
     if jobs == 1:
-        return [_fit_and_report(job) for job in work]
+        yield from map(_fit_and_report, work)
+        return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     # spawn, not fork: the parent may hold threads (numba, nutpie)
     context = multiprocessing.get_context("spawn")
-    done = []
     with ProcessPoolExecutor(
         max_workers=jobs, mp_context=context, initializer=_worker_init
     ) as pool:
         futures = [pool.submit(_fit_and_report, job) for job in work]
         for future in as_completed(futures):
-            done.append(future.result())
-    return done
+            yield future.result()
 
 
 def _fit_and_report(job: _Job) -> Outcome:

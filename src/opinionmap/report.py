@@ -22,9 +22,10 @@ import pandas as pd
 
 from opinionmap._io import atomic_path, save_figure, write_table
 from opinionmap.checks import plot_ppc, ppc
+from opinionmap.diagnostics import BFMI_MIN, ESS_MIN, RHAT_MAX
 from opinionmap.direct import direct_estimates
 from opinionmap.errors import OpinionmapError, format_values
-from opinionmap.maps import Area, plot_choropleth, plot_mrp_vs_direct
+from opinionmap.maps import Area, plot_balance, plot_choropleth, plot_mrp_vs_direct
 from opinionmap.poststratification import ANSWERING, EVERYONE, Estimates, poststratify
 from opinionmap.summaries import interval_prob
 
@@ -111,13 +112,24 @@ class ReportOptions:
 
 
 @dataclass(frozen=True)
+class Balance:
+    """An ordered question's balance of opinion by area: share ``high`` minus share ``low``."""
+
+    high: str
+    low: str
+    by_area: pd.Series
+
+
+@dataclass(frozen=True)
 class Section:
-    """One question's part of the report: its HTML and its row of the overview table."""
+    """One question's part of the report (HTML, overview row, verdict, balance by area)."""
 
     question: str
     html: str
     summary: dict[str, Any]
     area: str
+    converged: bool
+    balance: Balance | None = None
 
 
 def read_published(path: str | os.PathLike[str]) -> pd.DataFrame:
@@ -231,6 +243,8 @@ def write_report(
     body = [
         f"<h1>{html.escape(options.title)}</h1>",
         f"<nav>{nav}</nav>",
+        _convergence_line(sections),
+        *_balance_part(sections, out, options),
         "<h2>At a glance</h2>",
         "<p>For each question, the most common answer in the whole population (MRP, with its "
         f"{prob:.0%} interval) and the areas where it is most and least common.</p>",
@@ -257,6 +271,49 @@ def write_report(
     with atomic_path(path) as tmp:
         tmp.write_text(page, encoding="utf-8")
     return path
+
+
+def _convergence_line(sections: Sequence[Section]) -> str:
+    """One line on the first screen: every question converged, or which did not."""
+    failed = [s.question for s in sections if not s.converged]
+    if not failed:
+        return (
+            f'<p class="ok">Every question converged ({len(sections)} of {len(sections)}): '
+            f"R-hat &le; {RHAT_MAX}, bulk and tail ESS &ge; {ESS_MIN:.0f}, no divergent "
+            f"transitions, none stopped at the maximum tree depth, E-BFMI &ge; {BFMI_MIN}.</p>"
+        )
+    names = ", ".join(html.escape(q) for q in failed)
+    return (
+        f'<p class="bad">NOT CONVERGED: {names} ({len(failed)} of {len(sections)} '
+        "questions). Do not report their estimates yet; each question's section says "
+        "what failed and what to try.</p>"
+    )
+
+
+def _balance_part(sections: Sequence[Section], out: Path, options: ReportOptions) -> list[str]:
+    """The first screen's maps: each ordered question's balance of opinion by area."""
+    ordered = [s for s in sections if s.balance is not None]
+    if options.boundaries is None or not ordered:
+        return []
+    area = ordered[0].area
+    ordered = [s for s in ordered if s.area == area]
+    balances = {
+        options.labels.get(s.question, s.question): s.balance.by_area
+        for s in ordered
+        if s.balance is not None
+    }
+    fig = plot_balance(balances, list(options.boundaries))
+    path = save_figure(fig, out / f"balance_by_{area}.png", close=True)
+    scales = sorted({f"'{s.balance.high}' minus '{s.balance.low}'" for s in ordered if s.balance})
+    return [
+        f"<h2>Balance of opinion by {html.escape(area)}</h2>",
+        f"<p>For each question on an ordered scale, the share of the whole population at the "
+        f"top of the scale minus the share at its bottom ({html.escape(', '.join(scales))}), "
+        f"by {html.escape(area)}: blue where the top outweighs the bottom, red where the "
+        "bottom does. MRP posterior means; one colour scale for every map. Each question's "
+        "section below gives the shares with their intervals.</p>",
+        _img(path, f"balance of opinion by {area}"),
+    ]
 
 
 def _frame_table(frame: Frame, area: str) -> str:
@@ -316,7 +373,12 @@ def report_section(
     parts += _group_parts(result, frame, area, out, options, prob)
     parts += _ppc_part(result, out, prob)
     summary = _overview_row(label, area, top, national, by_area, result, options)
-    return Section(q, "\n".join(parts), summary, area)
+    balance = None
+    if result.spec.family == "ordinal":
+        low, high = result.design.categories[0], result.design.categories[-1]
+        wide = by_area.pivot(index=area, columns="category", values="mean")
+        balance = Balance(high, low, wide[high] - wide[low])
+    return Section(q, "\n".join(parts), summary, area, result.diagnostics.converged, balance)
 
 
 def _national(
