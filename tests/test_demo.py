@@ -14,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 import opinionmap as om
+from helpers import run_bundled
 from opinionmap.cli import app
 
 QUESTIONS = [
@@ -58,6 +59,8 @@ def test_demo_writes_a_report_with_every_question_region_and_map(demo: tuple[Pat
     out, output = demo
     report = out / "report.html"
     assert f"report written to {report.resolve()}" in output
+    # not on a terminal: one line per question, no live table
+    assert "warming up" not in output and " draws (" not in output
     for question in QUESTIONS:
         assert f"fitting {question}" in output
         assert f"report: {question} section written" in output
@@ -196,7 +199,7 @@ def test_the_publication_demo_converges_for_every_question(tmp_path: Path) -> No
 
 @pytest.mark.slow
 def test_each_verdict_comes_as_its_question_finishes(tmp_path: Path) -> None:
-    from opinionmap.pipeline import Outcome, run_specs
+    from opinionmap.pipeline import Outcome
     from opinionmap.spec import Sampling
 
     questions = ["presence_usa", "presence_eu"]
@@ -206,13 +209,5 @@ def test_each_verdict_comes_as_its_question_finishes(tmp_path: Path) -> None:
         # the other question's fit is not saved yet when the first verdict comes
         seen[outcome.question] = all((tmp_path / "fits" / f"{q}.nc").exists() for q in questions)
 
-    run_specs(
-        [om.datasets.models_dir() / f"{q}.toml" for q in questions],
-        survey_path=om.datasets.kazakhstan_survey_path(),
-        frame_path=om.datasets.kazakhstan_frame_path(),
-        weight="population",
-        out=tmp_path,
-        sampling=Sampling(draws=50, tune=50, chains=2, seed=1),
-        on_done=done,
-    )
+    run_bundled(questions, tmp_path, Sampling(draws=50, tune=50, chains=2, seed=1), on_done=done)
     assert seen == {"presence_usa": False, "presence_eu": True}

@@ -112,6 +112,33 @@ def test_same_seed_gives_identical_draws(fitted: FitResult, data: pd.DataFrame) 
 
 
 @pytest.mark.slow
+def test_progress_reports_each_phase_draws_and_divergences(data: pd.DataFrame) -> None:
+    from opinionmap.progress import FitProgress
+
+    events: list[FitProgress] = []
+    settings = {**SMALL, "draws": 400, "tune": 300}
+    result = fit(SPEC, data, random_seed=7, on_progress=events.append, **settings)  # type: ignore[arg-type]
+    phases = [e.phase for e in events]
+    assert phases[0] == "compiling" and phases[-1] == "summarising"
+    # the phases come in order, each at least once
+    order = ["compiling", "warming up", "sampling", "summarising"]
+    assert [p for p in order if p in phases] == order
+    assert [order.index(p) for p in phases] == sorted(order.index(p) for p in phases)
+    counted = [e for e in events if e.draws_total]
+    chains = result.diagnostics.n_chains
+    assert {e.draws_total for e in counted} == {chains * (300 + 400)}
+    done = [e.draws_done for e in counted]
+    assert done == sorted(done)
+    # every chain has warmed up once the fit says it samples
+    assert all(e.draws_done >= chains * 300 for e in counted if e.phase == "sampling")
+    # divergences after warm-up only: the last event has the fit's own count and all draws
+    assert all(0 <= e.divergences <= result.diagnostics.divergences for e in counted)
+    assert events[-1] == FitProgress(
+        "summarising", chains * 700, chains * 700, result.diagnostics.divergences
+    )
+
+
+@pytest.mark.slow
 def test_the_fit_records_its_settings_and_plan(
     fitted: FitResult, saved: Path, data: pd.DataFrame
 ) -> None:

@@ -96,6 +96,9 @@ def test_balance_maps_share_one_symmetric_scale(tmp_path: Path) -> None:
     assert russia[sev[0]] == pytest.approx(balances["presence_russia"]["KZ-SEV"])
     assert usa[sev[0]] == pytest.approx(balances["presence_usa"]["KZ-SEV"])
     assert russia[sev[0]] > 0 > usa[sev[0]]
+    # labelled in signed percentage points
+    points = 100 * balances["presence_russia"]["KZ-SEV"]
+    assert f"North Kazakhstan\n{points:+.0f}" in [t.get_text() for t in fig.axes[0].texts]
 
 
 def _rings(areas: list[Area]) -> list[str]:
@@ -109,6 +112,11 @@ def test_balance_maps_refuse_unknown_areas() -> None:
         plot_balance({"x": bad}, om.datasets.kazakhstan_regions())
     with pytest.raises(OpinionmapError, match="no questions to map"):
         plot_balance({}, om.datasets.kazakhstan_regions())
+    percent = pd.Series([53.0, -0.2], index=["KZ-SEV", "KZ-AKM"])
+    with pytest.raises(
+        OpinionmapError, match=r"between -1 and 1; got 'KZ-SEV: 53' \(percentages\? divide"
+    ):
+        plot_balance({"x": percent}, om.datasets.kazakhstan_regions())
 
 
 def test_mrp_vs_direct_plot_is_sorted(truth_table: pd.DataFrame, tmp_path: Path) -> None:

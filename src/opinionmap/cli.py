@@ -591,27 +591,40 @@ def demo_command(
         ),
     ] = None,
 ) -> None:
-    """Run the whole pipeline on the bundled Kazakhstan data and write the report."""
+    """Run the whole pipeline on the bundled Kazakhstan data and write the report.
+
+    On a terminal, a live table shows each question's phase (compiling, warming up,
+    sampling with its draws and divergences so far, reporting) and, once done, its
+    verdict; elsewhere (a log, a pipe) only one line per question.
+    """
     import os
+    import sys
 
     from opinionmap._io import check_writable
     from opinionmap.demo import run_demo
+    from opinionmap.progress import Board
+
+    board = Board([]) if sys.stdout.isatty() else None
 
     def done(outcome: Outcome) -> None:
+        if board is not None:
+            board.finish(outcome.question, outcome.verdict, outcome.converged)
         _echo_verdict_text(f"{outcome.question}: ", outcome.verdict, outcome.converged)
         typer.echo(f"report: {outcome.question} section written")
 
     try:
         check_writable(out, folder=True)
-        path = run_demo(
-            out,
-            quick=quick,
-            models=models,
-            seed=seed,
-            jobs=jobs or min(os.cpu_count() or 1, 4),
-            say=typer.echo,
-            on_done=done,
-        )
+        with board.live() if board is not None else contextlib.nullcontext():
+            path = run_demo(
+                out,
+                quick=quick,
+                models=models,
+                seed=seed,
+                jobs=jobs or min(os.cpu_count() or 1, 4),
+                say=typer.echo,
+                on_done=done,
+                on_progress=None if board is None else board.update,
+            )
     except OpinionmapError as exc:
         raise _fail(exc) from exc
     except KeyboardInterrupt:

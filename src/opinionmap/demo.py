@@ -16,6 +16,7 @@ from pathlib import Path
 from opinionmap import datasets
 from opinionmap.errors import OpinionmapError
 from opinionmap.pipeline import Outcome, run_specs
+from opinionmap.progress import FitProgress
 from opinionmap.report import ReportOptions
 from opinionmap.spec import Sampling
 
@@ -59,11 +60,14 @@ def run_demo(
     jobs: int = 1,
     say: Callable[[str], None] = lambda _line: None,
     on_done: Callable[[Outcome], None] = lambda _outcome: None,
+    on_progress: Callable[[str, FitProgress], None] | None = None,
 ) -> Path:
     """Fit every spec in ``models`` (default: the bundled ``models/``) and write the report.
 
     ``quick`` samples 2 chains x 150 draws (a smoke run); otherwise each spec's
-    ``[sampling]`` table, else 4 chains x 1,000 draws. Returns the report's path.
+    ``[sampling]`` table, else 4 chains x 1,000 draws. ``say``, ``on_done`` and
+    ``on_progress`` as in :func:`~opinionmap.pipeline.run_specs`. Returns the
+    report's path.
     """
     folder = models or datasets.models_dir()
     specs = sorted(folder.glob("*.toml"))
@@ -89,7 +93,8 @@ def run_demo(
         sampling=sampling,
         report=report,
         jobs=jobs,
-        progress=not quick,
+        progress=not quick and on_progress is None,
         say=say,
         on_done=on_done,
+        on_progress=on_progress,
     )

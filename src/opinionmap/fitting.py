@@ -14,6 +14,7 @@ import logging
 import platform
 import warnings
 from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Literal
 
@@ -26,6 +27,7 @@ from opinionmap.errors import OpinionmapError
 from opinionmap.model import build_model
 from opinionmap.plan import Plan, make_plan
 from opinionmap.predict import Draws, linear_predictor, log_probabilities
+from opinionmap.progress import FitProgress
 from opinionmap.results import FitResult, checksum
 from opinionmap.spec import ModelSpec, Sampling
 
@@ -66,6 +68,7 @@ def fit(
     target_accept: float | None = None,
     adaptation: str | None = None,
     progress: bool = True,
+    on_progress: Callable[[FitProgress], None] | None = None,
     log_likelihood: LogLikelihood = "auto",
     warn: bool = True,
     aggregate: bool = True,
@@ -91,6 +94,10 @@ def fit(
         and records it in the result's attributes.
     progress
         Show a progress bar while sampling.
+    on_progress
+        Called with a :class:`~opinionmap.progress.FitProgress` as the fit
+        compiles, warms up and samples (a few times a second, from another
+        thread, with the draws done and the divergences so far) and summarises.
     log_likelihood
         ``"respondent"`` stores each respondent's pointwise log-likelihood;
         ``"pattern"`` one value per distinct (cell, answer), which respondents with
@@ -137,8 +144,13 @@ def fit(
         )
     design = build_design(spec, survey, aggregate=aggregate)
     plan = make_plan(design)
-    tree = _sample(design, plan, settings, progress)
+    tree = _sample(design, plan, settings, progress, on_progress or (lambda _p: None))
     posterior, stats, kept = _complete_draws(tree, settings)
+    if on_progress is not None:
+        chains, tuned = int(settings.chains or 0), int(settings.tune or 0)
+        divergent = int(stats["diverging"].sum()) if "diverging" in stats else 0
+        total = chains * (tuned + int(settings.draws or 0))
+        on_progress(FitProgress("summarising", chains * (tuned + kept), total, divergent))
     if kept == 0:
         raise FitInterrupted(f"sampling {spec.outcome} was interrupted before any draw", None)
     groups = {
@@ -245,15 +257,24 @@ def _compile_nutpie(design: Design, plan: Plan) -> Any:
     return compiled
 
 
-def _sample(design: Design, plan: Plan, settings: Sampling, progress: bool) -> xr.DataTree:
+def _sample(
+    design: Design,
+    plan: Plan,
+    settings: Sampling,
+    progress: bool,
+    on_progress: Callable[[FitProgress], None],
+) -> xr.DataTree:
     """Posterior and sample statistics of a design's model, sampled as ``settings`` say."""
     assert settings.draws is not None and settings.chains is not None
     outcome = design.spec.outcome
+    on_progress(FitProgress("compiling"))
     if settings.sampler == "nutpie":
         import nutpie
 
         _log.info("compiling %s ...", outcome)
         compiled = _compile_nutpie(design, plan)
+        tune = int(settings.tune or 0)
+        on_progress(FitProgress("warming up"))
         _log.info(
             "sampling %s: %d chains x %d draws after %d tuning steps ...",
             outcome,
@@ -270,6 +291,8 @@ def _sample(design: Design, plan: Plan, settings: Sampling, progress: bool) -> x
             seed=settings.seed,
             save_warmup=False,
             progress_bar=progress,
+            progress_callback=lambda chains: on_progress(_nutpie_progress(chains, tune)),
+            progress_rate=250,
             target_accept=settings.target_accept,
             adaptation=settings.adaptation,
         )
@@ -285,6 +308,7 @@ def _sample(design: Design, plan: Plan, settings: Sampling, progress: bool) -> x
                     "(or pip install numpyro)"
                 ) from exc
         _log.info("sampling %s with %s ...", outcome, settings.sampler)
+        on_progress(FitProgress("sampling"))
         with build_model(design, plan):
             tree = pm.sample(
                 draws=settings.draws,
@@ -302,6 +326,15 @@ def _sample(design: Design, plan: Plan, settings: Sampling, progress: bool) -> x
     return xr.DataTree.from_dict(
         {"posterior": tree["posterior"].to_dataset(), "sample_stats": stats}
     )
+
+
+def _nutpie_progress(chains: Sequence[Any], tune: int) -> FitProgress:
+    """The progress of nutpie's chains (``nutpie.ChainProgress``, one per chain)."""
+    done = sum(int(c.finished_draws) for c in chains)
+    total = sum(int(c.total_draws) for c in chains)
+    divergences = sum(1 for c in chains for draw in c.divergent_draws if int(draw) >= tune)
+    tuning = any(c.tuning for c in chains) or done == 0
+    return FitProgress("warming up" if tuning else "sampling", done, total, divergences)
 
 
 def _log_likelihood(posterior: xr.Dataset, design: Design, level: LogLikelihood) -> xr.Dataset:

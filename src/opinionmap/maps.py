@@ -32,6 +32,7 @@ from opinionmap.errors import OpinionmapError, format_values
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+    from matplotlib.ticker import Formatter
 
 __all__ = ["Area", "plot_balance", "plot_choropleth", "plot_mrp_vs_direct", "read_boundaries"]
 
@@ -224,12 +225,15 @@ def plot_balance(
 
     Every panel shares one diverging colour scale, symmetric around zero, whose
     limit is the largest absolute balance in any panel: a colour means the same
-    balance, in percentage points, in every panel.
+    balance in every panel. Areas are labelled with their balance in percentage
+    points (+53: 53 points more at the top of the scale than at its bottom).
 
     Returns
     -------
     matplotlib.figure.Figure
     """
+    from matplotlib.ticker import FuncFormatter
+
     if not balances:
         raise OpinionmapError("balance maps: no questions to map.")
     if columns < 1:
@@ -237,6 +241,13 @@ def plot_balance(
     areas = list(boundaries)
     for name, series in balances.items():
         _check_boundaries(series.index.astype(str), areas, f"balance map {name!r}")
+        outside = series[np.abs(np.asarray(series, dtype=float)) > 1]
+        if len(outside):
+            raise OpinionmapError(
+                f"balance map {name!r}: balances are differences of shares, between -1 and 1; "
+                f"got {format_values([f'{k}: {v:g}' for k, v in outside.items()])} "
+                "(percentages? divide them by 100)."
+            )
     values = np.concatenate([np.asarray(s, dtype=float) for s in balances.values()])
     limit = float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 1.0
     limit = max(limit, 0.01)
@@ -246,13 +257,12 @@ def plot_balance(
     colls = []
     for ax, (name, series) in zip(axes.ravel(), balances.items(), strict=False):
         series = pd.Series(np.asarray(series, dtype=float), index=series.index.astype(str))
-        colls.append(
-            _draw_areas(ax, areas, series, "RdBu", (-limit, limit), labels, "{:+.0%}".format)
-        )
+        colls.append(_draw_areas(ax, areas, series, "RdBu", (-limit, limit), labels, _points))
         ax.set_title(textwrap.fill(str(name), 44), fontsize=9)
     for ax in axes.ravel()[len(balances) :]:
         ax.remove()
-    _colorbar(fig, axes[0, -1], colls[-1], "{x:+.0%}", "balance (percentage points)")
+    points = FuncFormatter(lambda x, _pos: _points(x))
+    _colorbar(fig, axes[0, -1], colls[-1], points, "balance (percentage points)")
     if title:
         fig.suptitle(title, y=1 - 0.1 / fig.get_figheight(), va="top")
     if path is not None:
@@ -260,7 +270,12 @@ def plot_balance(
     return fig
 
 
-def _colorbar(fig: Figure, ax: Any, mappable: Any, fmt: str, label: str) -> None:
+def _points(v: float) -> str:
+    """A difference of shares in percentage points, signed: 0.531 -> '+53'."""
+    return f"{100 * v:+.0f}"
+
+
+def _colorbar(fig: Figure, ax: Any, mappable: Any, fmt: str | Formatter, label: str) -> None:
     """A slim colour bar to the right of ``ax``."""
     box = ax.get_position()
     fig_w = fig.get_figwidth()

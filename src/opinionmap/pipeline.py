@@ -11,12 +11,16 @@ demo (:mod:`opinionmap.demo`) is one such run.
 from __future__ import annotations
 
 import os
+import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from opinionmap.errors import OpinionmapError
+from opinionmap.progress import FitProgress
 from opinionmap.report import ReportOptions, Section, write_report
 from opinionmap.spec import DEFAULT_SAMPLING, ModelSpec, Sampling, read_spec
 
@@ -45,6 +49,8 @@ class _Job:
     sampling: Sampling
     report: ReportOptions
     progress: bool
+    # where the worker sends (question, FitProgress): a queue, or None
+    events: Any = None
 
 
 def run_specs(
@@ -60,6 +66,7 @@ def run_specs(
     progress: bool = False,
     say: Callable[[str], None] = lambda _line: None,
     on_done: Callable[[Outcome], None] = lambda _outcome: None,
+    on_progress: Callable[[str, FitProgress], None] | None = None,
 ) -> Path:
     """Fit every spec to the survey, save the fits and write one report; return its path.
 
@@ -84,6 +91,11 @@ def run_specs(
         Show a progress bar while sampling (only with ``jobs=1``).
     say, on_done
         Called with a line of progress, and with each question's :class:`Outcome`.
+    on_progress
+        Called with a question and its :class:`~opinionmap.progress.FitProgress`
+        (waiting, compiling, warming up and sampling with the draws done and the
+        divergences so far, summarising, reporting), from a thread of this process,
+        for a live display (:class:`~opinionmap.progress.Board`).
     """
     from opinionmap.frame import read_frame
     from opinionmap.survey import read_survey
@@ -110,12 +122,14 @@ def run_specs(
         sampling = sampling.merged(cores=max(1, cpus // jobs))
     for i, spec in enumerate(specs, start=1):
         say(f"[{i}/{len(specs)}] fitting {_describe(spec, sampling)}")
+        if on_progress is not None:
+            on_progress(spec.outcome, FitProgress("waiting"))
     work = [
         _Job(p, survey_path, frame_path, weight, out, sampling, report, progress and jobs == 1)
         for p in spec_paths
     ]
     sections = {}
-    for outcome in _run(work, jobs):
+    for outcome in _run(work, jobs, on_progress):
         on_done(outcome)
         sections[outcome.question] = outcome.section
     say("report: putting the sections together")
@@ -127,22 +141,57 @@ def _describe(spec: ModelSpec, sampling: Sampling) -> str:
     return f"{spec.outcome} ({spec.family}, {settings['chains']} x {settings['draws']})"
 
 
-def _run(work: list[_Job], jobs: int) -> Iterator[Outcome]:
+def _run(
+    work: list[_Job], jobs: int, on_progress: Callable[[str, FitProgress], None] | None
+) -> Iterator[Outcome]:
     """Each job's outcome as soon as it is done (in this process when ``jobs`` is 1)."""
     if jobs == 1:
-        yield from map(_fit_and_report, work)
+        events = None if on_progress is None else _Direct(on_progress)
+        yield from (_fit_and_report(replace(job, events=events)) for job in work)
         return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     # spawn, not fork: the parent may hold threads (numba, nutpie)
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(
-        max_workers=jobs, mp_context=context, initializer=_worker_init
-    ) as pool:
+    with ExitStack() as stack:
+        if on_progress is not None:
+            queue = stack.enter_context(context.Manager()).Queue()
+            stack.enter_context(_forwarding(queue, on_progress))
+            work = [replace(job, events=queue) for job in work]
+        pool = stack.enter_context(
+            ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_worker_init)
+        )
         futures = [pool.submit(_fit_and_report, job) for job in work]
         for future in as_completed(futures):
             yield future.result()
+
+
+class _Direct:
+    """A stand-in for a queue, in one process: ``put`` calls the callback at once."""
+
+    def __init__(self, callback: Callable[[str, FitProgress], None]) -> None:
+        self._callback = callback
+
+    def put(self, item: tuple[str, FitProgress]) -> None:
+        self._callback(*item)
+
+
+@contextmanager
+def _forwarding(queue: Any, callback: Callable[[str, FitProgress], None]) -> Iterator[None]:
+    """Pass what the workers put on ``queue`` to ``callback``, from a thread, until the end."""
+
+    def forward() -> None:
+        while (item := queue.get()) is not None:
+            callback(*item)
+
+    thread = threading.Thread(target=forward, name="opinionmap-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        queue.put(None)
+        thread.join(timeout=5)
 
 
 def _fit_and_report(job: _Job) -> Outcome:
@@ -157,16 +206,24 @@ def _fit_and_report(job: _Job) -> Outcome:
     # that the numbers come from a fit that did not converge would only repeat it
     warnings.simplefilter("ignore", ConvergenceWarning)
     survey = read_survey(job.survey_path)
+    spec = read_spec(job.spec_path)
+    q = spec.outcome
+
+    def tell(progress: FitProgress) -> None:
+        if job.events is not None:
+            job.events.put((q, progress))
+
     result = fit(
-        read_spec(job.spec_path),
+        spec,
         survey,
         sampling=job.sampling,
         progress=job.progress,
+        on_progress=tell,
         warn=False,
     )
-    q = result.spec.outcome
     result.save(job.out / "fits" / f"{q}.nc")
     frame = read_frame(job.frame_path, weight=job.weight)
+    tell(FitProgress("reporting"))
     section = report_section(result, frame, job.out, survey=survey, options=job.report)
     diagnostics = result.diagnostics
     return Outcome(q, diagnostics.verdict(), diagnostics.converged, section)
