@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
-from common import HERE, fmt, markdown_table, write_record
+from common import HERE, fmt, markdown_table, results_path, write_record
 
 ROOT = HERE.parent
 CLI = "from opinionmap.cli import main; main()"
@@ -119,8 +119,7 @@ def main() -> None:
             / statistics.median(peaks["other"]),
         }
         print(", ".join(f"{k} {v:.2f}" for k, v in ratios.items()))
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    out = HERE / "results" / f"bench_poststratify_cli_{stamp}.json"
+    out = results_path("bench_poststratify_cli")
     write_record(
         out,
         {"question": args.question, "draws": args.draws, "chains": 4, "rounds": args.rounds,

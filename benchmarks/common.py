@@ -391,6 +391,27 @@ def machine() -> dict[str, Any]:
     }
 
 
+def results_path(name: str) -> Path:
+    """``results/<name>_<UTC time stamp>.json``: where a benchmark run keeps its record."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return HERE / "results" / f"{name}_{stamp}.json"
+
+
+def print_and_record(
+    header: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    name: str,
+    settings: dict[str, Any],
+    **fields: Any,
+) -> Path:
+    """Print the figures as a Markdown table and keep the run's record in ``results/``."""
+    print(markdown_table(header, rows))
+    out = results_path(name)
+    write_record(out, settings, **fields)
+    print(f"wrote {out}")
+    return out
+
+
 def write_record(path: Path, settings: dict[str, Any], **fields: Any) -> None:
     """Write the date, the machine, the settings and ``fields`` as JSON."""
     record = {

@@ -34,7 +34,7 @@ import numpy as np
 import nutpie
 import pandas as pd
 import pymc as pm
-from common import HERE, markdown_table, write_record
+from common import HERE, markdown_table, results_path, write_record
 from scipy import stats
 
 from opinionmap.design import build_design
@@ -226,8 +226,7 @@ def main() -> None:
     print(markdown_table(header, rows))
     figure = ROOT / "docs" / "sbc_ranks.png"
     plot(results, args.ranks, figure)
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    out = HERE / "results" / f"sbc_{stamp}.json"
+    out = results_path("sbc")
     write_record(out, vars(args), families=summary)
     print(f"wrote {figure} and {out}")
 

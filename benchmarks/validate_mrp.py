@@ -50,7 +50,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import nutpie
 import pandas as pd
-from common import HERE, markdown_table, write_record
+from common import HERE, markdown_table, results_path, write_record
 
 import opinionmap as om
 from opinionmap.design import Design, build_design
@@ -253,8 +253,7 @@ def main() -> None:
             print(f"replicate {r}: {time.perf_counter() - start:.0f} s", flush=True)
     results = pd.DataFrame(records)
     report(results, args)
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    out = HERE / "results" / f"validate_mrp_{stamp}.json"
+    out = results_path("validate_mrp")
     write_record(out, vars(args), compile_s=compile_s, records=records)
     print(f"wrote {out}")
 

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from common import HERE, markdown_table, write_record
+from common import print_and_record
 
 import opinionmap as om
 from opinionmap.direct import direct_estimates
@@ -223,11 +223,7 @@ def main() -> None:
         "share converged",
         "s per fit",
     ]
-    print(markdown_table(header, rows))
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    out = HERE / "results" / f"validate_real_{stamp}.json"
-    write_record(out, vars(args), replicates=records)
-    print(f"wrote {out}")
+    print_and_record(header, rows, "validate_real", vars(args), replicates=records)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,12 @@
-"""Make the README's two pictures from a demo run: one map and one table.
+"""Make the README's pictures from a demo run: the balance maps, one map and one table.
 
 Usage::
 
     .venv/bin/opinionmap demo --out demo-out          # publication quality (4 x 1,000 draws)
     .venv/bin/python scripts/readme_images.py demo-out [--question presence_russia]
 
-Writes ``docs/demo_map.png`` (the demo's map, downscaled) and
+Writes ``docs/demo_balance.png`` (the report's first-screen balance maps),
+``docs/demo_map.png`` (the question's map, downscaled) and
 ``docs/demo_table.png`` (the by-region table of the same question: share of each
 answer with its 90% interval and the respondents per region), small enough to
 commit.
@@ -30,8 +31,9 @@ from opinionmap.summaries import interval_prob
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def save_map(demo: Path, question: str, out: Path, width: int = 1000) -> Path:
-    image = Image.open(demo / f"{question}_map.png").convert("RGB")
+def save_picture(source: Path, out: Path, width: int = 1000) -> Path:
+    """A figure of the demo, downscaled to ``width`` pixels and quantised, to commit."""
+    image = Image.open(source).convert("RGB")
     if image.width > width:
         image = image.resize((width, round(image.height * width / image.width)), Image.LANCZOS)
     with atomic_path(out) as tmp:
@@ -85,7 +87,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "docs")
     args = parser.parse_args()
     for path in (
-        save_map(args.demo, args.question, args.out / "demo_map.png"),
+        save_picture(args.demo / "balance_by_region.png", args.out / "demo_balance.png"),
+        save_picture(args.demo / f"{args.question}_map.png", args.out / "demo_map.png"),
         save_table(args.demo, args.question, args.out / "demo_table.png"),
     ):
         print(f"{path} ({path.stat().st_size / 1024:.0f} KiB)")

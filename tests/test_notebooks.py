@@ -1,14 +1,19 @@
-"""The example notebooks: committed without outputs, and run top to bottom with few draws.
+"""The example notebooks: committed executed at publication quality, and re-run with few draws.
 
-Each notebook reads its sampling size from ``OPINIONMAP_NB_DRAWS``, ``OPINIONMAP_NB_TUNE``
-and ``OPINIONMAP_NB_CHAINS`` (defaults: publication quality); the slow test shrinks them
-and executes a copy of the notebook in a temporary folder with nbclient, so the committed
+The committed notebooks show their results where notebooks are read without running
+them: ``scripts/execute_notebooks.py`` runs them top to bottom at the sampling sizes they
+default to and stores the outputs, figures as palette PNGs. The fast tests read those
+outputs: every fit converged, the results a reader looks for are there, and the files
+stay small. Each notebook reads its sampling size from ``OPINIONMAP_NB_DRAWS``,
+``OPINIONMAP_NB_TUNE`` and ``OPINIONMAP_NB_CHAINS``; the slow test shrinks them and
+executes a copy of the notebook in a temporary folder with nbclient, so the committed
 file is never rewritten. With so few draws the fits report "NOT CONVERGED"; that is
-expected here and the notebooks say so.
+expected there and the notebooks say so.
 """
 
 from __future__ import annotations
 
+import base64
 import re
 import shutil
 from collections.abc import Callable
@@ -22,6 +27,9 @@ NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 SMALL_RUN = {"OPINIONMAP_NB_DRAWS": "100", "OPINIONMAP_NB_TUNE": "150", "OPINIONMAP_NB_CHAINS": "2"}
 CELL_TIMEOUT = 600  # seconds per cell
 REGION = re.compile(r"\bKZ-[A-Z]{3}\b")
+PROVINCE = re.compile(r"^(AB|BC|MB|NB|NL|NS|ON|PE|QC|SK)\b", re.MULTILINE)
+MAX_NOTEBOOK_KIB = 700  # a committed notebook, figures included
+MAX_FIGURE_KIB = 160  # one figure
 
 
 def _texts(nb: nbformat.NotebookNode) -> list[str]:
@@ -68,10 +76,25 @@ def _check_compare(nb: nbformat.NotebookNode) -> None:
     assert {"with", "without"} <= rows
 
 
+def _check_own_survey(nb: nbformat.NotebookNode) -> None:
+    texts = _texts(nb)
+    assert any('role = "outcome"' in t and "[variables.province]" in t for t in texts), (
+        "no codebook"
+    )
+    assert any('family = "bernoulli"' in t for t in texts), "no spec"
+    assert any("converged:" in t or "CONVERGED" in t for t in texts), "no convergence verdict"
+    assert any(
+        len(set(PROVINCE.findall(t))) == 10 and "MRP" in t and "direct" in t for t in texts
+    ), "no MRP and direct estimates of the 10 provinces"
+    # MRP against direct, and the tile map
+    assert _images(nb) >= 2
+
+
 CHECKS: dict[str, Callable[[nbformat.NotebookNode], None]] = {
     "01_fit_and_explore.ipynb": _check_fit_and_explore,
     "02_small_area_estimates.ipynb": _check_small_area,
     "03_compare_models_loo.ipynb": _check_compare,
+    "04_your_own_survey.ipynb": _check_own_survey,
 }
 
 
@@ -80,17 +103,51 @@ def test_notebooks_are_present() -> None:
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_notebook_is_committed_without_outputs(path: Path) -> None:
+def test_notebook_is_committed_executed_at_publication_quality(path: Path) -> None:
     nb = nbformat.read(path, as_version=4)
-    dirty = [
+    fix = f"run .venv/bin/python scripts/execute_notebooks.py notebooks/{path.name}"
+    counts = [cell.execution_count for cell in nb.cells if cell.cell_type == "code"]
+    assert counts == list(range(1, len(counts) + 1)), (
+        f"{path.name}: code cells were not run once, top to bottom ({counts}); {fix}"
+    )
+    errors = [
         i
         for i, cell in enumerate(nb.cells)
-        if cell.cell_type == "code" and (cell.outputs or cell.execution_count is not None)
+        for output in cell.get("outputs", [])
+        if output["output_type"] == "error"
     ]
-    assert not dirty, (
-        f"{path.name}: code cells {dirty} store outputs or execution counts; clear them "
-        f"before committing (jupyter nbconvert --clear-output --inplace {path.name})."
+    assert not errors, f"{path.name}: cells {errors} stored an error; {fix}"
+    verdicts = [line for t in _texts(nb) for line in t.splitlines() if "CONVERGED" in line]
+    verdicts += [line for t in _texts(nb) for line in t.splitlines() if "converged:" in line]
+    assert verdicts, f"{path.name}: no convergence verdict in the stored outputs"
+    assert not any("NOT CONVERGED" in v for v in verdicts), (
+        f"{path.name}: stored at a size that did not converge ({verdicts}); {fix}"
     )
+    CHECKS[path.name](nb)
+    text = "\n".join(_texts(nb))
+    for private in ("/tmp/", "/work/", "/root/", "/home/"):
+        assert private not in text, f"{path.name}: an output shows a local path ({private})"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_figures_are_small_pngs(path: Path) -> None:
+    nb = nbformat.read(path, as_version=4)
+    figures = [
+        output["data"]
+        for cell in nb.cells
+        for output in cell.get("outputs", [])
+        if "data" in output and any(k.startswith("image/") for k in output["data"])
+    ]
+    assert figures
+    for data in figures:
+        assert "image/png" in data, f"{path.name}: a figure stored as {sorted(data)}, not PNG"
+        png = base64.b64decode(data["image/png"])
+        assert png[1:4] == b"PNG"
+        assert len(png) / 1024 <= MAX_FIGURE_KIB, f"{path.name}: a figure of {len(png)} bytes"
+        # a palette image (colour type 3), as scripts/execute_notebooks.py stores them
+        assert png[25] == 3, f"{path.name}: a figure not re-encoded with a palette"
+    size = path.stat().st_size / 1024
+    assert size <= MAX_NOTEBOOK_KIB, f"{path.name}: {size:.0f} KiB"
 
 
 @pytest.mark.slow
