@@ -50,9 +50,12 @@ def _frame() -> pd.DataFrame:
 
 
 # -- verdicts ------------------------------------------------------------------------------
-def _tree(chains: int, draws: int = 500, depth_hits: int = 0) -> xr.DataTree:
+def _tree(chains: int, draws: int = 500, depth_hits: int = 0, off: float = 0.0) -> xr.DataTree:
+    """Draws of one parameter; the first chain ``off`` away from the others."""
     rng = np.random.default_rng(0)
-    posterior = xr.Dataset({"mu": (("chain", "draw"), rng.normal(size=(chains, draws)))})
+    mu = rng.normal(size=(chains, draws))
+    mu[0] += off
+    posterior = xr.Dataset({"mu": (("chain", "draw"), mu)})
     hits = np.zeros((chains, draws), dtype=bool)
     hits.reshape(-1)[:depth_hits] = True
     stats = xr.Dataset(
@@ -78,6 +81,14 @@ def test_a_verdict_on_one_chain_says_r_hat_needs_several() -> None:
     verdict = one.verdict()
     assert verdict.startswith("NOT CONVERGED")
     assert "R-hat needs at least 2 chains" in verdict and "nan" not in verdict
+
+
+def test_a_verdict_from_two_chains_says_r_hat_is_noisy_there() -> None:
+    verdict = diagnose(_tree(2, draws=1000, off=0.5), warn=False).verdict()
+    assert verdict.startswith("NOT CONVERGED: R-hat up to")
+    assert "(from 2 chains, R-hat is noisy near 1.01: sample 4 chains, the default)" in verdict
+    verdict = diagnose(_tree(4, draws=500, off=0.5), warn=False).verdict()
+    assert verdict.startswith("NOT CONVERGED: R-hat up to") and "noisy" not in verdict
 
 
 # -- outputs -------------------------------------------------------------------------------
