@@ -28,6 +28,7 @@ E-BFMI >= 0.3), the worst R-hat, the smallest bulk and tail ESS, divergences, th
 fit's seconds (compilation included) and the median of the others. Usage::
 
     .venv/bin/python benchmarks/bench_real_defaults.py [--seeds 1 2 3] [--only wvs chile]
+        [--adaptation diag|low_rank]
 """
 
 from __future__ import annotations
@@ -153,10 +154,10 @@ CASES: dict[str, Callable[[], Case]] = {
     "beps": beps,
     "gss_vocab": gss_vocab,
 }
-SETTINGS = {"defaults (4 x 1,000)": {}, "2 x 1,000": {"chains": 2}}
+SETTINGS: dict[str, dict[str, object]] = {"defaults (4 x 1,000)": {}, "2 x 1,000": {"chains": 2}}
 
 
-def fit_once(case: Case, seed: int, settings: dict[str, int]) -> dict[str, object]:
+def fit_once(case: Case, seed: int, settings: dict[str, object]) -> dict[str, object]:
     spec = om.ModelSpec(
         formula=case.formula,
         family=case.family,  # type: ignore[arg-type]
@@ -184,11 +185,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--only", nargs="+", choices=list(CASES), default=list(CASES))
+    parser.add_argument(
+        "--adaptation", choices=["diag", "low_rank"], help="override the default mass matrix"
+    )
     args = parser.parse_args()
     rows, records = [], {}
     for name in args.only:
         case = CASES[name]()
         for label, settings in SETTINGS.items():
+            if args.adaptation:
+                settings = {**settings, "adaptation": args.adaptation}
             runs = [fit_once(case, seed, settings) for seed in args.seeds]
             records[f"{name}, {label}"] = runs
             table = pd.DataFrame(runs)

@@ -144,10 +144,11 @@ def test_the_fit_records_its_settings_and_plan(
 ) -> None:
     settings = fitted.sampling
     assert (settings.draws, settings.tune, settings.chains, settings.seed) == (300, 300, 2, 7)
+    # adaptation "auto" is recorded as what it became: low-rank for a bernoulli model
     assert (settings.sampler, settings.target_accept, settings.adaptation) == (
         "nutpie",
         0.95,
-        "diag",
+        "low_rank",
     )
     assert fitted.plan == make_plan(fitted.design)
     loaded = load(saved)

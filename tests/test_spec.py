@@ -138,10 +138,15 @@ def test_every_sampler_setting_in_one_object(tmp_path: Path) -> None:
     spec = read_spec(_toml(tmp_path, text))
     assert spec.sampling == Sampling(draws=500, seed=7, sampler="pymc", target_accept=0.99)
     # the call's settings over the spec's, then the defaults (resolved when asked)
-    settings = spec.sampling.merged(Sampling(chains=2), seed=8).resolved()
+    settings = spec.sampling.merged(Sampling(chains=2), seed=8).resolved("ordinal")
     assert (settings.draws, settings.tune, settings.chains, settings.seed) == (500, 1000, 2, 8)
     assert (settings.sampler, settings.target_accept, settings.adaptation) == ("pymc", 0.99, "diag")
     assert settings.cores is not None and 1 <= settings.cores <= 2
+    # adaptation "auto" (the default) picks nutpie's mass matrix by family; a choice stays
+    auto = {f: Sampling().resolved(f).adaptation for f in ("ordinal", "bernoulli", "categorical")}
+    assert auto == {"ordinal": "low_rank", "bernoulli": "low_rank", "categorical": "diag"}
+    assert Sampling(adaptation="diag").resolved("ordinal").adaptation == "diag"
+    assert Sampling(adaptation="low_rank").resolved("categorical").adaptation == "low_rank"
     # one setting left open gets a seed of its own, drawn and then fixed
     assert Sampling().resolved().seed != Sampling().resolved().seed
     # what a fit stores, and reads back

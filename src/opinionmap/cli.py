@@ -247,7 +247,10 @@ def fit_command(
     ] = None,
     adaptation: Annotated[
         str | None,
-        typer.Option(help="nutpie mass matrix: diag (default) or low_rank (slow mixing)."),
+        typer.Option(
+            help="nutpie mass matrix: auto (default: low_rank for ordinal and bernoulli "
+            "models, diag for categorical), diag or low_rank."
+        ),
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     save_partial: Annotated[

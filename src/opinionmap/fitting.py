@@ -86,7 +86,8 @@ def fit(
         Sampler settings (:class:`~opinionmap.spec.Sampling`), laid over the spec's
         ``[sampling]`` table; the keyword arguments below are laid over both, and
         what is left open takes the defaults (4 chains x 1,000 draws after 1,000
-        tuning steps, nutpie, target acceptance 0.95, diagonal adaptation).
+        tuning steps, nutpie, target acceptance 0.95, a low-rank mass matrix for
+        ordinal and bernoulli models and a diagonal one for categorical models).
     draws, tune, chains, cores, sampler, target_accept, adaptation
         The same settings one by one (see :class:`~opinionmap.spec.Sampling`).
     random_seed
@@ -137,7 +138,7 @@ def fit(
         sampler=sampler,
         target_accept=target_accept,
         adaptation=adaptation,
-    ).resolved()
+    ).resolved(spec.family)
     if log_likelihood not in ("auto", "respondent", "pattern"):
         raise OpinionmapError(
             f"log_likelihood must be 'auto', 'respondent' or 'pattern', got {log_likelihood!r}."

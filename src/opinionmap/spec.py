@@ -45,6 +45,7 @@ from opinionmap.errors import OpinionmapError, check_keys, format_values
 
 __all__ = [
     "ADAPTATIONS",
+    "AUTO_ADAPTATION",
     "DEFAULT_SAMPLING",
     "FAMILIES",
     "SAMPLERS",
@@ -77,7 +78,12 @@ _SPEC_KEYS = (
 _OUTCOME_KEYS = ("levels", "missing")
 _PRIOR_KEYS = ("intercept", "fixed", "cutpoints", "group_sd", "parameterization")
 SAMPLERS: tuple[str, ...] = ("nutpie", "pymc", "numpyro")
-ADAPTATIONS: tuple[str, ...] = ("diag", "low_rank")
+ADAPTATIONS: tuple[str, ...] = ("auto", "diag", "low_rank")
+# "auto": nutpie's low-rank mass matrix for the families with one linear predictor, whose
+# cutpoints or intercept and coefficients are correlated; diagonal for categorical models,
+# whose many linear predictors make low-rank updates costly and did not mix better
+# (benchmarks/bench_real_defaults.py; docs/model.md section 9)
+AUTO_ADAPTATION: dict[str, str] = {"ordinal": "low_rank", "bernoulli": "low_rank"}
 SAMPLING_KEYS: tuple[str, ...] = (
     "draws",
     "tune",
@@ -96,7 +102,7 @@ DEFAULT_SAMPLING: dict[str, Any] = {
     "chains": 4,
     "sampler": "nutpie",
     "target_accept": 0.95,
-    "adaptation": "diag",
+    "adaptation": "auto",
 }
 _SAMPLING_MIN = {"draws": 1, "tune": 0, "chains": 1, "cores": 1, "seed": 0}
 
@@ -259,7 +265,9 @@ class Sampling:
     target_accept
         NUTS target acceptance rate (0.95; raise it to 0.99 against divergences).
     adaptation
-        nutpie's mass matrix: ``"diag"`` (default) or ``"low_rank"``.
+        nutpie's mass matrix: ``"auto"`` (default: ``"low_rank"`` for ordinal and
+        bernoulli models, ``"diag"`` for categorical ones), ``"diag"`` or
+        ``"low_rank"``.
     seed
         Random seed; the same seed and data give identical draws.
 
@@ -301,7 +309,7 @@ class Sampling:
             ):
                 raise SpecError(f"target_accept must lie strictly between 0 and 1, got {accept!r}.")
             object.__setattr__(self, "target_accept", float(accept))
-        if self.adaptation not in (None, "diag") and self.sampler not in (None, "nutpie"):
+        if self.adaptation not in (None, "auto", "diag") and self.sampler not in (None, "nutpie"):
             raise SpecError(
                 f"adaptation={self.adaptation!r} needs sampler='nutpie' (got {self.sampler!r})."
             )
@@ -315,9 +323,16 @@ class Sampling:
             values.update({k: v for k, v in layer.items() if v is not None})
         return Sampling(**values)
 
-    def resolved(self) -> Sampling:
-        """Every setting filled: these values, else the defaults (cores and seed at call time)."""
+    def resolved(self, family: str | None = None) -> Sampling:
+        """Every setting filled: these values, else the defaults (cores and seed at call time).
+
+        With the model's ``family``, ``adaptation="auto"`` becomes the mass matrix
+        for it (:data:`AUTO_ADAPTATION`; ``"diag"`` for samplers other than nutpie).
+        """
         values: dict[str, Any] = {**DEFAULT_SAMPLING, **self.to_dict()}
+        if values["adaptation"] == "auto" and family is not None:
+            nutpie = values["sampler"] == "nutpie"
+            values["adaptation"] = AUTO_ADAPTATION.get(family, "diag") if nutpie else "diag"
         if values.get("cores") is None:
             values["cores"] = min(values["chains"], os.cpu_count() or 1)
         if values.get("seed") is None:
