@@ -78,6 +78,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--models", type=Path, default=ROOT / "models", help="folder of the specs to validate"
     )
+    parser.add_argument(
+        "--figure", type=Path, default=ROOT / "docs" / "validation.png", help="figure to write"
+    )
     return parser.parse_args()
 
 
@@ -113,6 +116,10 @@ class Model:
         levels = spec.levels
         rows = template.loc[template.index.repeat(len(levels))].reset_index(drop=True)
         rows[spec.outcome] = np.tile(levels, len(template))
+        for key in self.keys:
+            # the survey's codings: declared levels, and their order where it means something
+            if isinstance(bundled.data[key].dtype, pd.CategoricalDtype):
+                rows[key] = rows[key].astype(str).astype(bundled.data[key].dtype)
         self.template = build_design(spec, rows)
         survey_design = build_design(spec, bundled)
         self.cell_of = self._cell_index(self.template)
@@ -301,7 +308,7 @@ def report(results: pd.DataFrame, args: argparse.Namespace) -> None:
     axes[0].legend(fontsize=8)
     fig.suptitle(f"{args.replicates} replicate surveys of the synthetic Kazakhstan, by region")
     fig.tight_layout()
-    path = ROOT / "docs" / "validation.png"
+    path = args.figure
     fig.savefig(path, dpi=110)
     print(f"wrote {path}")
 

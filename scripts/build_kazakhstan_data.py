@@ -43,10 +43,10 @@ import shapefile
 from numpy.polynomial.hermite_e import hermegauss
 from scipy.optimize import brentq
 from scipy.special import expit, logit
-from shapely.geometry import shape
 
 from opinionmap._io import atomic_path
 from opinionmap.raking import rake
+from opinionmap.structure import adjacency_from_boundaries
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = ROOT / "data" / "kazakhstan" / "sources"
@@ -1674,21 +1674,12 @@ ADJACENCY_TOLERANCE = 1e-4
 
 
 def region_adjacency(path: Path = BOUNDARIES) -> pd.DataFrame:
-    """Pairs of regions whose 2018 outlines touch (within the tolerance)."""
-    reader = shapefile.Reader(str(path))
-    geoms = {}
-    for shp, rec in zip(reader.shapes(), reader.records(), strict=True):
-        geom = shape(shp.__geo_interface__)
-        parts = list(getattr(geom, "geoms", [geom]))
-        keep = [p for p in parts if p.area >= SLIVER_FRACTION * geom.area]
-        geoms[rec["ISO_3166_2"]] = keep
-    reader.close()
-    pairs = []
-    for a, b in itertools.combinations(sorted(geoms), 2):
-        distance = min(pa.distance(pb) for pa in geoms[a] for pb in geoms[b])
-        if distance <= ADJACENCY_TOLERANCE:
-            pairs.append({"region_a": a, "region_b": b})
-    return pd.DataFrame(pairs, columns=["region_a", "region_b"])
+    """Pairs of regions whose 2018 outlines touch (within the tolerance), slivers dropped."""
+    pairs = adjacency_from_boundaries(
+        path, key="ISO_3166_2", sliver_fraction=SLIVER_FRACTION, tolerance=ADJACENCY_TOLERANCE
+    )
+    assert (pairs["neighbour"] != "").all(), "every region has a neighbour"
+    return pairs.rename(columns={"area": "region_a", "neighbour": "region_b"})
 
 
 # --------------------------------------------------------------------------------------
@@ -1723,6 +1714,8 @@ def _codebook_variables(regions: Sequence[str], districts: Sequence[str]) -> dic
     out: dict[str, dict] = {"respondent_id": {"role": "id"}}
     for name, (role, label, levels) in categorical.items():
         out[name] = {"role": role, "label": label, "levels": levels}
+    for name in ("age", "education"):
+        out[name]["ordered"] = True
     out["weight"] = {
         "role": "weight",
         "label": "Design weight (mean 1): inverse selection probability, raked to region x "
@@ -1757,6 +1750,8 @@ def write_codebook(path: Path, regions: Sequence[str], districts: Sequence[str])
         lines += [f"{key} = {json.dumps(spec[key])}" for key in ("role", "label") if key in spec]
         if "levels" in spec:
             lines.append(f"levels = {_toml_strings(spec['levels'])}")
+        if spec.get("ordered"):
+            lines.append("ordered = true")
         lines.append("")
     for q in QUESTIONS:
         levels = [k for k in responses(q) if k != DONT_KNOW]

@@ -497,7 +497,7 @@ def test_survey_structure(survey, codebook):
     assert list(codebook) == ["survey", "variables"]
     assert set(codebook["survey"]) <= {"title", "missing"}
     assert list(codebook["variables"]) == SURVEY_COLUMNS
-    allowed = {"role", "levels", "missing", "missing_policy", "kind", "label"}
+    allowed = {"role", "levels", "missing", "missing_policy", "kind", "label", "ordered"}
     for name, spec in codebook["variables"].items():
         assert set(spec) <= allowed, name
         if "levels" in spec:

@@ -183,7 +183,8 @@ def test_spec_is_immutable() -> None:
         (
             'formula = "y ~ x"\nfamily = "bernoulli"\n[outcome]\nlevels = ["a", "b"]\n'
             "[priors]\nfixed = { sigma = 1, scale = 2 }\n",
-            r"unknown key\(s\) 'scale' in \[priors\] fixed",
+            r"fixed names 'scale', which is not a coefficient of the formula's fixed effects "
+            r"\(their variables: 'x'\)",
         ),
         (
             'formula = "y ~ x"\nfamily = "bernoulli"\n[outcome]\nlevels = ["a", "b"]\n'

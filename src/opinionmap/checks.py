@@ -1,15 +1,24 @@
-"""Posterior predictive checks: observed vs replicated category shares.
+"""Predictive checks: observed vs replicated category shares, from the posterior or the prior.
 
 Overall and by every categorical predictor and grouping factor, the observed
 share of each response category is set beside the distribution of the same
 share in data replicated from the posterior (each cell's respondents redrawn
 from its category probabilities). An observed share outside its replicated
 interval points to a misfit for that group.
+
+:func:`prior_check` does the same with draws from the prior, before any fitting:
+what the priors imply on the probability scale. An observed share far outside the
+prior's interval means a prior too narrow to reach the data; a prior that puts
+most cells at near-certain answers (``extreme`` in the table's attributes) is
+wider than anyone believes.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import warnings
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -18,16 +27,98 @@ import pandas as pd
 from opinionmap._io import save_figure
 from opinionmap.diagnostics import warn_if_unconverged
 from opinionmap.errors import format_values
-from opinionmap.predict import iter_probabilities
+from opinionmap.predict import Draws, iter_probabilities
 from opinionmap.summaries import interval_prob
 
 if TYPE_CHECKING:
+    import xarray as xr
     from matplotlib.figure import Figure
 
-    from opinionmap.design import SurveyData
+    from opinionmap.design import Design, SurveyData
     from opinionmap.results import Fitted
+    from opinionmap.spec import ModelSpec
 
-__all__ = ["plot_ppc", "ppc"]
+__all__ = ["PriorDraws", "plot_ppc", "ppc", "prior_check", "prior_draws"]
+
+# a cell prediction whose most likely answer has at least this probability is "extreme"
+EXTREME = 0.99
+
+
+@dataclass(frozen=True)
+class PriorDraws:
+    """Draws from a model's prior, shaped like a fit's posterior (``chain``, ``draw``, ...)."""
+
+    design: Design
+    posterior: xr.Dataset
+
+    def draws(self) -> Draws:
+        """The parameters flattened over (chain, draw)."""
+        return Draws.from_posterior(self.posterior, self.design)
+
+
+def prior_draws(
+    spec: ModelSpec, data: SurveyData, *, draws: int = 500, random_seed: int = 0
+) -> PriorDraws:
+    """Draw every parameter of ``spec``'s model from its prior (no fitting, no likelihood).
+
+    The model is built on ``data`` (its cells, levels and predictor scales, which the
+    autoscaled priors depend on). Ordinal cutpoints are sorted in each draw: the
+    prior of ordered cutpoints is that of sorted independent normals.
+    """
+    import pymc as pm
+
+    from opinionmap.design import build_design
+    from opinionmap.model import build_model
+
+    design = build_design(spec, data)
+    log = logging.getLogger("pymc")
+    level = log.level
+    log.setLevel(logging.WARNING)  # not PyMC's "Sampling: [...]" line
+    try:
+        with build_model(design), warnings.catch_warnings():
+            # the likelihood is a Potential, which prior sampling leaves out: as it should
+            warnings.filterwarnings("ignore", message="The effect of Potentials")
+            tree = pm.sample_prior_predictive(draws=draws, random_seed=random_seed)
+    finally:
+        log.setLevel(level)
+    prior = tree["prior"].to_dataset()
+    if "cutpoints" in prior:
+        axis = prior["cutpoints"].get_axis_num("cutpoint")
+        prior["cutpoints"] = prior["cutpoints"].copy(data=np.sort(prior["cutpoints"], axis=axis))
+    return PriorDraws(design, prior)
+
+
+def prior_check(
+    spec: ModelSpec,
+    data: SurveyData,
+    *,
+    draws: int = 500,
+    by: list[str] | None = None,
+    prob: float | None = None,
+    random_seed: int = 0,
+) -> pd.DataFrame:
+    """What the priors imply: observed shares beside shares replicated from the prior.
+
+    The table of :func:`ppc`, with the prior in place of the posterior (columns
+    ``replicated_mean``, ``lower``, ``upper`` are the prior's). Its attributes also
+    hold ``extreme``: the share of (draw, cell) predictions whose most likely answer
+    has probability at least 0.99, a sign of priors wider than anyone believes.
+
+    Examples
+    --------
+    >>> import opinionmap as om  # doctest: +SKIP
+    >>> spec = om.read_spec("models/presence_russia.toml")  # doctest: +SKIP
+    >>> table = prior_check(spec, om.read_survey(spec.data))  # doctest: +SKIP
+    >>> table[table["factor"] == "all"]  # doctest: +SKIP
+    """
+    prior = prior_draws(spec, data, draws=draws, random_seed=random_seed)
+    table = ppc(prior, by=by, data=data, prob=prob, n_draws=draws, random_seed=random_seed)
+    top = np.concatenate(
+        [p.max(axis=2).ravel() for _, p in iter_probabilities(prior.draws(), prior.design)]
+    )
+    table.attrs["extreme"] = float((top >= EXTREME).mean())
+    table.attrs["source"] = "prior"
+    return table
 
 
 def ppc(
@@ -203,7 +294,8 @@ def plot_ppc(table: pd.DataFrame, path: str | os.PathLike[str] | None = None) ->
     fig.legend(
         handles,
         labels,
-        title=f"observed share (dot) and replicated {prob_label(table)} interval (bar)",
+        title=f"observed share (dot) and {table.attrs.get('source', 'replicated')} "
+        f"{prob_label(table)} interval (bar)",
         fontsize=8,
         title_fontsize=8,
         ncol=len(categories),

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from opinionmap.diagnostics import Diagnostics
     from opinionmap.pipeline import Outcome
     from opinionmap.results import FitResult
+    from opinionmap.spec import ModelSpec
     from opinionmap.survey import Survey
 
 app = typer.Typer(
@@ -202,6 +203,56 @@ def _read_survey(path: Path, codebook: Path | None = None) -> Survey:
     return read_survey(path, codebook)
 
 
+SpecArgument = Annotated[Path, typer.Argument(metavar="SPEC.toml", help="Model spec (TOML).")]
+DataOption = Annotated[Path | None, typer.Option(help="Survey file (default: the spec's 'data').")]
+CodebookOption = Annotated[
+    Path | None,
+    typer.Option(help="Survey codebook (default: <stem>.codebook.toml beside the data)."),
+]
+TableOption = Annotated[
+    Path | None, typer.Option("--out", "-o", help="Write the table (.csv or .parquet).")
+]
+PlotOption = Annotated[Path | None, typer.Option(help="Write the plot (.png, .svg or .pdf).")]
+
+
+def _spec_and_survey(
+    spec_path: Path, data: Path | None, codebook: Path | None, what: str
+) -> tuple[ModelSpec, Survey, Path]:
+    """A spec, and the survey it is to ``what`` (``--data``, else the spec's ``data``)."""
+    from opinionmap.spec import read_spec
+
+    spec = read_spec(spec_path)
+    data_path = data or spec.data
+    if data_path is None:
+        raise OpinionmapError(
+            f"{spec_path}: no data to {what}: give --data PATH or a 'data' key in the spec."
+        )
+    return spec, _read_survey(Path(data_path), codebook), Path(data_path)
+
+
+def _write_check(table: pd.DataFrame, out: Path | None, plot: Path | None) -> None:
+    """Write a predictive check's table and plot where asked."""
+    from opinionmap._io import write_table
+    from opinionmap.checks import plot_ppc
+
+    if out is not None:
+        write_table(table, out)
+        typer.echo(f"wrote {out}")
+    if plot is not None:
+        plot_ppc(table, plot)
+        typer.echo(f"wrote {plot}")
+
+
+def _check_outputs(table: Path | None, plot: Path | None) -> None:
+    """Fail before any work when a table or plot path has an unknown format or is unwritable."""
+    from opinionmap._io import check_writable, figure_format, table_format
+
+    for path, check in ((table, table_format), (plot, figure_format)):
+        if path is not None:
+            check(path)
+            check_writable(path)
+
+
 ProbOption = Annotated[
     float | None,
     typer.Option(
@@ -214,15 +265,10 @@ ProbOption = Annotated[
 
 @app.command("fit")
 def fit_command(
-    spec_path: Annotated[Path, typer.Argument(metavar="SPEC.toml", help="Model spec (TOML).")],
+    spec_path: SpecArgument,
     out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the fit (.nc).")],
-    data: Annotated[
-        Path | None, typer.Option(help="Survey file (default: the spec's 'data').")
-    ] = None,
-    codebook: Annotated[
-        Path | None,
-        typer.Option(help="Survey codebook (default: <stem>.codebook.toml beside the data)."),
-    ] = None,
+    data: DataOption = None,
+    codebook: CodebookOption = None,
     draws: Annotated[
         int | None,
         typer.Option(help="Draws kept per chain (default: the spec's [sampling], else 1000)."),
@@ -268,7 +314,7 @@ def fit_command(
     """
     from opinionmap._io import check_writable
     from opinionmap.fitting import FitInterrupted, fit
-    from opinionmap.spec import Sampling, read_spec
+    from opinionmap.spec import Sampling
 
     try:
         check_writable(out)
@@ -282,13 +328,7 @@ def fit_command(
             target_accept=target_accept,
             adaptation=adaptation,
         )
-        spec = read_spec(spec_path)
-        data_path = data or spec.data
-        if data_path is None:
-            raise OpinionmapError(
-                f"{spec_path}: no data to fit: give --data PATH or a 'data' key in the spec."
-            )
-        survey = _read_survey(Path(data_path), codebook)
+        spec, survey, data_path = _spec_and_survey(spec_path, data, codebook, "fit")
         typer.echo(f"fitting {spec.outcome} ({spec.family}) on {data_path} ...")
         try:
             result = fit(spec, survey, sampling=sampling, progress=progress, warn=False)
@@ -380,42 +420,100 @@ def summary_command(
 @app.command("ppc")
 def ppc_command(
     fit_path: Annotated[Path, typer.Argument(metavar="FIT.nc", help="A saved fit.")],
-    out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Write the table (.csv or .parquet).")
-    ] = None,
-    plot: Annotated[Path | None, typer.Option(help="Write the plot (.png, .svg or .pdf).")] = None,
+    out: TableOption = None,
+    plot: PlotOption = None,
     prob: ProbOption = None,
     seed: Annotated[int, typer.Option(help="Seed of the replication.")] = 0,
     strict: StrictOption = False,
 ) -> None:
     """Posterior predictive check: observed vs replicated shares overall and by factor."""
-    from opinionmap._io import check_writable, figure_format, table_format, write_table
-    from opinionmap.checks import plot_ppc, ppc
+    from opinionmap.checks import ppc
     from opinionmap.results import load
     from opinionmap.summaries import interval_prob
 
     try:
-        for path, check in ((out, table_format), (plot, figure_format)):
-            if path is not None:
-                check(path)
-                check_writable(path)
+        _check_outputs(out, plot)
         result = load(fit_path)
         _gate(result, strict)
         with _warnings_to_stderr():
             table = ppc(result, prob=prob, random_seed=seed)
     except OpinionmapError as exc:
         raise _fail(exc) from exc
-    if out is not None:
-        write_table(table, out)
-        typer.echo(f"wrote {out}")
-    if plot is not None:
-        plot_ppc(table, plot)
-        typer.echo(f"wrote {plot}")
+    _write_check(table, out, plot)
     outside = table[table["outside"]]
     typer.echo(
         f"{len(outside)} of {len(table)} observed shares lie outside their replicated "
         f"{interval_prob(prob):.0%} intervals"
         + (":\n" + outside.round(3).to_string(index=False) if len(outside) else ".")
+    )
+
+
+@app.command("adjacency")
+def adjacency_command(
+    boundaries: Annotated[Path, typer.Argument(metavar="SHAPES.shp", help="Boundary shapefile.")],
+    key: Annotated[
+        str, typer.Option(help="The attribute holding each area's label as the survey spells it.")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the pairs (.csv).")],
+) -> None:
+    """Write the pairs of areas that share a border, for a bym2 prior ([priors.structure])."""
+    from opinionmap._io import check_writable
+    from opinionmap.structure import adjacency_from_boundaries
+
+    try:
+        check_writable(out)
+        pairs = adjacency_from_boundaries(boundaries, key=key, out=out)
+    except OpinionmapError as exc:
+        raise _fail(exc) from exc
+    islands = pairs.loc[pairs["neighbour"] == "", "area"].tolist()
+    areas = len(set(pairs["area"]) | set(pairs["neighbour"]) - {""})
+    typer.echo(
+        f"wrote {out}: {len(pairs) - len(islands)} neighbour pairs among {areas} areas"
+        + (f"; islands (no neighbour): {', '.join(islands)}" if islands else "")
+    )
+
+
+@app.command("prior-check")
+def prior_check_command(
+    spec_path: SpecArgument,
+    data: DataOption = None,
+    codebook: CodebookOption = None,
+    out: TableOption = None,
+    plot: PlotOption = None,
+    draws: Annotated[int, typer.Option(min=10, help="Draws from the prior.")] = 500,
+    prob: ProbOption = None,
+    seed: Annotated[int, typer.Option(help="Seed of the prior draws.")] = 0,
+) -> None:
+    """What the priors imply on the probability scale, before fitting.
+
+    Draws every parameter from its prior, predicts each survey cell's answers and sets
+    the shares they imply, overall and by each factor, beside the observed shares.
+    """
+    from opinionmap.checks import EXTREME, prior_check
+
+    try:
+        _check_outputs(out, plot)
+        spec, survey, _ = _spec_and_survey(spec_path, data, codebook, "check the priors against")
+        with _warnings_to_stderr():
+            table = prior_check(spec, survey, draws=draws, prob=prob, random_seed=seed)
+    except OpinionmapError as exc:
+        raise _fail(exc) from exc
+    _write_check(table, out, plot)
+    overall = table[table["factor"] == "all"][["category", "observed", "replicated_mean",
+                                              "lower", "upper"]]  # fmt: skip
+    overall = overall.rename(columns={"replicated_mean": "prior mean"})
+    typer.echo(
+        f"{spec.outcome}: shares of the survey's respondents implied by the priors "
+        f"({draws} draws; {table.attrs['prob']:.0%} intervals):\n"
+        + overall.round(3).to_string(index=False)
+    )
+    outside = table[table["outside"]]
+    typer.echo(
+        f"{len(outside)} of {len(table)} observed shares (overall and by factor) lie outside "
+        f"the prior's intervals; {table.attrs['extreme']:.0%} of the cell predictions give "
+        f"one answer a probability of {EXTREME:.0%} or more. Many of the first: priors too "
+        "narrow for the data; most of the second: priors wider than anyone believes "
+        "(narrow [priors] fixed, group_sd, intercept or cutpoints)."
     )
 
 
@@ -442,15 +540,14 @@ def poststratify_command(
     strict: StrictOption = False,
 ) -> None:
     """Poststratify a fit to a frame: shares by area/group with intervals, as a table."""
-    from opinionmap._io import check_writable, table_format, write_table
+    from opinionmap._io import write_table
     from opinionmap.design import NEW_LEVELS
     from opinionmap.frame import read_frame
     from opinionmap.poststratification import poststratify
     from opinionmap.results import load
 
     try:
-        table_format(out)
-        check_writable(out)
+        _check_outputs(out, None)
         if new_levels not in NEW_LEVELS:
             raise OpinionmapError(f"--new-levels must be 'error' or 'sample', got {new_levels!r}.")
         result = load(fit_path)

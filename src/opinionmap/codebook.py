@@ -25,6 +25,12 @@ Codebooks live beside the data as ``<stem>.codebook.toml``::
     role = "predictor"
     kind = "numeric"
 
+    [variables.age]
+    role = "predictor"
+    levels = ["18-29", "30-44", "45-59", "60+"]
+    ordered = true                    # optional: the levels' order means something
+                                      # (needed for a random-walk prior, rw1 / rw2)
+
     [variables.weight]
     role = "weight"
 
@@ -100,7 +106,7 @@ _ROLE_KINDS: Final[dict[str, tuple[str, ...]]] = {
 # TOML keys each role accepts in its [variables.<name>] table.
 _ROLE_KEYS: Final[dict[str, tuple[str, ...]]] = {
     "outcome": ("role", "label", "kind", "levels", "missing", "missing_policy"),
-    "predictor": ("role", "label", "kind", "levels"),
+    "predictor": ("role", "label", "kind", "levels", "ordered"),
     "area": ("role", "label", "kind", "levels"),
     "weight": ("role", "label", "kind"),
     "id": ("role", "label", "kind"),
@@ -108,7 +114,7 @@ _ROLE_KEYS: Final[dict[str, tuple[str, ...]]] = {
     "cluster": ("role", "label", "kind"),
     "fpc": ("role", "label", "kind"),
 }
-_VARIABLE_KEYS: Final = ("role", "label", "kind", "levels", "missing", "missing_policy")
+_VARIABLE_KEYS: Final = ("role", "label", "kind", "levels", "ordered", "missing", "missing_policy")
 _TOP_KEYS: Final = ("survey", "variables")
 _SURVEY_KEYS: Final = ("title", "missing")
 _SINGLE_ROLES: Final = ("area", "weight", "id", "strata", "cluster", "fpc")
@@ -142,6 +148,9 @@ class Variable:
         the role's default.
     label
         Free-text description (the question wording).
+    ordered
+        Whether a categorical predictor's levels are in a meaningful order (age
+        bands, education), which a random-walk prior (``rw1``, ``rw2``) needs.
 
     Raises
     ------
@@ -164,6 +173,7 @@ class Variable:
     missing_policy: str = "drop"
     kind: str | None = None
     label: str | None = None
+    ordered: bool = False
 
     def __post_init__(self) -> None:
         where = f"variable {self.name!r}"
@@ -201,6 +211,7 @@ class Variable:
                 f"{where}: key 'levels' does not apply to a {self.role} column: its labels "
                 "are read from the data; remove it."
             )
+        self._check_ordered(where)
         if self.role == "outcome" and not levels:
             raise CodebookError(
                 f"{where}: an outcome needs its levels in response order (key 'levels'), "
@@ -218,6 +229,19 @@ class Variable:
                 "'missing'; a code is either a substantive level or a missing code."
             )
 
+    def _check_ordered(self, where: str) -> None:
+        if not isinstance(self.ordered, bool):
+            raise CodebookError(f"{where}: key 'ordered' must be true or false.")
+        if self.ordered and (self.kind != "categorical" or self.role != "predictor"):
+            raise CodebookError(
+                f"{where}: key 'ordered' applies to categorical predictors only; remove it."
+            )
+        if self.ordered and self.levels is None:
+            raise CodebookError(
+                f"{where}: an ordered predictor needs its levels in order (key 'levels'), "
+                'e.g. levels = ["18-29", "30-44", "45-59", "60+"].'
+            )
+
     @property
     def categories(self) -> tuple[str, ...]:
         """Levels followed by the missing codes: every value the column may hold."""
@@ -232,6 +256,8 @@ class Variable:
             out["kind"] = self.kind
         if self.levels is not None:
             out["levels"] = list(self.levels)
+        if self.ordered:
+            out["ordered"] = True
         if self.role == "outcome":
             out["missing"] = list(self.missing)
             out["missing_policy"] = self.missing_policy
@@ -462,6 +488,7 @@ class Codebook:
                         missing_policy=spec.get("missing_policy", "drop"),
                         kind=spec.get("kind"),
                         label=_text(spec.get("label"), f"{vwhere} key 'label'"),
+                        ordered=spec.get("ordered", False),
                     )
                 )
             except CodebookError as exc:

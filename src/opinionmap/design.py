@@ -46,6 +46,7 @@ from opinionmap.covariates import (
 )
 from opinionmap.errors import OpinionmapError, did_you_mean, format_values, near_misses
 from opinionmap.spec import FixedTerm, ModelSpec
+from opinionmap.structure import Graph, read_adjacency
 
 if TYPE_CHECKING:
     from opinionmap.survey import Survey
@@ -84,6 +85,8 @@ class VariableCoding:
     name: str
     kind: Literal["numeric", "categorical"]
     levels: tuple[str, ...] = ()
+    # whether the levels' order means something (age bands): random-walk priors need it
+    ordered: bool = False
 
 
 @dataclass(frozen=True)
@@ -162,6 +165,8 @@ class Design:
     covariates: pd.DataFrame | None = field(default=None, repr=False)
     # the survey's area column (its codebook's area role), when the data said
     area: str | None = None
+    # the neighbours of each term with a structured prior ([priors.structure])
+    graphs: tuple[Graph, ...] = ()
 
     @property
     def coef_names(self) -> tuple[str, ...]:
@@ -182,6 +187,13 @@ class Design:
     def has_intercept(self) -> bool:
         """Whether the linear predictor has an intercept (never for ordinal)."""
         return self.spec.intercept and self.spec.family != "ordinal"
+
+    def graph(self, term: str) -> Graph | None:
+        """The neighbours of a term with a structured prior (``None``: exchangeable)."""
+        for g in self.graphs:
+            if g.term == term:
+                return g
+        return None
 
     def coding(self, name: str) -> VariableCoding:
         """The coding of one predictor column."""
@@ -283,7 +295,11 @@ class Design:
             "opinionmap_spec_hash": self.spec.hash(),
             "opinionmap_data_hash": self.data_hash,
             "opinionmap_codings": json.dumps(
-                [{"name": c.name, "kind": c.kind, "levels": list(c.levels)} for c in self.codings]
+                [
+                    {"name": c.name, "kind": c.kind, "levels": list(c.levels)}
+                    | ({"ordered": True} if c.ordered else {})
+                    for c in self.codings
+                ]
             ),
             "opinionmap_coefs": json.dumps([[list(p) for p in c.parts] for c in self.coefs]),
             "opinionmap_coef_names": json.dumps(list(self.coef_names)),
@@ -298,6 +314,11 @@ class Design:
         }
         if self.area is not None:
             attrs["opinionmap_area"] = self.area
+        if self.graphs:
+            levels = {g.name: g.levels for g in self.groups}
+            attrs["opinionmap_graphs"] = json.dumps(
+                [g.to_dict(levels[g.term]) for g in self.graphs]
+            )
         if self.covariates is not None and self.spec.covariates is not None:
             attrs["opinionmap_covariates"] = table_to_json(self.covariates, self.spec.covariates.by)
         return attrs
@@ -325,7 +346,7 @@ class Design:
         const = tree["constant_data"].to_dataset()
         observed = tree["observed_data"].to_dataset()
         codings = tuple(
-            VariableCoding(c["name"], c["kind"], tuple(c["levels"]))
+            VariableCoding(c["name"], c["kind"], tuple(c["levels"]), c.get("ordered", False))
             for c in json.loads(attrs["opinionmap_codings"])
         )
         coefs = tuple(
@@ -358,6 +379,11 @@ class Design:
         y = pd.Categorical(responses, categories=list(categories)).codes.astype(np.int64)
         respondent_cell = const["respondent_cell"].values.astype(np.int64)
         X = const["X"].values.astype(float)
+        levels = {g.name: g.levels for g in groups}
+        graphs = tuple(
+            Graph.from_dict(raw, levels[raw["term"]])
+            for raw in json.loads(attrs.get("opinionmap_graphs", "[]"))
+        )
         return cls(
             spec=spec,
             categories=categories,
@@ -371,13 +397,14 @@ class Design:
             respondent_cell=respondent_cell,
             respondent_response=y,
             respondent_id=observed["respondent"].values.astype(str),
-            data_hash=data_hash(spec, cell_keys(X, groups)[respondent_cell], y),
+            data_hash=data_hash(spec, cell_keys(X, groups)[respondent_cell], y, graphs),
             covariates=(
                 table_from_json(attrs["opinionmap_covariates"])
                 if "opinionmap_covariates" in attrs
                 else None
             ),
             area=attrs.get("opinionmap_area"),
+            graphs=graphs,
         )
 
 
@@ -435,6 +462,14 @@ def build_design(
     codings = tuple(_infer_coding(df[name], name, where, spec) for name in spec.variables)
     coefs = _coefs(spec, codings)
     _check_identifiable(spec, codings, coefs, where)
+    names = [c.name for c in coefs]
+    unknown = [name for name, _ in spec.priors.fixed_by if name not in names]
+    if unknown:
+        raise DesignError(
+            f"{where}: [priors.fixed] names coefficient(s) {format_values(unknown)} that the "
+            f"model does not have; its coefficients: {format_values(names) or 'none'} "
+            "(labels as in the posterior's coef dim)."
+        )
     coded = _code(spec, df, codings, coefs, "error", where, True)
 
     # cells: unique rows of (X, group indices)
@@ -464,6 +499,7 @@ def build_design(
                 "a varying intercept needs at least two. Drop the term or use more levels."
             )
     area = getattr(data, "area", None)
+    graphs = _graphs(spec, groups, codings, where)
     return Design(
         spec=spec,
         categories=spec.levels,
@@ -477,10 +513,43 @@ def build_design(
         respondent_cell=inverse.astype(np.int64),
         respondent_response=y,
         respondent_id=_respondent_ids(data, df),
-        data_hash=data_hash(spec, keys, y),
+        data_hash=data_hash(spec, keys, y, graphs),
         covariates=covariates,
         area=area if isinstance(area, str) else None,
+        graphs=graphs,
     )
+
+
+def _graphs(
+    spec: ModelSpec,
+    groups: tuple[GroupIndex, ...],
+    codings: tuple[VariableCoding, ...],
+    where: str,
+) -> tuple[Graph, ...]:
+    """The neighbours of every term with a structured prior, checked against its levels."""
+    by_name = {g.name: g for g in groups}
+    graphs = []
+    for term, structure in spec.priors.structure:
+        group = by_name[term]
+        if structure.kind == "bym2":
+            assert structure.adjacency is not None
+            graphs.append(read_adjacency(structure.adjacency, term, group.levels))
+            continue
+        coding = next(c for c in codings if c.name == term)
+        if not coding.ordered:
+            raise DesignError(
+                f"{where}: [priors.structure] {term} = {structure.kind!r} needs ordered levels, "
+                f"but {term!r} ({format_values(coding.levels)}) has no declared order. Declare "
+                "it: 'ordered = true' with its levels in order in the codebook, or an ordered "
+                "pandas Categorical; or drop the structure for an unordered factor."
+            )
+        if structure.kind == "rw2" and len(group.levels) < 3:
+            raise DesignError(
+                f"{where}: [priors.structure] {term} = 'rw2' needs at least three levels; "
+                f"{term!r} has {format_values(group.levels)}. Use 'rw1'."
+            )
+        graphs.append(Graph.walk(term, structure.kind, len(group.levels)))
+    return tuple(graphs)
 
 
 def _outcome_codes(
@@ -552,10 +621,14 @@ def cell_keys(X: np.ndarray, groups: tuple[GroupIndex, ...]) -> np.ndarray:
     return np.column_stack([X] + [g.index[:, None].astype(float) for g in groups])
 
 
-def data_hash(spec: ModelSpec, keys: np.ndarray, y: np.ndarray) -> str:
-    """SHA-256 of what the model sees: respondent covariate keys and responses."""
+def data_hash(
+    spec: ModelSpec, keys: np.ndarray, y: np.ndarray, graphs: tuple[Graph, ...] = ()
+) -> str:
+    """SHA-256 of what the model sees: respondent covariate keys, responses, neighbours."""
     digest = hashlib.sha256()
     digest.update(json.dumps([spec.outcome, *spec.variables]).encode())
+    for graph in graphs:
+        digest.update(json.dumps([graph.term, graph.edges, graph.islands]).encode())
     # + 0.0 turns -0.0 into 0.0, which np.unique treats as equal anyway
     digest.update(np.ascontiguousarray(keys + 0.0).tobytes())
     digest.update(np.ascontiguousarray(y, dtype=np.int64).tobytes())
@@ -598,15 +671,14 @@ def _infer_coding(column: pd.Series, name: str, where: str, spec: ModelSpec) -> 
             # intercept): keep the observed levels, in the declared order
             present = _present(column)
             levels = tuple(lv for lv in levels if lv in present)
-    elif pd.api.types.is_numeric_dtype(column.dtype) and not pd.api.types.is_bool_dtype(
-        column.dtype
-    ):
+        return VariableCoding(name, "categorical", levels, bool(column.cat.ordered))
+    if pd.api.types.is_numeric_dtype(column.dtype) and not pd.api.types.is_bool_dtype(column.dtype):
         if not is_group:
             return VariableCoding(name, "numeric")
+        # grouping by a number (a year, an age): its levels in numeric order
         levels = tuple(str(v) for v in sorted(pd.unique(column)))
-    else:
-        levels = tuple(sorted(_present(column)))
-    return VariableCoding(name, "categorical", levels)
+        return VariableCoding(name, "categorical", levels, True)
+    return VariableCoding(name, "categorical", tuple(sorted(_present(column))))
 
 
 def _present(values: pd.Series) -> set[str]:

@@ -15,11 +15,17 @@ the graph. The maths is in ``docs/model.md``.
   ``u = sigma**w * z`` with ``z ~ ZeroSumNormal(sigma**(1 - w))`` (``z_<term>``
   is sampled), the same prior for any weight ``w``.
 - A paired main term and interaction have ``sigma_a = r cos(theta)``,
-  ``sigma_a:b = r sin(theta)``, ``r ~ Rayleigh(group_sd)`` (``sd_radius_<a:b>``),
-  ``theta ~ Uniform(0, pi/2)`` (``sd_angle_<a:b>``): the prior of two independent
-  ``HalfNormal(group_sd)``.
+  ``sigma_a:b = r sin(theta)`` times their prior scales, ``r ~ Rayleigh(1)``
+  (``sd_radius_<a:b>``), ``theta ~ Uniform(0, pi/2)`` (``sd_angle_<a:b>``): the prior
+  of two independent ``HalfNormal`` with those scales.
 - Centred numeric columns: ``Intercept_at_means`` / ``cutpoints_at_means`` are
   sampled; ``Intercept`` and ``cutpoints`` (reported) are for the columns as given.
+- A term with a structured prior (:mod:`opinionmap.structure`) has
+  ``u = sigma * B z`` with ``z_<term> ~ N(0, 1)`` over the scaled eigenbasis ``B``
+  (``rw1``, ``rw2``; ``rw2`` adds ``sigma * trend * z_trend_<term>``), or for
+  ``bym2`` ``u = sigma * (sqrt(1 - rho) theta + sqrt(rho) B z)`` with
+  ``theta = z_<term> ~ ZeroSumNormal(1)``, ``z_icar_<term> ~ N(0, 1)`` and
+  ``rho_<term> ~ Beta(0.5, 0.5)``.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import pytensor.tensor as pt
 
 from opinionmap.design import Design, GroupIndex
 from opinionmap.plan import ANGLE, CENTRED, RADIUS, Plan, make_plan
+from opinionmap.structure import Graph, structured_basis
 
 __all__ = ["build_model", "cutpoint_labels", "model_coords", "ordinal_logp"]
 
@@ -54,7 +61,15 @@ def model_coords(design: Design) -> dict[str, list[str]]:
         coords["cutpoint"] = cutpoint_labels(design.categories)
     for g in design.groups:
         coords[g.dim] = list(g.levels)
+    for graph in design.graphs:
+        width = structured_basis(graph).matrix.shape[1]
+        coords[_basis_dim(graph)] = [str(i) for i in range(width)]
     return coords
+
+
+def _basis_dim(graph: Graph) -> str:
+    """The dim of a structured term's basis coefficients, e.g. ``region_basis``."""
+    return f"{graph.term}_basis"
 
 
 def build_model(
@@ -87,7 +102,11 @@ def build_model(
         eta, shift = _population_part(design, centre, cat_dims)
         sigmas = _group_sds(design, plan, cat_dims)
         for g in design.groups:
-            eta = eta + _group_effect(g, plan.weight(g.name), sigmas[g.name], cat_dims)
+            graph = design.graph(g.name)
+            if graph is not None:
+                eta = eta + _structured_effect(g, graph, sigmas[g.name], cat_dims)
+            else:
+                eta = eta + _group_effect(g, plan.weight(g.name), sigmas[g.name], cat_dims)
         values = design.counts.astype(float)
         if counts_as_data:
             model.add_coord("answer", list(design.categories))
@@ -112,10 +131,9 @@ def _population_part(
     eta = pt.zeros((design.n_cells, width))
     beta = None
     if design.coefs:
-        scale = np.full(len(design.coefs), priors.fixed)
+        scale = np.array([priors.fixed_for(name) for name in design.coef_names])
         if priors.fixed_autoscale:
-            sd = np.where(design.x_sd > 0, design.x_sd, 1.0)
-            scale = priors.fixed / sd
+            scale = scale / np.where(design.x_sd > 0, design.x_sd, 1.0)
         beta_dims = ("coef", *cat_dims)
         beta_scale = scale[:, None] if cat_dims else scale
         beta = pm.Normal("beta", 0.0, beta_scale, dims=beta_dims)
@@ -164,23 +182,27 @@ def _group_sds(
     design: Design, plan: Plan, cat_dims: tuple[str, ...]
 ) -> dict[str, pt.TensorVariable]:
     """``sigma_<term>`` for every grouping term, paired terms in polar coordinates."""
-    sd_scale = design.spec.priors.group_sd
+    priors = design.spec.priors
     dims = cat_dims or None
     sigmas: dict[str, pt.TensorVariable] = {}
     for main, interaction in plan.pairs:
-        # |(x, y)| of two independent N(0, s^2) is Rayleigh(s), i.e. Weibull(2, sqrt(2) s),
-        # and its angle is uniform and independent of it
-        radius = pm.Weibull(
-            f"{RADIUS}{interaction}", alpha=2.0, beta=np.sqrt(2.0) * sd_scale, dims=dims
-        )
+        # |(x, y)| of two independent N(0, 1) is Rayleigh(1), i.e. Weibull(2, sqrt(2)), and
+        # its angle is uniform and independent of it; each SD then takes its own scale
+        radius = pm.Weibull(f"{RADIUS}{interaction}", alpha=2.0, beta=np.sqrt(2.0), dims=dims)
         angle = pm.Uniform(f"{ANGLE}{interaction}", 0.0, np.pi / 2.0, dims=dims)
-        sigmas[main] = pm.Deterministic(f"sigma_{main}", radius * pt.cos(angle), dims=dims)
+        sigmas[main] = pm.Deterministic(
+            f"sigma_{main}", priors.group_sd_for(main) * radius * pt.cos(angle), dims=dims
+        )
         sigmas[interaction] = pm.Deterministic(
-            f"sigma_{interaction}", radius * pt.sin(angle), dims=dims
+            f"sigma_{interaction}",
+            priors.group_sd_for(interaction) * radius * pt.sin(angle),
+            dims=dims,
         )
     for g in design.groups:
         if g.name not in sigmas:
-            sigmas[g.name] = pm.HalfNormal(f"sigma_{g.name}", sd_scale, dims=dims)
+            sigmas[g.name] = pm.HalfNormal(
+                f"sigma_{g.name}", priors.group_sd_for(g.name), dims=dims
+            )
     return sigmas
 
 
@@ -202,6 +224,38 @@ def _group_effect(
     z = pm.ZeroSumNormal(f"z_{group.name}", sigma=sigma ** (1.0 - weight), dims=group.dim)
     u = pm.Deterministic(f"u_{group.name}", z * sigma**weight, dims=group.dim)
     return u[index][:, None]
+
+
+def _structured_effect(
+    group: GroupIndex, graph: Graph, sigma: pt.TensorVariable, cat_dims: tuple[str, ...]
+) -> pt.TensorVariable:
+    """``u_<term>`` of a term with a structured prior, non-centred; return the cells' effects.
+
+    ``u`` is (levels, K-1) for categorical models, (levels,) otherwise; each linear
+    predictor has its own ``sigma`` (and ``rho`` for bym2) and independent draws.
+    """
+    name, index = group.name, pt.as_tensor_variable(group.index)
+    basis = structured_basis(graph)
+    matrix = pt.as_tensor_variable(basis.matrix)
+    z = pm.Normal(
+        f"z_{'icar_' if graph.kind == 'bym2' else ''}{name}",
+        0.0,
+        1.0,
+        dims=(_basis_dim(graph), *cat_dims),
+    )
+    structured = matrix @ z  # (levels[, K-1])
+    if basis.trend is not None:
+        slope = pm.Normal(f"z_trend_{name}", 0.0, 1.0, dims=cat_dims or None)
+        trend = pt.as_tensor_variable(basis.trend)
+        structured = structured + (trend[:, None] * slope[None, :] if cat_dims else trend * slope)
+    if graph.kind == "bym2":
+        # ZeroSumNormal constrains its last axis, so theta is (category, level)
+        theta = pm.ZeroSumNormal(f"z_{name}", sigma=1.0, dims=(*cat_dims, group.dim))
+        rho = pm.Beta(f"rho_{name}", 0.5, 0.5, dims=cat_dims or None)
+        theta = theta.T if cat_dims else theta
+        structured = pt.sqrt(1.0 - rho) * theta + pt.sqrt(rho) * structured
+    u = pm.Deterministic(f"u_{name}", structured * sigma, dims=(group.dim, *cat_dims))
+    return u[index] if cat_dims else u[index][:, None]
 
 
 def _log_sigmoid(x: pt.TensorVariable) -> pt.TensorVariable:

@@ -78,6 +78,10 @@ class TermPlan:
         What an ``auto`` weight was computed from (empty / ``None`` otherwise).
     paired_with
         The term whose SD is sampled jointly with this one's, if any.
+    structure
+        The term's structured prior (``"rw1"``, ``"rw2"``, ``"bym2"``), sampled
+        non-centred in its eigenbasis (:mod:`opinionmap.structure`); ``None``:
+        exchangeable.
     """
 
     name: str
@@ -87,6 +91,7 @@ class TermPlan:
     fraction: float | None = None
     information: tuple[float, ...] = ()
     paired_with: str | None = None
+    structure: str | None = None
 
     @property
     def parameterization(self) -> Literal["centered", "noncentered", "partial"]:
@@ -142,6 +147,7 @@ class Plan:
                         "weight": w,
                         "pilot_sd": t.pilot_sd[min(i, len(t.pilot_sd) - 1)] if t.pilot_sd else None,
                         "paired_with": t.paired_with,
+                        "structure": t.structure,
                     }
                 )
         return pd.DataFrame(rows)
@@ -160,6 +166,7 @@ class Plan:
                         "fraction": t.fraction,
                         "information": list(t.information),
                         "paired_with": t.paired_with,
+                        "structure": t.structure,
                     }
                     for t in self.terms
                 ],
@@ -185,6 +192,7 @@ class Plan:
                     fraction=t["fraction"],
                     information=tuple(float(v) for v in t["information"]),
                     paired_with=t["paired_with"],
+                    structure=t.get("structure"),
                 )
                 for t in raw["terms"]
             ),
@@ -222,6 +230,12 @@ def make_plan(design: Design) -> Plan:
 def _term_plan(design: Design, group: GroupIndex, paired_with: str | None = None) -> TermPlan:
     requested = design.spec.priors.parameterization_for(group.name)
     width = _width(design)
+    graph = design.graph(group.name)
+    if graph is not None:
+        # a structured term is sampled in its eigenbasis, non-centred
+        return TermPlan(
+            group.name, requested, (1.0,) * width, paired_with=paired_with, structure=graph.kind
+        )
     if requested == "centered":
         return TermPlan(group.name, requested, (0.0,) * width, paired_with=paired_with)
     if requested == "noncentered":

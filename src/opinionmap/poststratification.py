@@ -222,7 +222,7 @@ def poststratify(
     frame: FrameData,
     *,
     weight: str | None = None,
-    by: Sequence[str] = (),
+    by: str | Sequence[str] = (),
     new_levels: NewLevels = "error",
     random_seed: int = 0,
     chunk_values: int = CHUNK_VALUES,
@@ -241,7 +241,8 @@ def poststratify(
         Population count column; default the frame's own (a
         :class:`~opinionmap.frame.Frame` knows it; a DataFrame must name it).
     by
-        Columns to estimate by; empty (default): the whole population only.
+        A column, or columns, to estimate by; empty (default): the whole
+        population only.
     new_levels
         ``"error"`` (default): frame levels of a grouping factor that the survey
         never saw are an error listing them. ``"sample"``: their effects are drawn
@@ -264,7 +265,7 @@ def poststratify(
     >>> est.summary(prob=0.9).head()  # doctest: +SKIP
     """
     design: Design = result.design
-    by = tuple(by)
+    by = (by,) if isinstance(by, str) else tuple(by)
     if new_levels not in NEW_LEVELS:
         raise DesignError(f"new_levels must be 'error' or 'sample', got {new_levels!r}.")
     repeated = sorted({b for b in by if by.count(b) > 1})

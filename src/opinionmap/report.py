@@ -361,6 +361,7 @@ def report_section(
         f'<h2 id="{html.escape(q)}">{html.escape(label)}</h2>',
         f'<p class="{css}">Convergence: {html.escape(verdict)}</p>',
         f'<p class="note">{html.escape(_estimand_line(est))}</p>',
+        f'<p class="note">{html.escape(_model_line(result, prob))}</p>',
         "<h3>In the whole population</h3>",
         _pct(
             national.drop(columns=["estimand", "converged"]),
@@ -411,6 +412,32 @@ def _estimand_line(est: Estimates) -> str:
             "among those who gave another answer."
         )
     return f"Shares {EVERYONE}: every answer, including non-answers, is a category of the model."
+
+
+def _model_line(result: FitResult, prob: float) -> str:
+    """The formula and family, and what each structured prior found (BYM2's spatial share)."""
+    spec = result.spec
+    parts = [f"Model: {spec.formula} ({spec.family})."]
+    for graph in result.design.graphs:
+        if graph.kind != "bym2":
+            parts.append(f"{graph.term}: a {graph.kind} random walk over its ordered levels.")
+            continue
+        islands = f" and {len(graph.islands)} island(s)" if graph.islands else ""
+        rho = result.posterior[f"rho_{graph.term}"]
+        tail = (1.0 - prob) / 2.0
+        if "category" in rho.dims:
+            shares = ", ".join(
+                f"{c} {float(rho.sel(category=c).mean()):.2f}" for c in rho["category"].values
+            )
+            found = f"by answer: {shares}"
+        else:
+            low, high = (float(rho.quantile(q)) for q in (tail, 1.0 - tail))
+            found = f"{float(rho.mean()):.2f} [{low:.2f}, {high:.2f}]"
+        parts.append(
+            f"{graph.term}: BYM2 over {len(graph.edges)} neighbour pairs{islands}; the spatial "
+            f"share of its variation (rho) {found}."
+        )
+    return " ".join(parts)
 
 
 def _overview_row(

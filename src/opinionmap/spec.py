@@ -13,6 +13,7 @@ nothing is evaluated)::
     missing = ["dont_know"]
     [priors]
     fixed = { sigma = 2.5 }
+    group_sd = { sigma = 1.0, region = 0.5 }   # optional: one term's own scale
     [covariates]                 # optional: area-level predictors, one row per area
     data = "../data/kazakhstan/region_covariates_2020.csv"
     by = "region"
@@ -21,7 +22,9 @@ nothing is evaluated)::
 
 Supported terms: an intercept (``1``, dropped with ``0`` or ``-1``), fixed
 effects of categorical or numeric columns, and varying intercepts of a grouping
-factor ``(1 | g)`` or of an interaction of grouping factors ``(1 | a:b)``.
+factor ``(1 | g)`` or of an interaction of grouping factors ``(1 | a:b)``. A
+varying intercept of one factor may have a structured prior (``[priors.structure]``:
+a random walk over ordered levels or BYM2 over areas; :mod:`opinionmap.structure`).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ import tomli_w
 from opinionmap._io import atomic_path
 from opinionmap.covariates import AreaCovariates, CovariateError
 from opinionmap.errors import OpinionmapError, check_keys, format_values
+from opinionmap.structure import AdjacencyError, Structure
 
 __all__ = [
     "ADAPTATIONS",
@@ -76,7 +80,7 @@ _SPEC_KEYS = (
     "sampling",
 )
 _OUTCOME_KEYS = ("levels", "missing")
-_PRIOR_KEYS = ("intercept", "fixed", "cutpoints", "group_sd", "parameterization")
+_PRIOR_KEYS = ("intercept", "fixed", "cutpoints", "group_sd", "parameterization", "structure")
 SAMPLERS: tuple[str, ...] = ("nutpie", "pymc", "numpyro")
 ADAPTATIONS: tuple[str, ...] = ("auto", "diag", "low_rank")
 # "auto": nutpie's low-rank mass matrix for the families with one linear predictor, whose
@@ -145,16 +149,22 @@ class Priors:
       (categorical) or the log-odds (bernoulli).
     - ``fixed``: Normal(0, 2.5 / sd(x)) for each fixed-effect column: 2.5 on the
       scale of a one-standard-deviation change of the column (``autoscale``);
-      with ``autoscale = false`` the scale is ``sigma`` as given.
+      with ``autoscale = false`` the scale is ``sigma`` as given. ``fixed_by``
+      sets the scale of single coefficients by their labels (``sex[female]``), in
+      the same units.
     - ``cutpoints``: Normal(0, 2.5) on each ordered cutpoint (ordinal).
     - ``group_sd``: HalfNormal(1) for the standard deviation of each varying
       intercept (per non-reference category for categorical models); a main term
       and an interaction whose SDs trade off are sampled in polar coordinates with
-      the same prior (:func:`opinionmap.model.sd_pairs`).
+      the same prior (:func:`opinionmap.model.sd_pairs`). ``group_sd_by`` sets the
+      scale of single terms (``region``, ``region:ethnicity``).
     - ``parameterization``: per grouping factor, ``"auto"`` (partially non-centred,
       by how much the data pin each level down against a rough estimate of the
       term's SD: :func:`opinionmap.model.noncentering_weight`), ``"centered"`` or
       ``"noncentered"``.
+    - ``structure``: per grouping factor, a structured prior for its varying
+      intercept (:class:`opinionmap.structure.Structure`: ``rw1``, ``rw2`` or
+      ``bym2``); exchangeable where none is given.
     """
 
     intercept: float = 2.5
@@ -163,21 +173,29 @@ class Priors:
     cutpoints: float = 2.5
     group_sd: float = 1.0
     parameterization: tuple[tuple[str, Parameterization], ...] = ()
+    structure: tuple[tuple[str, Structure], ...] = ()
+    group_sd_by: tuple[tuple[str, float], ...] = ()
+    fixed_by: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
         # floats, so that a spec written with integer scales (``Priors(fixed=100)``) has
         # the same canonical JSON, and hash, as itself read back from JSON or TOML
         for key in ("intercept", "fixed", "cutpoints", "group_sd"):
             value = getattr(self, key)
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, int | float)
-                or not math.isfinite(value)
-                or value <= 0
-            ):
+            if not _positive(value):
                 raise SpecError(f"[priors] {key}.sigma must be a positive number, got {value!r}.")
             object.__setattr__(self, key, float(value))
         object.__setattr__(self, "fixed_autoscale", bool(self.fixed_autoscale))
+        for key, table in (("group_sd", self.group_sd_by), ("fixed", self.fixed_by)):
+            scales = dict(table)
+            for name, value in scales.items():
+                if not _positive(value):
+                    raise SpecError(
+                        f"[priors.{key}] {name} must be a positive number, got {value!r}."
+                    )
+            object.__setattr__(
+                self, f"{key}_by", tuple(sorted((str(k), float(v)) for k, v in scales.items()))
+            )
         chosen = dict(self.parameterization)
         for term, value in chosen.items():
             if value not in PARAMETERIZATIONS:
@@ -186,6 +204,28 @@ class Priors:
                     f"{format_values(PARAMETERIZATIONS)}."
                 )
         object.__setattr__(self, "parameterization", tuple(sorted(chosen.items())))
+        structured = dict(self.structure)
+        for term, value in structured.items():
+            if not isinstance(value, Structure):
+                raise SpecError(f"[priors.structure] {term} must be a Structure, got {value!r}.")
+            if term in chosen:
+                raise SpecError(
+                    f"[priors.parameterization] {term}: a term with a structured prior "
+                    f"({value.kind}) is always sampled non-centred; remove its parameterization."
+                )
+        object.__setattr__(self, "structure", tuple(sorted(structured.items())))
+
+    def group_sd_for(self, term: str) -> float:
+        """The scale of a term's SD prior: its own (``group_sd_by``), else ``group_sd``."""
+        return dict(self.group_sd_by).get(term, self.group_sd)
+
+    def fixed_for(self, coef: str) -> float:
+        """The scale of a coefficient's prior: its own (``fixed_by``), else ``fixed``."""
+        return dict(self.fixed_by).get(coef, self.fixed)
+
+    def structure_for(self, term: str) -> Structure | None:
+        """The structured prior of a grouping factor (``None``: exchangeable)."""
+        return dict(self.structure).get(term)
 
     def parameterization_for(self, term: str) -> Parameterization:
         """The parameterisation requested for a grouping factor (``"auto"`` if none)."""
@@ -195,17 +235,26 @@ class Priors:
         """TOML-ready dict."""
         out: dict[str, Any] = {
             "intercept": {"sigma": self.intercept},
-            "fixed": {"sigma": self.fixed, "autoscale": self.fixed_autoscale},
+            "fixed": {
+                "sigma": self.fixed,
+                "autoscale": self.fixed_autoscale,
+                **dict(self.fixed_by),
+            },
             "cutpoints": {"sigma": self.cutpoints},
-            "group_sd": {"sigma": self.group_sd},
+            "group_sd": {"sigma": self.group_sd, **dict(self.group_sd_by)},
         }
         if self.parameterization:
             out["parameterization"] = dict(self.parameterization)
+        if self.structure:
+            out["structure"] = {term: s.to_entry() for term, s in self.structure}
         return out
 
     @classmethod
-    def from_dict(cls, raw: Mapping[str, object], where: str) -> Priors:
-        """Parse the ``[priors]`` table, rejecting unknown keys and bad values."""
+    def from_dict(cls, raw: Mapping[str, object], where: str, base: Path | None = None) -> Priors:
+        """Parse the ``[priors]`` table, rejecting unknown keys and bad values.
+
+        Relative adjacency paths in ``[priors.structure]`` are resolved against ``base``.
+        """
         check_keys(raw, _PRIOR_KEYS, where=where, context="in [priors]", error=SpecError)
         kwargs: dict[str, Any] = {}
         for key in ("intercept", "fixed", "cutpoints", "group_sd"):
@@ -219,21 +268,53 @@ class Priors:
                     '"auto", "centered" or "noncentered".'
                 )
             kwargs["parameterization"] = tuple(table.items())
+        if "structure" in raw:
+            table = raw["structure"]
+            if not isinstance(table, Mapping):
+                raise SpecError(
+                    f'{where}: [priors.structure] must map grouping factors to "rw1", "rw2" or '
+                    '{ type = "bym2", adjacency = "FILE.csv" }.'
+                )
+            try:
+                kwargs["structure"] = tuple(
+                    (str(term), Structure.from_entry(str(term), entry, where, base))
+                    for term, entry in table.items()
+                )
+            except AdjacencyError as exc:
+                raise SpecError(str(exc)) from None
         try:
             return cls(**kwargs)
         except SpecError as exc:
             raise SpecError(f"{where}: {exc}") from None
 
 
+def _positive(value: object) -> bool:
+    """Whether a prior scale is a positive, finite number."""
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value > 0
+    )
+
+
 def _prior_entry(entry: Any, key: str, where: str) -> dict[str, Any]:
-    """``Priors`` arguments from one ``[priors]`` entry: ``2.5`` or ``{ sigma = 2.5 }``."""
+    """``Priors`` arguments from one ``[priors]`` entry: ``2.5`` or ``{ sigma = 2.5 }``.
+
+    ``fixed`` and ``group_sd`` take further keys: scales of single coefficients
+    (``"sex[female]" = 1.0``) or terms (``region = 0.5``).
+    """
     if isinstance(entry, int | float) and not isinstance(entry, bool):
         entry = {"sigma": entry}
     if not isinstance(entry, Mapping):
         raise SpecError(f"{where}: [priors] {key} must be a table like {{ sigma = 2.5 }}.")
     allowed = ("sigma", "autoscale") if key == "fixed" else ("sigma",)
-    check_keys(entry, allowed, where=where, context=f"in [priors] {key}", error=SpecError)
+    if key not in ("fixed", "group_sd"):
+        check_keys(entry, allowed, where=where, context=f"in [priors] {key}", error=SpecError)
     out: dict[str, Any] = {}
+    named = {k: v for k, v in entry.items() if k not in allowed}
+    if named:
+        out[f"{key}_by"] = tuple(named.items())
     if "sigma" in entry:
         out[key] = entry["sigma"]
     if "autoscale" in entry:
@@ -386,7 +467,7 @@ class ModelSpec:
         Outcome codes dropped before fitting (e.g. ``("dont_know",)``); list a
         code in ``levels`` instead to model it as a category.
     priors
-        Prior scales; see :class:`Priors`.
+        Prior scales and structured priors; see :class:`Priors`.
     data
         Optional path to the survey file, relative to the spec file.
     name
@@ -455,20 +536,48 @@ class ModelSpec:
                 f"{where}: the outcome {outcome!r} is also a predictor in {self.formula!r}; "
                 "a model cannot explain a column by itself. Remove it from the right-hand side."
             )
-        terms = {g.name for g in groups}
-        unknown = [t for t, _ in self.priors.parameterization if t not in terms]
-        if unknown:
-            raise SpecError(
-                f"{where}: [priors.parameterization] names {format_values(unknown)}, which "
-                f"{'is' if len(unknown) == 1 else 'are'} not a varying-intercept term of the "
-                f"formula (its terms: {format_values(sorted(terms)) or 'none'})."
-            )
+        self._check_terms({g.name for g in groups}, where)
         if self.covariates is not None:
             unused = [c for c in self.covariates.columns if c not in self.variables]
             if unused:
                 raise SpecError(
                     f"{where}: [covariates] columns {format_values(unused)} are not in the "
                     f"formula {self.formula!r}; add them to it or remove them from columns."
+                )
+
+    def _check_terms(self, terms: set[str], where: str) -> None:
+        """The terms [priors.parameterization] and [priors.structure] name are the formula's."""
+        for table, named in (
+            ("parameterization", self.priors.parameterization),
+            ("structure", self.priors.structure),
+            ("group_sd", self.priors.group_sd_by),
+        ):
+            unknown = [t for t, _ in named if t not in terms]
+            if unknown:
+                raise SpecError(
+                    f"{where}: [priors.{table}] names {format_values(unknown)}, which "
+                    f"{'is' if len(unknown) == 1 else 'are'} not a varying-intercept term of "
+                    f"the formula (its terms: {format_values(sorted(terms)) or 'none'})."
+                )
+        fixed = {v for t in self.fixed_terms for v in t.variables}
+        strays = [
+            name
+            for name, _ in self.priors.fixed_by
+            if any(part.split("[")[0] not in fixed for part in name.split(":"))
+        ]
+        if strays:
+            raise SpecError(
+                f"{where}: [priors] fixed names {format_values(strays)}, which "
+                f"{'is' if len(strays) == 1 else 'are'} not a coefficient of the formula's "
+                f"fixed effects (their variables: {format_values(sorted(fixed)) or 'none'}); "
+                "name single coefficients as the posterior labels them, e.g. 'sex[female]'."
+            )
+        for term, structure in self.priors.structure:
+            if ":" in term:
+                raise SpecError(
+                    f"{where}: [priors.structure] {term} = {structure.kind!r}: structured "
+                    "priors apply to the varying intercept of one factor, not to an "
+                    "interaction; give it to a main term, e.g. (1 | region)."
                 )
 
     # -- formula ------------------------------------------------------------------
@@ -543,6 +652,12 @@ class ModelSpec:
         covariates = d.get("covariates")
         if isinstance(covariates, dict):
             covariates.pop("data")
+        priors = d["priors"]
+        if isinstance(priors, dict):
+            # an adjacency list's path: its graph itself enters the data hash (Design.graphs)
+            for term, entry in priors.get("structure", {}).items():
+                if isinstance(entry, dict):
+                    priors["structure"][term] = entry["type"]
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 
     def to_toml(self, path: str | os.PathLike[str]) -> Path:
@@ -581,7 +696,7 @@ class ModelSpec:
             family=cast(Family, raw["family"]),
             levels=tuple(str(v) for v in outcome["levels"]),
             missing=tuple(str(v) for v in outcome.get("missing", [])),
-            priors=Priors.from_dict(priors_raw, where),
+            priors=Priors.from_dict(priors_raw, where, base),
             data=data_path,
             name=None if name is None else str(name),
             source=source,

@@ -169,7 +169,7 @@ class Survey:
                     _check_category(values, v, where, rows)
                 categories = list(v.categories) if v.levels is not None else list(natural)
                 data[v.name] = pd.Categorical(
-                    values, categories=categories, ordered=v.role == "outcome"
+                    values, categories=categories, ordered=v.role == "outcome" or v.ordered
                 )
         design = validate_design(
             data,
