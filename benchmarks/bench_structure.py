@@ -19,19 +19,25 @@ Two parts, each printed as a table and recorded in ``benchmarks/results/``:
   shipped spec; with ``bym2`` over regions (``data/kazakhstan/region_adjacency.csv``);
   with age as an exchangeable varying intercept (``(1 | age)``) in place of its fixed
   effect; and with ``rw1`` over age. LOO against the shipped spec, convergence and
-  seconds. (Errors against the synthetic truth over replicate surveys come from
-  ``validate_mrp.py --models DIR`` with these variants.)
+  seconds. Errors against the synthetic truth over replicate surveys come from
+  ``validate_mrp.py --models DIR/<variant>`` on the folders ``--write-variants DIR``
+  writes, compared by ``compare_validations.py``.
 - ``icar``: opinionmap's BYM2 (the ICAR sampled non-centred in the eigenbasis of its
   precision) against the same prior built on PyMC's ``pm.ICAR`` (the pairwise-difference
   density with a soft sum-to-zero constraint), on a simulated survey of 700 respondents
   in the 17 Kazakhstan regions with a smooth east-west gradient: both sampled by nutpie
   (4 chains x 1,000 draws after 1,000 tuning steps), seconds and the smallest bulk ESS
   per second of ``rho``, ``sigma`` and the effects, over ``--replicates`` seeds.
+- ``rho``: the prior of BYM2's mixing parameter, ``Beta(0.5, 0.5)`` (Morris et al.
+  2019), ``Beta(1, 1)`` and ``Beta(2, 2)``, on CES11's two questions by province and
+  on the simulated survey of ``icar``: convergence, divergences, the bulk ESS of
+  ``rho`` and its posterior mean, with the package's default sampling, seeds 1 and 2.
 
 Usage::
 
-    .venv/bin/python benchmarks/bench_structure.py [--part real|bundled|all]
+    .venv/bin/python benchmarks/bench_structure.py [--part real|bundled|icar|rho|all]
         [--replicates 10] [--n 500] [--seed 2026]
+    .venv/bin/python benchmarks/bench_structure.py --write-variants DIR
 """
 
 from __future__ import annotations
@@ -57,15 +63,23 @@ ROOT = HERE.parent
 EDUCATION = ("lessHS", "HS", "somePS", "college", "bachelors", "higher")
 # land borders of Canada's ten provinces; Prince Edward Island has none (an island)
 PROVINCE_PAIRS = "area,neighbour\nAB,BC\nAB,SK\nMB,ON\nMB,SK\nNB,NS\nNB,QC\nNL,QC\nON,QC\nPE,\n"
+CANADA_QUESTIONS = (
+    ("importance", "ordinal", ("not", "notvery", "somewhat", "very")),
+    ("abortion", "bernoulli", ("No", "Yes")),
+)
+KZ_ADJACENCY = ROOT / "data" / "kazakhstan" / "region_adjacency.csv"
 QUESTIONS = ("presence_russia", "presence_usa", "presence_china", "presence_eu", "presence_muslim")
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=("real", "bundled", "icar", "all"), default="all")
+    parser.add_argument("--part", choices=("real", "bundled", "icar", "rho", "all"), default="all")
     parser.add_argument("--replicates", type=int, default=10)
     parser.add_argument("--n", type=int, default=500, help="respondents per subsample")
     parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument(
+        "--write-variants", type=Path, metavar="DIR", help="write the bundled variants' specs"
+    )
     return parser.parse_args()
 
 
@@ -144,11 +158,9 @@ def part_real(args: argparse.Namespace, folder: Path) -> None:
     adjacency.write_text(PROVINCE_PAIRS)
     survey = canada()
     df = canada_data()
-    questions = (
-        ("importance", "ordinal", ("not", "notvery", "somewhat", "very")),
-        ("abortion", "bernoulli", ("No", "Yes")),
-    )
-    variants = {q: canada_variants(q, family, levels, adjacency) for q, family, levels in questions}
+    variants = {
+        q: canada_variants(q, family, levels, adjacency) for q, family, levels in CANADA_QUESTIONS
+    }
     compare_loo(variants, df, args, "bench_structure_real_loo")
 
     # subsamples that over-represent the educated, poststratified to the full survey
@@ -202,7 +214,7 @@ def part_real(args: argparse.Namespace, folder: Path) -> None:
 
 def bundled_variants(question: str) -> dict[str, ModelSpec]:
     spec = om.read_spec(ROOT / "models" / f"{question}.toml")
-    adjacency = ROOT / "data" / "kazakhstan" / "region_adjacency.csv"
+    adjacency = KZ_ADJACENCY
     region = ("region", Structure("bym2", adjacency))
     age_random = spec.formula.replace(" + age", "") + " + (1 | age)"
     return {
@@ -280,7 +292,7 @@ def part_icar(args: argparse.Namespace) -> None:
     from opinionmap.design import build_design
     from opinionmap.model import build_model
 
-    adjacency = ROOT / "data" / "kazakhstan" / "region_adjacency.csv"
+    adjacency = KZ_ADJACENCY
     bym2 = Priors(structure=(("region", Structure("bym2", adjacency)),))
     spec = ModelSpec("y ~ 1 + (1 | region)", "bernoulli", ("no", "yes"), priors=bym2)
     runs = []
@@ -313,8 +325,65 @@ def part_icar(args: argparse.Namespace) -> None:
     print_and_record(header, rows, "bench_structure_icar", vars(args), runs=runs)
 
 
+def part_rho(args: argparse.Namespace, folder: Path) -> None:
+    import opinionmap.fitting
+    import opinionmap.model
+
+    adjacency = folder / "canada_provinces.csv"
+    adjacency.write_text(PROVINCE_PAIRS)
+    df = canada_data()
+    cases = {
+        q: (canada_variants(q, family, levels, adjacency)["bym2 province"], df)
+        for q, family, levels in CANADA_QUESTIONS
+    }
+    kazakhstan = Priors(structure=(("region", Structure("bym2", KZ_ADJACENCY)),))
+    simulated = ModelSpec("y ~ 1 + (1 | region)", "bernoulli", ("no", "yes"), priors=kazakhstan)
+    cases["simulated (17 regions)"] = (simulated, icar_survey(args.seed)[0])
+    default = opinionmap.model.RHO_PRIOR
+    rows, runs = [], []
+    try:
+        for prior in ((0.5, 0.5), (1.0, 1.0), (2.0, 2.0)):
+            opinionmap.model.RHO_PRIOR = prior
+            opinionmap.fitting._compiled.clear()  # the prior is a constant of the graph
+            for name, (spec, data) in cases.items():
+                for seed in (1, 2):
+                    result, seconds = timed_fit(spec, data, seed)
+                    table = result.diagnostics.table
+                    rho = next(i for i in table.index if i.startswith("rho_"))
+                    run = {"prior": f"Beta{prior}", "data": name, "seed": seed,
+                           "converged": result.converged,
+                           "divergences": result.diagnostics.divergences,
+                           "rho bulk ESS": float(table.loc[rho, "ess_bulk"]),
+                           "rho mean": float(result.posterior[rho.split("[")[0]].mean()),
+                           "seconds": seconds}  # fmt: skip
+                    runs.append(run)
+                    rows.append([run["prior"], name, str(seed), "yes" if run["converged"] else "NO",
+                                 str(run["divergences"]), f"{run['rho bulk ESS']:.0f}",
+                                 f"{run['rho mean']:.2f}"])  # fmt: skip
+                    print(rows[-1], flush=True)
+    finally:
+        opinionmap.model.RHO_PRIOR = default
+        opinionmap.fitting._compiled.clear()
+    header = ["rho prior", "data", "seed", "converged", "divergences", "rho bulk ESS", "rho mean"]
+    print_and_record(header, rows, "bench_structure_rho", vars(args), runs=runs)
+
+
+def write_variants(folder: Path) -> None:
+    """The bundled variants as spec folders for ``validate_mrp.py --models``."""
+    slugs = {"shipped": "shipped", "bym2 region": "bym2", "(1 | age)": "iidage",
+             "rw1 age": "rw1age"}  # fmt: skip
+    for question in QUESTIONS:
+        for name, spec in bundled_variants(question).items():
+            (folder / slugs[name]).mkdir(parents=True, exist_ok=True)
+            spec.to_toml(folder / slugs[name] / f"{question}.toml")
+    print(f"wrote {', '.join(str(folder / s) for s in slugs.values())}")
+
+
 def main() -> None:
     args = parse_args()
+    if args.write_variants is not None:
+        write_variants(args.write_variants)
+        return
     with tempfile.TemporaryDirectory() as folder:
         if args.part in ("real", "all"):
             part_real(args, Path(folder))
@@ -322,6 +391,8 @@ def main() -> None:
             part_bundled(args)
         if args.part in ("icar", "all"):
             part_icar(args)
+        if args.part in ("rho", "all"):
+            part_rho(args, Path(folder))
 
 
 if __name__ == "__main__":

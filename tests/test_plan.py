@@ -89,7 +89,7 @@ def test_requested_parameterisations_and_the_plan_table() -> None:
             "weight": 0.0,
             "pilot_sd": None,
             "paired_with": None,
-            "structure": None,
+            "structure": "exchangeable",
         }
     ]
 

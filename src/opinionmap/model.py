@@ -25,7 +25,7 @@ the graph. The maths is in ``docs/model.md``.
   (``rw1``, ``rw2``; ``rw2`` adds ``sigma * trend * z_trend_<term>``), or for
   ``bym2`` ``u = sigma * (sqrt(1 - rho) theta + sqrt(rho) B z)`` with
   ``theta = z_<term> ~ ZeroSumNormal(1)``, ``z_icar_<term> ~ N(0, 1)`` and
-  ``rho_<term> ~ Beta(0.5, 0.5)``.
+  ``rho_<term> ~ Beta(2, 2)``.
 """
 
 from __future__ import annotations
@@ -39,6 +39,9 @@ import pytensor.tensor as pt
 from opinionmap.design import Design, GroupIndex
 from opinionmap.plan import ANGLE, CENTRED, RADIUS, Plan, make_plan
 from opinionmap.structure import Graph, structured_basis
+
+# Beta parameters of BYM2's mixing parameter rho (docs/model.md section 12)
+RHO_PRIOR = (2.0, 2.0)
 
 __all__ = ["build_model", "cutpoint_labels", "model_coords", "ordinal_logp"]
 
@@ -251,7 +254,7 @@ def _structured_effect(
     if graph.kind == "bym2":
         # ZeroSumNormal constrains its last axis, so theta is (category, level)
         theta = pm.ZeroSumNormal(f"z_{name}", sigma=1.0, dims=(*cat_dims, group.dim))
-        rho = pm.Beta(f"rho_{name}", 0.5, 0.5, dims=cat_dims or None)
+        rho = pm.Beta(f"rho_{name}", *RHO_PRIOR, dims=cat_dims or None)
         theta = theta.T if cat_dims else theta
         structured = pt.sqrt(1.0 - rho) * theta + pt.sqrt(rho) * structured
     u = pm.Deterministic(f"u_{name}", structured * sigma, dims=(group.dim, *cat_dims))

@@ -147,7 +147,7 @@ class Plan:
                         "weight": w,
                         "pilot_sd": t.pilot_sd[min(i, len(t.pilot_sd) - 1)] if t.pilot_sd else None,
                         "paired_with": t.paired_with,
-                        "structure": t.structure,
+                        "structure": t.structure or "exchangeable",
                     }
                 )
         return pd.DataFrame(rows)

@@ -17,8 +17,9 @@ adjacent age bands, neighbouring regions. A spec asks for that per term::
   level positions.
 - ``bym2`` (Riebler, Sorbye, Simpson and Rue 2016): ``u = sigma (sqrt(1 - rho) theta
   + sqrt(rho) phi)`` with ``theta`` exchangeable, ``phi`` an intrinsic conditional
-  autoregression (ICAR) over the adjacency graph, and ``rho ~ Beta(0.5, 0.5)`` the
-  spatial share of the variance (the prior of Morris et al. 2019).
+  autoregression (ICAR) over the adjacency graph, and ``rho ~ Beta(2, 2)`` the
+  spatial share of the variance (away from 0 and 1, where few areas leave it unidentified:
+  ``docs/model.md`` section 12).
 
 Every structured part is scaled (Sorbye and Rue 2014) so that the geometric mean
 of its marginal variances is one: ``sigma`` keeps the meaning, and the
