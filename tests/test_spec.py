@@ -301,3 +301,21 @@ def test_levels_errors() -> None:
 def test_bad_formulas(formula: str, message: str) -> None:
     with pytest.raises(SpecError, match=message):
         _spec(formula=formula, family="bernoulli", levels=("a", "b"), missing=())
+
+
+def test_the_probit_link(tmp_path: Path) -> None:
+    text = (
+        'formula = "y ~ x"\nfamily = "ordinal"\nlink = "probit"\n'
+        '[outcome]\nlevels = ["a", "b", "c"]\n'
+    )
+    spec = read_spec(_toml(tmp_path, text))
+    assert spec.link == "probit"
+    spec.to_toml(tmp_path / "again.toml")
+    assert read_spec(tmp_path / "again.toml") == spec
+    logit = ModelSpec("y ~ x", "ordinal", ("a", "b", "c"))
+    # the default is not written, so the specs written before the key existed keep their hash
+    assert "link" not in logit.to_dict() and logit.hash() != spec.hash()
+    with pytest.raises(SpecError, match=r"unknown link 'cauchit'; choose one of 'logit', 'probit'"):
+        ModelSpec("y ~ x", "ordinal", ("a", "b", "c"), link="cauchit")  # type: ignore[arg-type]
+    with pytest.raises(SpecError, match="link 'probit' applies to ordinal and bernoulli models"):
+        ModelSpec("y ~ x", "categorical", ("a", "b", "c"), link="probit")

@@ -30,6 +30,7 @@ the graph. The maths is in ``docs/model.md``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from itertools import pairwise
 
 import numpy as np
@@ -164,8 +165,9 @@ def _log_probabilities(
     if family == "categorical":
         full = pt.concatenate([pt.zeros((design.n_cells, 1)), eta], axis=1)
         return full - pt.logsumexp(full, axis=1, keepdims=True)
+    log_cdf = _log_cdf(design.spec.link)
     if family == "bernoulli":
-        return pt.concatenate([_log_sigmoid(-eta), _log_sigmoid(eta)], axis=1)
+        return pt.concatenate([log_cdf(-eta), log_cdf(eta)], axis=1)
     k = len(design.categories)
     cutpoints = pm.Normal(
         "cutpoints" if shift is None else f"cutpoints{CENTRED}",
@@ -178,7 +180,7 @@ def _log_probabilities(
     if shift is not None:
         # P(y <= k) = expit(c_k - x @ beta) = expit(c_k - shift - (x - mean) @ beta)
         pm.Deterministic("cutpoints", cutpoints + shift, dims="cutpoint")
-    return ordinal_logp(eta[:, 0], cutpoints)
+    return ordinal_logp(eta[:, 0], cutpoints, design.spec.link)
 
 
 def _group_sds(
@@ -265,15 +267,46 @@ def _log_sigmoid(x: pt.TensorVariable) -> pt.TensorVariable:
     return -pt.softplus(-x)
 
 
-def ordinal_logp(eta: pt.TensorVariable, cutpoints: pt.TensorVariable) -> pt.TensorVariable:
-    """Cumulative-logit log-probabilities, (cells, K), stable in the tails.
+def _log_cdf(link: str) -> Callable[[pt.TensorVariable], pt.TensorVariable]:
+    """The log distribution function of a link: logistic or standard normal (PyMC's, stable)."""
+    return _log_normal_cdf if link == "probit" else _log_sigmoid
 
-    ``P(y <= k) = sigmoid(c_k - eta)``; the middle categories use
-    ``log(sigmoid(a) - sigmoid(b)) = log sigmoid(a) + log1mexp(log sigmoid(b) - log sigmoid(a))``.
+
+def _log_normal_cdf(x: pt.TensorVariable) -> pt.TensorVariable:
+    """``log Phi(x)``, accurate in both tails (as scipy's ``log_ndtr``).
+
+    Below 0: ``log(erfcx(-x / sqrt 2) / 2) - x**2 / 2``; above: ``log1p(-erfc(x / sqrt 2) / 2)``.
+    Each branch sees only its own half of the inputs, so neither overflows (nor its gradient).
     """
+    below = pt.minimum(x, 0.0)
+    above = pt.maximum(x, 0.0)
+    lower = pt.log(0.5 * pt.erfcx(-below / np.sqrt(2.0))) - below**2 / 2.0
+    upper = pt.log1p(-0.5 * pt.erfc(above / np.sqrt(2.0)))
+    return pt.switch(x < 0.0, lower, upper)
+
+
+def ordinal_logp(
+    eta: pt.TensorVariable, cutpoints: pt.TensorVariable, link: str = "logit"
+) -> pt.TensorVariable:
+    """Cumulative-link log-probabilities, (cells, K), stable in the tails.
+
+    ``P(y <= k) = F(c_k - eta)`` (``F`` logistic or standard normal); the middle
+    categories use ``log(F(a) - F(b)) = log F(a) + log1mexp(log F(b) - log F(a))``, and
+    the last ``1 - F(x) = F(-x)``, both distributions being symmetric.
+    """
+    log_f = _log_cdf(link)
     upper = cutpoints[None, :] - eta[:, None]  # (cells, K-1)
-    log_cdf = _log_sigmoid(upper)
+    log_cdf = log_f(upper)
     first = log_cdf[:, :1]
-    last = _log_sigmoid(-upper[:, -1:])
-    middle = log_cdf[:, 1:] + pt.log1mexp(log_cdf[:, :-1] - log_cdf[:, 1:])
+    last = log_f(-upper[:, -1:])
+    a, b = upper[:, 1:], upper[:, :-1]
+    if link == "probit":
+        # the normal's upper tail rounds F to 1 from x = 8: there, F(a) - F(b) is computed
+        # as F(-b) - F(-a), the same difference from the lower tail
+        mirror = b > 0.0
+        a, b = pt.switch(mirror, -b, a), pt.switch(mirror, -a, b)
+        log_a, log_b = log_f(a), log_f(b)
+    else:
+        log_a, log_b = log_cdf[:, 1:], log_cdf[:, :-1]
+    middle = log_a + pt.log1mexp(log_b - log_a)
     return pt.concatenate([first, middle, last], axis=1)

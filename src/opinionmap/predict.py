@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import xarray as xr
-from scipy.special import expit, log_expit
+from scipy.special import expit, log_expit, log_ndtr, ndtr
 
 from opinionmap.design import Design, GroupIndex, NewData
 
@@ -112,15 +112,24 @@ def log_probabilities(design: Design, eta: np.ndarray, draws: Draws) -> np.ndarr
         out = _shifted_logits(eta)
         out -= np.log(_sum_over_categories(np.exp(out)))[..., None]
         return out
+    log_f = log_ndtr if design.spec.link == "probit" else log_expit
     if family == "bernoulli":
-        return np.stack([log_expit(-eta), log_expit(eta)], axis=2)
+        return np.stack([log_f(-eta), log_f(eta)], axis=2)
     assert draws.cutpoints is not None
     upper = draws.cutpoints[:, None, :] - eta[:, :, None]
-    log_cdf = log_expit(upper)
+    log_cdf = log_f(upper)
     first = log_cdf[..., :1]
-    last = log_expit(-upper[..., -1:])
+    last = log_f(-upper[..., -1:])
+    a, b = upper[..., 1:], upper[..., :-1]
+    if design.spec.link == "probit":
+        # as opinionmap.model.ordinal_logp: F(a) - F(b) = F(-b) - F(-a) in the upper tail
+        mirror = b > 0.0
+        a, b = np.where(mirror, -b, a), np.where(mirror, -a, b)
+        log_a, log_b = log_f(a), log_f(b)
+    else:
+        log_a, log_b = log_cdf[..., 1:], log_cdf[..., :-1]
     with np.errstate(divide="ignore"):
-        middle = log_cdf[..., 1:] + np.log(-np.expm1(log_cdf[..., :-1] - log_cdf[..., 1:]))
+        middle = log_a + np.log(-np.expm1(log_b - log_a))
     return np.concatenate([first, middle, last], axis=2)
 
 
@@ -132,17 +141,21 @@ def probabilities(design: Design, eta: np.ndarray, draws: Draws) -> np.ndarray:
         np.exp(out, out=out)
         out /= _sum_over_categories(out)[..., None]
         return out
+    probit = design.spec.link == "probit"
     if family == "bernoulli":
-        p = expit(eta)
+        p = ndtr(eta) if probit else expit(eta)
         return np.stack([1.0 - p, p], axis=2)
     assert draws.cutpoints is not None
-    # P(y <= k) = expit(c_k - eta) = 1 / (1 + exp(eta - c_k)), in place: this is the
-    # inner loop of poststratification (draws x frame cells x cutpoints values)
-    cdf = eta[:, :, None] - draws.cutpoints[:, None, :]
-    with np.errstate(over="ignore"):
-        np.exp(cdf, out=cdf)
-    cdf += 1.0
-    np.reciprocal(cdf, out=cdf)
+    if probit:
+        cdf = ndtr(draws.cutpoints[:, None, :] - eta[:, :, None])
+    else:
+        # P(y <= k) = expit(c_k - eta) = 1 / (1 + exp(eta - c_k)), in place: this is the
+        # inner loop of poststratification (draws x frame cells x cutpoints values)
+        cdf = eta[:, :, None] - draws.cutpoints[:, None, :]
+        with np.errstate(over="ignore"):
+            np.exp(cdf, out=cdf)
+        cdf += 1.0
+        np.reciprocal(cdf, out=cdf)
     p = np.empty((*cdf.shape[:2], cdf.shape[2] + 1))
     p[..., 0] = cdf[..., 0]
     np.subtract(cdf[..., 1:], cdf[..., :-1], out=p[..., 1:-1])

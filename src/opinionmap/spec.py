@@ -65,12 +65,15 @@ __all__ = [
 
 Family = Literal["categorical", "ordinal", "bernoulli"]
 FAMILIES: tuple[str, ...] = ("categorical", "ordinal", "bernoulli")
+Link = Literal["logit", "probit"]
+LINKS: tuple[str, ...] = ("logit", "probit")
 Parameterization = Literal["auto", "centered", "noncentered"]
 PARAMETERIZATIONS: tuple[str, ...] = ("auto", "centered", "noncentered")
 
 _SPEC_KEYS = (
     "formula",
     "family",
+    "link",
     "data",
     "name",
     "description",
@@ -477,6 +480,10 @@ class ModelSpec:
         area; see :mod:`opinionmap.covariates` (the ``[covariates]`` table).
     sampling
         The model's default draws, tune and chains; see :class:`Sampling`.
+    link
+        ``"logit"`` (default) or ``"probit"`` (ordinal and bernoulli models):
+        ``P(y <= k) = F(cutpoint_k - eta)`` with ``F`` the logistic or the standard
+        normal distribution function, as statsmodels' ``OrderedModel`` and brms write it.
 
     Examples
     --------
@@ -499,12 +506,22 @@ class ModelSpec:
     source: Path | None = field(default=None, compare=False)
     covariates: AreaCovariates | None = None
     sampling: Sampling = field(default_factory=Sampling)
+    link: Link = "logit"
 
     def __post_init__(self) -> None:
         where = str(self.source) if self.source else "<spec>"
         if self.family not in FAMILIES:
             raise SpecError(
                 f"{where}: unknown family {self.family!r}; choose one of {format_values(FAMILIES)}."
+            )
+        if self.link not in LINKS:
+            raise SpecError(
+                f"{where}: unknown link {self.link!r}; choose one of {format_values(LINKS)}."
+            )
+        if self.link == "probit" and self.family == "categorical":
+            raise SpecError(
+                f"{where}: link 'probit' applies to ordinal and bernoulli models; a categorical "
+                "model is a multinomial logit. Remove the link or change the family."
             )
         object.__setattr__(self, "levels", tuple(str(v) for v in self.levels))
         object.__setattr__(self, "missing", tuple(str(v) for v in self.missing))
@@ -624,6 +641,8 @@ class ModelSpec:
     def to_dict(self) -> dict[str, object]:
         """TOML/JSON-ready dict in the spec-file layout."""
         out: dict[str, Any] = {"formula": self.formula, "family": self.family}
+        if self.link != "logit":
+            out["link"] = self.link
         if self.name:
             out["name"] = self.name
         if self.data is not None:
@@ -679,6 +698,8 @@ class ModelSpec:
                 raise SpecError(f"{where}: missing required key {key!r}.")
             if not isinstance(raw[key], str):
                 raise SpecError(f"{where}: {key!r} must be a string, got {raw[key]!r}.")
+        if not isinstance(raw.get("link", "logit"), str):
+            raise SpecError(f"{where}: 'link' must be a string, got {raw['link']!r}.")
         outcome = _outcome_table(raw.get("outcome", {}), where)
         priors_raw = raw.get("priors", {})
         if not isinstance(priors_raw, Mapping):
@@ -702,6 +723,7 @@ class ModelSpec:
             source=source,
             covariates=covariates,
             sampling=Sampling.from_dict(raw.get("sampling", {}), where),
+            link=cast(Link, raw.get("link", "logit")),
         )
 
     @classmethod
