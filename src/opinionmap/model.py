@@ -68,6 +68,9 @@ def model_coords(design: Design) -> dict[str, list[str]]:
     for graph in design.graphs:
         width = structured_basis(graph).matrix.shape[1]
         coords[_basis_dim(graph)] = [str(i) for i in range(width)]
+    if design.spec.correlated_terms:
+        # the second axis of the correlation matrices cor_<term>
+        coords["category_"] = list(design.categories[1:])
     return coords
 
 
@@ -109,6 +112,8 @@ def build_model(
             graph = design.graph(g.name)
             if graph is not None:
                 eta = eta + _structured_effect(g, graph, sigmas[g.name], cat_dims)
+            elif g.name in design.spec.correlated_terms:
+                eta = eta + _correlated_effect(design, g)
             else:
                 eta = eta + _group_effect(g, plan.weight(g.name), sigmas[g.name], cat_dims)
         values = design.counts.astype(float)
@@ -204,7 +209,7 @@ def _group_sds(
             dims=dims,
         )
     for g in design.groups:
-        if g.name not in sigmas:
+        if g.name not in sigmas and g.name not in design.spec.correlated_terms:
             sigmas[g.name] = pm.HalfNormal(
                 f"sigma_{g.name}", priors.group_sd_for(g.name), dims=dims
             )
@@ -229,6 +234,30 @@ def _group_effect(
     z = pm.ZeroSumNormal(f"z_{group.name}", sigma=sigma ** (1.0 - weight), dims=group.dim)
     u = pm.Deterministic(f"u_{group.name}", z * sigma**weight, dims=group.dim)
     return u[index][:, None]
+
+
+def _correlated_effect(design: Design, group: GroupIndex) -> pt.TensorVariable:
+    """``u_<term>`` whose category effects are drawn jointly (``(1 | ID | g)``).
+
+    Each level's K-1 effects are ``N(0, diag(sigma) R diag(sigma))`` with ``R ~ LKJ(2)``
+    and ``sigma_k ~ HalfNormal(group_sd)``, non-centred (``u = L z``, ``L`` the Cholesky
+    factor), and, as for every term, they sum to zero over the levels.
+    """
+    name, k = group.name, len(design.categories) - 1
+    scale = design.spec.priors.group_sd_for(name)
+    chol, corr, stds = pm.LKJCholeskyCov(
+        f"chol_{name}",
+        n=k,
+        eta=2.0,
+        sd_dist=pm.HalfNormal.dist(scale, shape=k),
+        compute_corr=True,
+    )
+    pm.Deterministic(f"sigma_{name}", stds, dims="category")
+    pm.Deterministic(f"cor_{name}", corr, dims=("category", "category_"))
+    # ZeroSumNormal constrains its last axis, so z is (category, level)
+    z = pm.ZeroSumNormal(f"z_{name}", sigma=1.0, dims=("category", group.dim))
+    u = pm.Deterministic(f"u_{name}", (chol @ z).T, dims=(group.dim, "category"))
+    return u[pt.as_tensor_variable(group.index)]
 
 
 def _structured_effect(

@@ -236,6 +236,9 @@ def _term_plan(design: Design, group: GroupIndex, paired_with: str | None = None
         return TermPlan(
             group.name, requested, (1.0,) * width, paired_with=paired_with, structure=graph.kind
         )
+    if group.name in design.spec.correlated_terms:
+        # category effects drawn jointly: the Cholesky factor times standard normals
+        return TermPlan(group.name, requested, (1.0,) * width, structure="correlated")
     if requested == "centered":
         return TermPlan(group.name, requested, (0.0,) * width, paired_with=paired_with)
     if requested == "noncentered":
@@ -416,14 +419,15 @@ def numeric_means(design: Design) -> np.ndarray | None:
 def is_auxiliary(name: str) -> bool:
     """Sampled helper variables left out of summaries.
 
-    ``z_*``, the centred level, and the polar coordinates of paired SDs.
+    ``z_*``, the centred level, the polar coordinates of paired SDs, and the packed
+    Cholesky factors ``chol_*`` of correlated category effects (``cor_*`` is reported).
 
     Examples
     --------
     >>> [is_auxiliary(n) for n in ("z_region", "sigma_region", "Intercept_at_means")]
     [True, False, True]
     """
-    return name.startswith(("z_", RADIUS, ANGLE)) or name.endswith(CENTRED)
+    return name.startswith(("z_", "chol_", RADIUS, ANGLE)) or name.endswith(CENTRED)
 
 
 def sd_pairs(design: Design) -> dict[str, str]:
@@ -447,10 +451,12 @@ def sd_pairs(design: Design) -> dict[str, str]:
     >>> sd_pairs(build_design(spec, df))
     {'g': 'h:g'}
     """
-    mains = {g.name for g in design.groups if len(g.factors) == 1}
+    # terms whose SDs come with an LKJ prior are not paired
+    correlated = set(design.spec.correlated_terms)
+    mains = {g.name for g in design.groups if len(g.factors) == 1 and g.name not in correlated}
     pairs: dict[str, str] = {}
     for group in design.groups:
-        if len(group.factors) != 2:
+        if len(group.factors) != 2 or group.name in correlated:
             continue
         free = [axis for axis, f in enumerate(group.factors) if f in mains and f not in pairs]
         if not free:

@@ -24,7 +24,9 @@ Supported terms: an intercept (``1``, dropped with ``0`` or ``-1``), fixed
 effects of categorical or numeric columns, and varying intercepts of a grouping
 factor ``(1 | g)`` or of an interaction of grouping factors ``(1 | a:b)``. A
 varying intercept of one factor may have a structured prior (``[priors.structure]``:
-a random walk over ordered levels or BYM2 over areas; :mod:`opinionmap.structure`).
+a random walk over ordered levels or BYM2 over areas; :mod:`opinionmap.structure`). In
+a categorical model, ``(1 | ID | g)`` (brms's syntax) draws a term's effects on the
+categories jointly, with an LKJ prior on their correlation.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import tomllib
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
@@ -132,9 +135,15 @@ class FixedTerm:
 
 @dataclass(frozen=True)
 class GroupTerm:
-    """A varying intercept ``(1 | a)`` or ``(1 | a:b)``."""
+    """A varying intercept ``(1 | a)`` or ``(1 | a:b)``.
+
+    ``correlated`` is the ID of brms's ``(1 | p | a)``: in a categorical model, the
+    term's effects on the non-reference categories are drawn jointly, with an LKJ
+    prior on their correlation (``None``: independently).
+    """
 
     factors: tuple[str, ...]
+    correlated: str | None = None
 
     @property
     def name(self) -> str:
@@ -589,6 +598,25 @@ class ModelSpec:
                 f"fixed effects (their variables: {format_values(sorted(fixed)) or 'none'}); "
                 "name single coefficients as the posterior labels them, e.g. 'sex[female]'."
             )
+        correlated = [g.name for g in self.group_terms if g.correlated is not None]
+        if correlated and (self.family != "categorical" or len(self.levels) < 3):
+            raise SpecError(
+                f"{where}: '(1 | ID | {correlated[0]})' correlates a term's effects across the "
+                "categories of a categorical model with three or more answers; this model "
+                f"({self.family}, {len(self.levels)} levels) has one linear predictor. Write "
+                f"'(1 | {correlated[0]})'."
+            )
+        for table, named in (
+            ("structure", self.priors.structure),
+            ("parameterization", self.priors.parameterization),
+        ):
+            both = [t for t, _ in named if t in correlated]
+            if both:
+                raise SpecError(
+                    f"{where}: [priors.{table}] {both[0]}: a term with correlated category "
+                    "effects '(1 | ID | ...)' is sampled non-centred with an LKJ prior; it "
+                    f"takes no {table}. Remove one of the two."
+                )
         for term, structure in self.priors.structure:
             if ":" in term:
                 raise SpecError(
@@ -621,6 +649,11 @@ class ModelSpec:
     def group_terms(self) -> tuple[GroupTerm, ...]:
         """Varying-intercept terms, in formula order."""
         return self._parsed[3]
+
+    @property
+    def correlated_terms(self) -> tuple[str, ...]:
+        """Terms whose category effects are drawn jointly (``(1 | ID | g)``)."""
+        return tuple(g.name for g in self.group_terms if g.correlated is not None)
 
     @property
     def variables(self) -> tuple[str, ...]:
@@ -784,9 +817,11 @@ def _parse_formula(
     """Parse with formulae's model_description (a parser only: nothing is evaluated)."""
     if formula in _PARSE_CACHE:
         return _PARSE_CACHE[formula]
+    written = formula
     from formulae import model_description
     from formulae.terms.terms import GroupSpecificTerm, Intercept, Term
 
+    formula, ids = _correlated_terms(formula, where)
     if "||" in formula:
         raise SpecError(
             f"{where}: '||' (uncorrelated varying slopes) in {formula!r} is not supported yet; "
@@ -817,9 +852,28 @@ def _parse_formula(
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
         raise SpecError(f"{where}: grouping term(s) {format_values(repeated)} appear twice.")
+    groups = [GroupTerm(g.factors, ids.get(g.name)) for g in groups]
     parsed = (outcome, intercept, tuple(fixed), tuple(groups))
-    _PARSE_CACHE[formula] = parsed
+    _PARSE_CACHE[written] = parsed
     return parsed
+
+
+# brms's (1 | p | g): a varying intercept whose effects on the categories are correlated
+_CORRELATED = re.compile(r"\(\s*1\s*\|\s*([A-Za-z_][\w.]*)\s*\|\s*([^()|]+?)\s*\)")
+
+
+def _correlated_terms(formula: str, where: str) -> tuple[str, dict[str, str]]:
+    """``formula`` with each ``(1 | p | g)`` written ``(1 | g)``, and ``{g: p}``."""
+    ids: dict[str, str] = {}
+    for match in _CORRELATED.finditer(formula):
+        ids["".join(match.group(2).split())] = match.group(1)
+    taken = [p for p in ids.values() if list(ids.values()).count(p) > 1]
+    if taken:
+        raise SpecError(
+            f"{where}: the ID {taken[0]!r} in {formula!r} joins several terms; correlations "
+            "across terms are not supported: give each '(1 | ID | group)' its own ID."
+        )
+    return _CORRELATED.sub(r"(1 | \2)", formula), ids
 
 
 def _outcome_name(response: Any, where: str) -> str:
