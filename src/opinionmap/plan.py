@@ -80,8 +80,9 @@ class TermPlan:
         The term whose SD is sampled jointly with this one's, if any.
     structure
         The term's structured prior (``"rw1"``, ``"rw2"``, ``"bym2"``), sampled
-        non-centred in its eigenbasis (:mod:`opinionmap.structure`); ``None``:
-        exchangeable.
+        non-centred in its eigenbasis (:mod:`opinionmap.structure`), or
+        ``"correlated"`` for category effects drawn jointly (``(1 | ID | g)``);
+        ``None``: exchangeable.
     """
 
     name: str

@@ -273,20 +273,14 @@ class Priors:
             if key in raw:
                 kwargs.update(_prior_entry(raw[key], key, where))
         if "parameterization" in raw:
-            table = raw["parameterization"]
-            if not isinstance(table, Mapping):
-                raise SpecError(
-                    f"{where}: [priors.parameterization] must map grouping factors to "
-                    '"auto", "centered" or "noncentered".'
-                )
+            table = _term_table(
+                raw, "parameterization", where, '"auto", "centered" or "noncentered"'
+            )
             kwargs["parameterization"] = tuple(table.items())
         if "structure" in raw:
-            table = raw["structure"]
-            if not isinstance(table, Mapping):
-                raise SpecError(
-                    f'{where}: [priors.structure] must map grouping factors to "rw1", "rw2" or '
-                    '{ type = "bym2", adjacency = "FILE.csv" }.'
-                )
+            table = _term_table(
+                raw, "structure", where, '"rw1", "rw2" or { type = "bym2", adjacency = "FILE.csv" }'
+            )
             try:
                 kwargs["structure"] = tuple(
                     (str(term), Structure.from_entry(str(term), entry, where, base))
@@ -298,6 +292,14 @@ class Priors:
             return cls(**kwargs)
         except SpecError as exc:
             raise SpecError(f"{where}: {exc}") from None
+
+
+def _term_table(raw: Mapping[str, object], key: str, where: str, values: str) -> Mapping[str, Any]:
+    """The ``[priors.<key>]`` table, which maps grouping factors to ``values``."""
+    table = raw[key]
+    if not isinstance(table, Mapping):
+        raise SpecError(f"{where}: [priors.{key}] must map grouping factors to {values}.")
+    return table
 
 
 def _positive(value: object) -> bool:
