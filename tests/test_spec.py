@@ -293,7 +293,7 @@ def test_levels_errors() -> None:
     ("formula", "message"),
     [
         ("y + x", "has no '~'"),
-        ("y ~ x + (x | g)", "varying slopes"),
+        ("y ~ 1 + (x | g)", "varying slope of 'x' but the fixed effects lack 'x'"),
         ("y ~ np.log(x)", "not a plain column name"),
         ("y ~ x +", "cannot parse formula"),
     ],

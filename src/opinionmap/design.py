@@ -19,6 +19,8 @@ Coding rules
   levels declared in the codebook that no respondent has (they are estimated
   from the hierarchical prior and can be poststratified). ``(1 | a:b)`` has one
   effect per combination, labelled ``"a_level:b_level"``.
+- A varying slope ``(1 + x | g)`` multiplies the fixed-effect columns of ``x`` (as
+  coded above): its term records their positions (:attr:`GroupIndex.slopes`).
 
 Names such as ``sex[female]`` and ``"a_level:b_level"`` are labels for people;
 the code works from the recorded structure (:class:`Coef`, :class:`VariableCoding`,
@@ -45,7 +47,7 @@ from opinionmap.covariates import (
     table_to_json,
 )
 from opinionmap.errors import OpinionmapError, did_you_mean, format_values, near_misses
-from opinionmap.spec import FixedTerm, ModelSpec
+from opinionmap.spec import FixedTerm, GroupTerm, ModelSpec
 from opinionmap.structure import Graph, read_adjacency
 
 if TYPE_CHECKING:
@@ -123,17 +125,44 @@ class Coef:
 
 @dataclass(frozen=True)
 class GroupIndex:
-    """A varying-intercept term's levels and the level of each cell (``-1`` = new level)."""
+    """A grouping term's levels and the level of each cell (``-1`` = new level).
+
+    A term with varying slopes, ``(1 + x | g)``, also records which fixed-effect
+    columns have a slope per level (``slopes``, positions in ``X``) and whether it
+    has a varying intercept; its coefficients are labelled ``coefs``, e.g.
+    ``("Intercept", "x")``.
+    """
 
     name: str
     factors: tuple[str, ...]
     levels: tuple[str, ...]
     index: np.ndarray = field(repr=False)
+    slopes: tuple[int, ...] = ()
+    coefs: tuple[str, ...] = ()
+    intercept: bool = True
 
     @property
     def dim(self) -> str:
         """The dimension name of this term's effects (the term itself, e.g. ``region``)."""
         return self.name
+
+    @property
+    def coef_dim(self) -> str:
+        """The dimension of a varying-slope term's coefficients, e.g. ``region_coef``."""
+        return f"{self.name}_coef"
+
+    def with_index(self, index: np.ndarray) -> GroupIndex:
+        """The same term with other rows' levels."""
+        return GroupIndex(
+            self.name, self.factors, self.levels, index, self.slopes, self.coefs, self.intercept
+        )
+
+    def slope_matrix(self, X: np.ndarray) -> np.ndarray:
+        """Each row's multipliers of the term's coefficients: 1 (intercept), slope columns."""
+        columns = [X[:, list(self.slopes)]]
+        if self.intercept:
+            columns.insert(0, np.ones((X.shape[0], 1)))
+        return np.concatenate(columns, axis=1)
 
 
 @dataclass(frozen=True)
@@ -307,6 +336,11 @@ class Design:
             "opinionmap_groups": json.dumps(
                 [
                     {"name": g.name, "factors": list(g.factors), "levels": list(g.levels)}
+                    | (
+                        {"slopes": list(g.slopes), "coefs": list(g.coefs), "intercept": g.intercept}
+                        if g.slopes
+                        else {}
+                    )
                     for g in self.groups
                 ]
             ),
@@ -359,6 +393,9 @@ class Design:
                 tuple(g["factors"]),
                 tuple(g["levels"]),
                 const[f"index_{g['name']}"].values.astype(np.int64),
+                tuple(int(j) for j in g.get("slopes", ())),
+                tuple(g.get("coefs", ())),
+                bool(g.get("intercept", True)),
             )
             for g in json.loads(attrs["opinionmap_groups"])
         )
@@ -484,10 +521,7 @@ def build_design(
     n_cells = int(inverse.max()) + 1 if len(inverse) else 0
     counts = np.zeros((n_cells, len(spec.levels)), dtype=np.int64)
     np.add.at(counts, (inverse, y), 1)
-    groups = tuple(
-        GroupIndex(g.name, g.factors, g.levels, g.index[first].astype(np.int64))
-        for g in coded.groups
-    )
+    groups = tuple(g.with_index(g.index[first].astype(np.int64)) for g in coded.groups)
     cells = df.iloc[first][list(spec.variables)].reset_index(drop=True)
     for c in codings:
         if c.kind == "categorical":
@@ -498,6 +532,8 @@ def build_design(
                 f"{where}: grouping factor {g.name!r} has one level ({format_values(g.levels)}); "
                 "a varying intercept needs at least two. Drop the term or use more levels."
             )
+    for g in groups:
+        _check_slopes(g, coded.X[first], where)
     area = getattr(data, "area", None)
     graphs = _graphs(spec, groups, codings, where)
     return Design(
@@ -818,10 +854,58 @@ def _code(
         _check_fixed_effects_vary(spec, df, codings, where)
     by_name = {c.name: c for c in codings}
     groups = tuple(
-        _group_index(df, term.name, term.factors, by_name, new_levels, where)
+        _with_slopes(
+            _group_index(df, term.name, term.factors, by_name, new_levels, where), term, coefs
+        )
         for term in spec.group_terms
     )
     return NewData(X, groups)
+
+
+def _with_slopes(group: GroupIndex, term: GroupTerm, coefs: tuple[Coef, ...]) -> GroupIndex:
+    """The group index with its varying slopes: the fixed-effect columns of ``term.slopes``."""
+    if not term.slopes:
+        return group
+    positions = tuple(
+        j
+        for slope in term.slopes
+        for j, c in enumerate(coefs)
+        if set(c.variables) == set(slope.variables)
+    )
+    labels = (("Intercept",) if term.intercept else ()) + tuple(coefs[j].name for j in positions)
+    return GroupIndex(
+        group.name, group.factors, group.levels, group.index, positions, labels, term.intercept
+    )
+
+
+def _check_slopes(group: GroupIndex, X: np.ndarray, where: str) -> None:
+    """A varying slope must vary within levels, and a term's coefficients be distinguishable."""
+    if not group.slopes:
+        return
+    for j in group.slopes:
+        x = X[:, j]
+        high = np.full(len(group.levels), -np.inf)
+        low = np.full(len(group.levels), np.inf)
+        np.maximum.at(high, group.index, x)
+        np.minimum.at(low, group.index, x)
+        seen = np.isfinite(high)
+        if np.all(high[seen] - low[seen] <= 1e-12):
+            label = group.coefs[group.slopes.index(j) + int(group.intercept)]
+            raise DesignError(
+                f"{where}: the varying slope of {label!r} by {group.name!r}: {label!r} does not "
+                f"vary within any level of {group.name!r} (each level has one value), so its "
+                "slope cannot be told from the level's intercept. Keep it as a fixed effect "
+                f"(an area-level predictor) and drop it from the left of '| {group.name}'."
+            )
+    W = group.slope_matrix(X)
+    if np.linalg.matrix_rank(W) < W.shape[1]:
+        raise DesignError(
+            f"{where}: the coefficients of the term on {group.name!r} "
+            f"({format_values(group.coefs)}) are collinear in the data: one is a combination "
+            "of the others (a factor coded by all its levels beside the intercept?). Drop the "
+            "intercept ('0 + x') or code the factor by contrasts ('1 + x' with x in the fixed "
+            "effects after an intercept)."
+        )
 
 
 def _fixed_matrix(

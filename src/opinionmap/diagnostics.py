@@ -139,7 +139,8 @@ def diagnose(tree: xr.DataTree, *, warn: bool = True) -> Diagnostics:
     from arviz_stats import rhat as rank_rhat
 
     with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
-        # constant draws (the unit diagonal of a correlation matrix) have no R-hat or ESS
+        # constant draws (the unit diagonal of a correlation matrix, 1 up to rounding) have no
+        # R-hat or ESS
         warnings.simplefilter("ignore", RuntimeWarning)
         rhat = rank_rhat(posterior, var_names=names)
         ess_bulk = ess(posterior, var_names=names, method="bulk")
@@ -158,7 +159,7 @@ def diagnose(tree: xr.DataTree, *, warn: bool = True) -> Diagnostics:
         label
         for name in names
         for label, value in _flatten(posterior[name].std(("chain", "draw")), name).items()
-        if value == 0.0
+        if value < 1e-9
     ]
     table = table.drop(index=constant)
     stats = tree["sample_stats"].to_dataset()

@@ -26,6 +26,10 @@ the graph. The maths is in ``docs/model.md``.
   ``bym2`` ``u = sigma * (sqrt(1 - rho) theta + sqrt(rho) B z)`` with
   ``theta = z_<term> ~ ZeroSumNormal(1)``, ``z_icar_<term> ~ N(0, 1)`` and
   ``rho_<term> ~ Beta(2, 2)``.
+- A term with varying slopes ``(1 + x | g)`` has ``u_<term>`` (level, coef[, category]):
+  each level's intercept and slopes ``L z`` with ``L`` the Cholesky factor of
+  ``diag(sigma) R diag(sigma)``, ``R ~ LKJ(2)`` (``chol_<term>``, per category in a
+  categorical model) or ``R = I`` for ``||``, ``z_<term>`` zero-sum over the levels.
 """
 
 from __future__ import annotations
@@ -71,6 +75,10 @@ def model_coords(design: Design) -> dict[str, list[str]]:
     if design.spec.correlated_terms:
         # the second axis of the correlation matrices cor_<term>
         coords["category_"] = list(design.categories[1:])
+    for g in design.groups:
+        if g.slopes:
+            coords[g.coef_dim] = list(g.coefs)
+            coords[f"{g.coef_dim}_"] = list(g.coefs)
     return coords
 
 
@@ -110,7 +118,9 @@ def build_model(
         sigmas = _group_sds(design, plan, cat_dims)
         for g in design.groups:
             graph = design.graph(g.name)
-            if graph is not None:
+            if g.slopes:
+                eta = eta + _slope_effect(design, g, cat_dims)
+            elif graph is not None:
                 eta = eta + _structured_effect(g, graph, sigmas[g.name], cat_dims)
             elif g.name in design.spec.correlated_terms:
                 eta = eta + _correlated_effect(design, g)
@@ -208,8 +218,10 @@ def _group_sds(
             priors.group_sd_for(interaction) * radius * pt.sin(angle),
             dims=dims,
         )
+    # terms with correlated category effects or with varying slopes have their own
+    joint = {*design.spec.correlated_terms, *design.spec.slope_terms}
     for g in design.groups:
-        if g.name not in sigmas and g.name not in design.spec.correlated_terms:
+        if g.name not in sigmas and g.name not in joint:
             sigmas[g.name] = pm.HalfNormal(
                 f"sigma_{g.name}", priors.group_sd_for(g.name), dims=dims
             )
@@ -236,6 +248,18 @@ def _group_effect(
     return u[index][:, None]
 
 
+def _lkj_covariance(
+    name: str, n: int, scale: float
+) -> tuple[pt.TensorVariable, pt.TensorVariable, pt.TensorVariable]:
+    """Cholesky factor, correlation and SDs of ``diag(sigma) R diag(sigma)``.
+
+    ``R ~ LKJ(2)``, ``sigma_j ~ HalfNormal(scale)``; the packed factor is sampled as ``name``.
+    """
+    return pm.LKJCholeskyCov(
+        name, n=n, eta=2.0, sd_dist=pm.HalfNormal.dist(scale, shape=n), compute_corr=True
+    )
+
+
 def _correlated_effect(design: Design, group: GroupIndex) -> pt.TensorVariable:
     """``u_<term>`` whose category effects are drawn jointly (``(1 | ID | g)``).
 
@@ -244,20 +268,62 @@ def _correlated_effect(design: Design, group: GroupIndex) -> pt.TensorVariable:
     factor), and, as for every term, they sum to zero over the levels.
     """
     name, k = group.name, len(design.categories) - 1
-    scale = design.spec.priors.group_sd_for(name)
-    chol, corr, stds = pm.LKJCholeskyCov(
-        f"chol_{name}",
-        n=k,
-        eta=2.0,
-        sd_dist=pm.HalfNormal.dist(scale, shape=k),
-        compute_corr=True,
-    )
+    chol, corr, stds = _lkj_covariance(f"chol_{name}", k, design.spec.priors.group_sd_for(name))
     pm.Deterministic(f"sigma_{name}", stds, dims="category")
     pm.Deterministic(f"cor_{name}", corr, dims=("category", "category_"))
     # ZeroSumNormal constrains its last axis, so z is (category, level)
     z = pm.ZeroSumNormal(f"z_{name}", sigma=1.0, dims=("category", group.dim))
     u = pm.Deterministic(f"u_{name}", (chol @ z).T, dims=(group.dim, "category"))
     return u[pt.as_tensor_variable(group.index)]
+
+
+def _slope_effect(
+    design: Design, group: GroupIndex, cat_dims: tuple[str, ...]
+) -> pt.TensorVariable:
+    """``u_<term>`` of a term with varying slopes, (levels, coefs[, K-1]); the cells' part.
+
+    A level's coefficients (its intercept and slopes) are ``N(0, diag(sigma) R
+    diag(sigma))`` with ``R ~ LKJ(2)`` and ``sigma_j ~ HalfNormal(group_sd)``
+    (``||``: ``R = I``), one such draw per linear predictor; non-centred
+    (``u = L z``) and summing to zero over the levels, so the fixed effects are the
+    average intercept and slopes.
+    """
+    name, m = group.name, len(group.coefs)
+    scale = design.spec.priors.group_sd_for(name)
+    level, coef = group.dim, group.coef_dim
+    width = len(design.categories) - 1 if cat_dims else 1
+    # ZeroSumNormal constrains its last axis, so z is ([category,] coef, level)
+    z = pm.ZeroSumNormal(f"z_{name}", sigma=1.0, dims=(*cat_dims, coef, level))
+    z = z if cat_dims else z[None]
+    term = next(t for t in design.spec.group_terms if t.name == name)
+    if term.uncorrelated:
+        sigma = pm.HalfNormal(f"sigma_{name}", scale, dims=(coef, *cat_dims))
+        chol = pt.eye(m)[None] * (sigma.T if cat_dims else sigma[None])[:, None, :]
+    else:
+        factors, stds, corrs = [], [], []
+        for k in range(width):
+            suffix = f"_{k}" if cat_dims else ""
+            factor, corr, sd = _lkj_covariance(f"chol_{name}{suffix}", m, scale)
+            factors.append(factor)
+            stds.append(sd)
+            corrs.append(corr)
+        chol = pt.stack(factors)
+        pm.Deterministic(
+            f"sigma_{name}", pt.stack(stds, axis=1) if cat_dims else stds[0], dims=(coef, *cat_dims)
+        )
+        pm.Deterministic(
+            f"cor_{name}",
+            pt.stack(corrs) if cat_dims else corrs[0],
+            dims=(*cat_dims, coef, f"{coef}_"),
+        )
+    # (predictor, coef, coef) @ (predictor, coef, level) -> (level, coef, predictor)
+    effects = pt.matmul(chol, z).transpose(2, 1, 0)
+    pm.Deterministic(
+        f"u_{name}", effects if cat_dims else effects[:, :, 0], dims=(level, coef, *cat_dims)
+    )
+    W = pt.as_tensor_variable(group.slope_matrix(design.X))  # (cells, coefs)
+    per_cell = effects[pt.as_tensor_variable(group.index)]  # (cells, coefs, predictor)
+    return (per_cell * W[:, :, None]).sum(axis=1)
 
 
 def _structured_effect(

@@ -80,9 +80,10 @@ class TermPlan:
         The term whose SD is sampled jointly with this one's, if any.
     structure
         The term's structured prior (``"rw1"``, ``"rw2"``, ``"bym2"``), sampled
-        non-centred in its eigenbasis (:mod:`opinionmap.structure`), or
-        ``"correlated"`` for category effects drawn jointly (``(1 | ID | g)``);
-        ``None``: exchangeable.
+        non-centred in its eigenbasis (:mod:`opinionmap.structure`),
+        ``"correlated"`` for category effects drawn jointly (``(1 | ID | g)``),
+        ``"slopes"`` / ``"uncorrelated slopes"`` for varying slopes (``(1 + x | g)``,
+        ``(1 + x || g)``), non-centred; ``None``: exchangeable.
     """
 
     name: str
@@ -237,6 +238,11 @@ def _term_plan(design: Design, group: GroupIndex, paired_with: str | None = None
         return TermPlan(
             group.name, requested, (1.0,) * width, paired_with=paired_with, structure=graph.kind
         )
+    if group.slopes:
+        # a level's intercept and slopes: the Cholesky factor times standard normals
+        term = next(t for t in design.spec.group_terms if t.name == group.name)
+        kind = "uncorrelated slopes" if term.uncorrelated else "slopes"
+        return TermPlan(group.name, requested, (1.0,) * width, structure=kind)
     if group.name in design.spec.correlated_terms:
         # category effects drawn jointly: the Cholesky factor times standard normals
         return TermPlan(group.name, requested, (1.0,) * width, structure="correlated")
@@ -452,8 +458,8 @@ def sd_pairs(design: Design) -> dict[str, str]:
     >>> sd_pairs(build_design(spec, df))
     {'g': 'h:g'}
     """
-    # terms whose SDs come with an LKJ prior are not paired
-    correlated = set(design.spec.correlated_terms)
+    # terms whose SDs come with an LKJ prior (or per coefficient) are not paired
+    correlated = {*design.spec.correlated_terms, *design.spec.slope_terms}
     mains = {g.name for g in design.groups if len(g.factors) == 1 and g.name not in correlated}
     pairs: dict[str, str] = {}
     for group in design.groups:

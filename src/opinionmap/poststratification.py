@@ -629,7 +629,12 @@ def _keys(rows: pd.DataFrame, factors: tuple[str, ...]) -> list[tuple[str, ...]]
 def _extend_draws(
     draws: Draws, design: Design, new_labels: dict[str, list[tuple[str, ...]]], seed: int
 ) -> Draws:
-    """The draws with effects for new levels drawn from the fitted distribution, appended."""
+    """The draws with effects for new levels drawn from the fitted distribution, appended.
+
+    Independent ``N(0, sigma^2)`` per linear predictor, or, for terms whose effects
+    are drawn jointly (varying slopes, ``(1 | ID | g)``), ``N(0, L L^T)`` with each
+    draw's Cholesky factor ``L``.
+    """
     if not new_labels:
         return draws
     rng = np.random.default_rng(seed)
@@ -638,11 +643,18 @@ def _extend_draws(
         if g.name not in new_labels:
             continue
         u = effects[g.name]
-        sigma = draws.sigmas[g.name]
         shape = (u.shape[0], len(new_labels[g.name]), *u.shape[2:])
-        scale = sigma[:, None, :] if sigma.ndim > 1 else sigma[:, None]
-        effects[g.name] = np.concatenate([u, rng.standard_normal(shape) * scale], axis=1)
-    return Draws(draws.intercept, draws.beta, draws.cutpoints, effects, draws.sigmas)
+        z = rng.standard_normal(shape)
+        factor = draws.factors.get(g.name)
+        if factor is None:
+            sigma = draws.sigmas[g.name]
+            new = z * (sigma[:, None, :] if sigma.ndim > 1 else sigma[:, None])
+        elif factor.ndim == 4:  # slopes of a categorical model: (S, K-1, coefs, coefs)
+            new = np.einsum("scij,snjc->snic", factor, z)
+        else:  # (S, m, m), m the coefficients or the categories of the effects
+            new = np.einsum("sij,snj->sni", factor, z)
+        effects[g.name] = np.concatenate([u, new], axis=1)
+    return Draws(draws.intercept, draws.beta, draws.cutpoints, effects, draws.sigmas, draws.factors)
 
 
 def _code_with_new(
@@ -657,7 +669,7 @@ def _code_with_new(
         if g.name in new_labels and (index < 0).any():
             lookup = {key: len(g.levels) + i for i, key in enumerate(new_labels[g.name])}
             index[index < 0] = [lookup[key] for key in _keys(block.loc[index < 0], g.factors)]
-        groups.append(GroupIndex(g.name, g.factors, g.levels, index))
+        groups.append(g.with_index(index))
     return NewData(coded.X, tuple(groups))
 
 

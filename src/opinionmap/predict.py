@@ -10,7 +10,7 @@ stays bounded (draws x rows x categories is never held for large inputs).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import xarray as xr
@@ -28,8 +28,11 @@ class Draws:
     intercept: np.ndarray | None  # (S,) or (S, K-1)
     beta: np.ndarray | None  # (S, p) or (S, p, K-1)
     cutpoints: np.ndarray | None  # (S, K-1)
-    effects: dict[str, np.ndarray]  # name -> (S, L) or (S, L, K-1)
-    sigmas: dict[str, np.ndarray]  # name -> (S,) or (S, K-1)
+    effects: dict[str, np.ndarray]  # name -> (S, L[, coefs][, K-1])
+    sigmas: dict[str, np.ndarray]  # name -> (S[, coefs][, K-1])
+    # a level's effects ~ N(0, L L^T) for terms whose effects are drawn jointly: name ->
+    # (S[, K-1], coefs, coefs) for varying slopes, (S, K-1, K-1) for (1 | ID | g)
+    factors: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def n_samples(self) -> int:
@@ -52,12 +55,22 @@ class Draws:
 
         effects = {g.name: flat(f"u_{g.name}") for g in design.groups}
         sigmas = {g.name: flat(f"sigma_{g.name}") for g in design.groups}
+        factors = {}
+        for g in design.groups:
+            sigma, cor = sigmas[g.name], flat(f"cor_{g.name}")
+            if sigma is None or (cor is None and not g.slopes):
+                continue
+            if g.slopes and sigma.ndim == 3:
+                sigma = np.moveaxis(sigma, 1, 2)  # (S, K-1, coefs), as the factors' rows
+            root = np.linalg.cholesky(cor) if cor is not None else np.eye(sigma.shape[-1])
+            factors[g.name] = sigma[..., :, None] * root
         return cls(
             intercept=flat("Intercept"),
             beta=flat("beta"),
             cutpoints=flat("cutpoints"),
             effects={k: v for k, v in effects.items() if v is not None},
             sigmas={k: v for k, v in sigmas.items() if v is not None},
+            factors=factors,
         )
 
     def subset(self, sl: slice) -> Draws:
@@ -68,11 +81,12 @@ class Draws:
             cutpoints=None if self.cutpoints is None else self.cutpoints[sl],
             effects={k: v[sl] for k, v in self.effects.items()},
             sigmas={k: v[sl] for k, v in self.sigmas.items()},
+            factors={k: v[sl] for k, v in self.factors.items()},
         )
 
 
-def _group_effect(draws: Draws, group: GroupIndex) -> np.ndarray:
-    """Effects of each row's level, (S, n[, K-1]).
+def _add_group_effect(eta: np.ndarray, draws: Draws, group: GroupIndex, X: np.ndarray) -> None:
+    """Add each row's level effects to ``eta`` (S, n[, K-1]), slopes times their columns.
 
     Every row must have a level the draws have an effect for; poststratification
     appends effects for new levels to the draws before coding them.
@@ -82,7 +96,15 @@ def _group_effect(draws: Draws, group: GroupIndex) -> np.ndarray:
             f"rows with levels of {group.name!r} the model has no effects for; code new data "
             "with new_levels='error' or extend the draws first"
         )
-    return draws.effects[group.name][:, group.index]
+    effects = draws.effects[group.name]
+    if not group.slopes:
+        eta += effects[:, group.index]
+        return
+    # one coefficient at a time: never draws x rows x coefficients x categories at once
+    W = group.slope_matrix(X)
+    for j in range(W.shape[1]):
+        column = W[:, j][:, None] if eta.ndim == 3 else W[:, j]
+        eta += effects[:, group.index, j] * column
 
 
 def linear_predictor(draws: Draws, design: Design, new: NewData | None = None) -> np.ndarray:
@@ -101,7 +123,7 @@ def linear_predictor(draws: Draws, design: Design, new: NewData | None = None) -
         else:
             eta += draws.beta @ data.X.T
     for g in data.groups:
-        eta += _group_effect(draws, g)
+        _add_group_effect(eta, draws, g, data.X)
     return eta
 
 

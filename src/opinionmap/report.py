@@ -30,6 +30,9 @@ from opinionmap.poststratification import ANSWERING, EVERYONE, Estimates, postst
 from opinionmap.summaries import interval_prob
 
 if TYPE_CHECKING:
+    import xarray as xr
+
+    from opinionmap.design import GroupIndex
     from opinionmap.frame import Frame
     from opinionmap.results import FitResult
     from opinionmap.survey import Survey
@@ -415,9 +418,13 @@ def _estimand_line(est: Estimates) -> str:
 
 
 def _model_line(result: FitResult, prob: float) -> str:
-    """The formula and family, and what each structured prior found (BYM2's spatial share)."""
+    """The formula and family, and what structured priors and varying slopes found.
+
+    BYM2's spatial share; the SDs and correlations of each term's varying coefficients.
+    """
     spec = result.spec
     parts = [f"Model: {spec.formula} ({spec.family})."]
+    parts.extend(_slopes_line(result, g, prob) for g in result.design.groups if g.slopes)
     for graph in result.design.graphs:
         if graph.kind != "bym2":
             parts.append(f"{graph.term}: a {graph.kind} random walk over its ordered levels.")
@@ -438,6 +445,42 @@ def _model_line(result: FitResult, prob: float) -> str:
             f"share of its variation (rho) {found}."
         )
     return " ".join(parts)
+
+
+def _slopes_line(result: FitResult, group: GroupIndex, prob: float) -> str:
+    """How a term's coefficients vary by level: their SDs and correlations, with intervals.
+
+    For categorical models, by answer.
+    """
+    posterior, tail = result.posterior, (1.0 - prob) / 2.0
+
+    def interval(draws: xr.DataArray) -> str:
+        low, high = (float(draws.quantile(q)) for q in (tail, 1.0 - tail))
+        return f"{float(draws.mean()):.2f} [{low:.2f}, {high:.2f}]"
+
+    sigma, cor = posterior[f"sigma_{group.name}"], posterior.get(f"cor_{group.name}")
+    answers = [None] if "category" not in sigma.dims else list(sigma["category"].values)
+    pieces = []
+    for answer in answers:
+        at = {} if answer is None else {"category": answer}
+        sds = ", ".join(
+            f"{c} {interval(sigma.sel(at).sel({group.coef_dim: c}))}" for c in group.coefs
+        )
+        text = f"SDs {sds}"
+        if cor is not None:
+            pairs = [(a, b) for i, a in enumerate(group.coefs) for b in group.coefs[i + 1 :]]
+            cors = ", ".join(
+                f"{a} with {b} "
+                + interval(cor.sel(at).sel({group.coef_dim: a, f"{group.coef_dim}_": b}))
+                for a, b in pairs
+            )
+            text += f"; correlations {cors}"
+        pieces.append(text if answer is None else f"{answer}: {text}")
+    independent = "" if cor is not None else " (drawn independently)"
+    return (
+        f"{group.name}: its coefficients vary by level{independent}, "
+        f"{'; '.join(pieces)} ({prob:.0%} intervals)."
+    )
 
 
 def _overview_row(

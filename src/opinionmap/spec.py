@@ -135,20 +135,36 @@ class FixedTerm:
 
 @dataclass(frozen=True)
 class GroupTerm:
-    """A varying intercept ``(1 | a)`` or ``(1 | a:b)``.
+    """A varying intercept ``(1 | a)`` or ``(1 | a:b)``, with varying slopes if written so.
 
     ``correlated`` is the ID of brms's ``(1 | p | a)``: in a categorical model, the
     term's effects on the non-reference categories are drawn jointly, with an LKJ
     prior on their correlation (``None``: independently).
+
+    ``slopes`` are the fixed-effect terms whose coefficients also vary by level,
+    ``(1 + x | a)``; ``intercept`` is ``False`` for ``(0 + x | a)``; ``uncorrelated``
+    is lme4's ``||``: the term's coefficients are drawn independently rather than
+    with an LKJ prior on their correlation.
     """
 
     factors: tuple[str, ...]
     correlated: str | None = None
+    slopes: tuple[FixedTerm, ...] = ()
+    intercept: bool = True
+    uncorrelated: bool = False
 
     @property
     def name(self) -> str:
         """The grouping factor as written in the formula, e.g. ``region:ethnicity``."""
         return ":".join(self.factors)
+
+    @property
+    def written(self) -> str:
+        """The term as lme4 writes it, e.g. ``(1 + settlement | region)``."""
+        parts = ["1" if self.intercept else "0", *(t.name for t in self.slopes)]
+        bar = "||" if self.uncorrelated else "|"
+        middle = f" {self.correlated} |" if self.correlated else ""
+        return f"({' + '.join(parts)} {bar}{middle} {self.name})"
 
 
 @dataclass(frozen=True)
@@ -619,6 +635,19 @@ class ModelSpec:
                     "effects '(1 | ID | ...)' is sampled non-centred with an LKJ prior; it "
                     f"takes no {table}. Remove one of the two."
                 )
+        sloped = [g for g in self.group_terms if g.slopes]
+        for table, named in (
+            ("structure", self.priors.structure),
+            ("parameterization", self.priors.parameterization),
+        ):
+            clash = [g for g in sloped if g.name in {t for t, _ in named}]
+            if clash:
+                raise SpecError(
+                    f"{where}: [priors.{table}] {clash[0].name}: a term with varying slopes "
+                    f"{clash[0].written} is sampled non-centred, its coefficients with an LKJ "
+                    f"prior on their correlation; it takes no {table}. Remove the entry, or "
+                    f"keep the intercept alone, '(1 | {clash[0].name})'."
+                )
         for term, structure in self.priors.structure:
             if ":" in term:
                 raise SpecError(
@@ -651,6 +680,11 @@ class ModelSpec:
     def group_terms(self) -> tuple[GroupTerm, ...]:
         """Varying-intercept terms, in formula order."""
         return self._parsed[3]
+
+    @property
+    def slope_terms(self) -> tuple[str, ...]:
+        """Terms with varying slopes (``(1 + x | g)``, ``(0 + x | g)``, ``(1 + x || g)``)."""
+        return tuple(g.name for g in self.group_terms if g.slopes)
 
     @property
     def correlated_terms(self) -> tuple[str, ...]:
@@ -816,27 +850,32 @@ _PARSE_CACHE: dict[str, tuple[str, bool, tuple[FixedTerm, ...], tuple[GroupTerm,
 def _parse_formula(
     formula: str, where: str
 ) -> tuple[str, bool, tuple[FixedTerm, ...], tuple[GroupTerm, ...]]:
-    """Parse with formulae's model_description (a parser only: nothing is evaluated)."""
+    """Parse with formulae's model_description (a parser only: nothing is evaluated).
+
+    Each group term ``(lhs | g)``, ``(lhs || g)`` or ``(lhs | ID | g)`` is read here
+    (its left side parsed on its own) and handed to formulae as ``(1 | g)``.
+    """
     if formula in _PARSE_CACHE:
         return _PARSE_CACHE[formula]
     written = formula
     from formulae import model_description
     from formulae.terms.terms import GroupSpecificTerm, Intercept, Term
 
-    formula, ids = _correlated_terms(formula, where)
-    if "||" in formula:
-        raise SpecError(
-            f"{where}: '||' (uncorrelated varying slopes) in {formula!r} is not supported yet; "
-            "use varying intercepts '(1 | group)' and fixed slopes."
-        )
     if "~" not in formula:
         raise SpecError(
             f"{where}: formula {formula!r} has no '~'; write 'outcome ~ 1 + x + (1 | group)'."
         )
+    formula, bars = _bar_terms(formula, where)
+    if "|" in _BAR.sub("", written):
+        raise SpecError(
+            f"{where}: cannot read the group term(s) of {written!r}; write them as lme4 does: "
+            "'(1 | g)', '(1 + x | g)', '(0 + x | g)', '(1 + x || g)' or, for correlated "
+            "category effects, '(1 | ID | g)'."
+        )
     try:
         description = model_description(formula)
     except Exception as exc:  # formulae raises several types for syntax errors
-        raise SpecError(f"{where}: cannot parse formula {formula!r}: {exc}") from exc
+        raise SpecError(f"{where}: cannot parse formula {written!r}: {exc}") from exc
     outcome = _outcome_name(description.response, where)
     intercept = False
     fixed: list[FixedTerm] = []
@@ -845,37 +884,163 @@ def _parse_formula(
         if isinstance(term, Intercept):
             intercept = True
         elif isinstance(term, GroupSpecificTerm):
-            groups.append(_group_term(term, where, formula))
+            groups.append(_group_term(term, where, written))
         elif isinstance(term, Term):
-            fixed.append(FixedTerm(tuple(_plain_names(term.components, where, formula))))
+            fixed.append(FixedTerm(tuple(_plain_names(term.components, where, written))))
         else:
-            raise SpecError(f"{where}: unsupported term {term!r} in formula {formula!r}.")
+            raise SpecError(f"{where}: unsupported term {term!r} in formula {written!r}.")
     names = [g.name for g in groups]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
-        raise SpecError(f"{where}: grouping term(s) {format_values(repeated)} appear twice.")
-    groups = [GroupTerm(g.factors, ids.get(g.name)) for g in groups]
+        raise SpecError(
+            f"{where}: grouping term(s) {format_values(repeated)} appear twice in {written!r}; "
+            "write one term per grouping factor, e.g. '(1 + x || g)' for an intercept and a "
+            "slope drawn independently."
+        )
+    groups = [_with_bar(g, bars[g.name], fixed, where, written) for g in groups]
     parsed = (outcome, intercept, tuple(fixed), tuple(groups))
     _PARSE_CACHE[written] = parsed
     return parsed
 
 
-# brms's (1 | p | g): a varying intercept whose effects on the categories are correlated
-_CORRELATED = re.compile(r"\(\s*1\s*\|\s*([A-Za-z_][\w.]*)\s*\|\s*([^()|]+?)\s*\)")
+@dataclass(frozen=True)
+class _Bar:
+    """One group term as written: its left side, ``|`` or ``||``, and a brms ID."""
+
+    lhs: str
+    double: bool
+    correlation_id: str | None
 
 
-def _correlated_terms(formula: str, where: str) -> tuple[str, dict[str, str]]:
-    """``formula`` with each ``(1 | p | g)`` written ``(1 | g)``, and ``{g: p}``."""
-    ids: dict[str, str] = {}
-    for match in _CORRELATED.finditer(formula):
-        ids["".join(match.group(2).split())] = match.group(1)
-    taken = [p for p in ids.values() if list(ids.values()).count(p) > 1]
-    if taken:
+# (lhs | g), (lhs || g) and brms's (lhs | ID | g); no parentheses inside
+_BAR = re.compile(r"\(\s*([^()|]+?)\s*(\|\|?)\s*([^()|]+?)\s*(?:\|\s*([^()|]+?)\s*)?\)")
+
+
+def _bar_terms(formula: str, where: str) -> tuple[str, dict[str, _Bar]]:
+    """``formula`` with each group term written ``(1 | g)``, and what each one said."""
+    bars: dict[str, _Bar] = {}
+
+    def replace(match: re.Match[str]) -> str:
+        lhs, bar, middle, last = match.groups()
+        if last is not None and bar == "||":
+            raise SpecError(
+                f"{where}: {match.group(0)!r} in {formula!r}: an ID ('| ID |') joins a term's "
+                "effects in correlation, '||' draws them independently; use one of the two."
+            )
+        group = "".join((last if last is not None else middle).split())
+        identifier = middle.strip() if last is not None else None
+        if identifier is not None and re.fullmatch(r"[A-Za-z_][\w.]*", identifier) is None:
+            raise SpecError(
+                f"{where}: {identifier!r} in {match.group(0)!r} is not an ID; write "
+                "'(1 | p | group)' with a plain name for p."
+            )
+        names = _group_names(group, where, formula)
+        taken = [b.correlation_id for name, b in bars.items() if name not in names]
+        if identifier is not None and (identifier in taken or len(names) > 1):
+            raise SpecError(
+                f"{where}: the ID {identifier!r} in {formula!r} joins several terms; "
+                "correlations across terms are not supported: give each '(1 | ID | group)' "
+                "its own ID."
+            )
+        bar_ = _Bar(lhs.strip(), bar == "||", identifier)
+        for name in names:
+            if name in bars and bars[name] != bar_:
+                raise SpecError(
+                    f"{where}: grouping term {name!r} appears twice in {formula!r}; write one "
+                    "term per grouping factor, e.g. '(1 + x || g)' for an intercept and a "
+                    "slope drawn independently."
+                )
+            bars[name] = bar_  # the same term twice counts once, as formulae reads it
+        return f"(1 | {group})"
+
+    return _BAR.sub(replace, formula), bars
+
+
+def _group_names(group: str, where: str, formula: str) -> list[str]:
+    """The grouping terms ``(1 | group)`` stands for: ``a/b`` is ``a`` and ``a:b``, as in lme4."""
+    if not re.search(r"[*/]", group):
+        return [group]
+    from formulae import model_description
+    from formulae.terms.terms import GroupSpecificTerm
+
+    try:
+        terms = model_description(f"y ~ 0 + (1 | {group})").terms
+    except Exception as exc:  # formulae raises several types for syntax errors
         raise SpecError(
-            f"{where}: the ID {taken[0]!r} in {formula!r} joins several terms; correlations "
-            "across terms are not supported: give each '(1 | ID | group)' its own ID."
+            f"{where}: cannot parse the grouping {group!r} in {formula!r}: {exc}"
+        ) from exc
+    return [
+        ":".join(_plain_names(t.factor.components, where, formula))
+        for t in terms
+        if isinstance(t, GroupSpecificTerm)
+    ]
+
+
+def _with_bar(
+    term: GroupTerm, bar: _Bar, fixed: list[FixedTerm], where: str, formula: str
+) -> GroupTerm:
+    """The group term with the left side and options its parentheses gave."""
+    from formulae import model_description
+    from formulae.terms.terms import Intercept, Term
+
+    try:
+        description = model_description(f"y ~ {bar.lhs}")
+    except Exception as exc:  # formulae raises several types for syntax errors
+        raise SpecError(
+            f"{where}: cannot parse {bar.lhs!r}, the left side of the term on {term.name!r} "
+            f"in {formula!r}: {exc}"
+        ) from exc
+    intercept = any(isinstance(t, Intercept) for t in description.terms)
+    slopes: list[FixedTerm] = []
+    for t in description.terms:
+        if isinstance(t, Intercept):
+            continue
+        if not isinstance(t, Term):
+            raise SpecError(
+                f"{where}: {t!r} on the left of '| {term.name}' in {formula!r} is not a "
+                "column or an interaction of columns."
+            )
+        slopes.append(FixedTerm(tuple(_plain_names(t.components, where, formula))))
+    written = f"({bar.lhs} {'||' if bar.double else '|'} {term.name})"
+    if not intercept and not slopes:
+        raise SpecError(
+            f"{where}: {written} in {formula!r} varies nothing; write '(1 | {term.name})' for "
+            "a varying intercept or "
+            f"'(0 + x | {term.name})' for a varying slope of x."
         )
-    return _CORRELATED.sub(r"(1 | \2)", formula), ids
+    for slope in slopes:
+        inside = sorted(set(slope.variables) & set(term.factors))
+        if inside:
+            raise SpecError(
+                f"{where}: {written} in {formula!r} varies the slope of {slope.name!r} by "
+                f"{term.name!r}, which it is part of; a factor has no slope within its own "
+                "levels. Remove it from the left side."
+            )
+        if not any(set(f.variables) == set(slope.variables) for f in fixed):
+            raise SpecError(
+                f"{where}: {written} in {formula!r} has a varying slope of {slope.name!r} but "
+                f"the fixed effects lack {slope.name!r}: the varying slopes are deviations "
+                f"(summing to zero over the levels) from its fixed slope. Add it, e.g. "
+                f"'... + {slope.name} + {written}'."
+            )
+    if slopes and bar.correlation_id is not None:
+        raise SpecError(
+            f"{where}: '({bar.lhs} | {bar.correlation_id} | {term.name})' in {formula!r}: "
+            "correlated category effects ('| ID |') apply to a varying intercept only; "
+            f"write '(1 | {bar.correlation_id} | {term.name})' or '({bar.lhs} | {term.name})'."
+        )
+    if bar.double and int(intercept) + len(slopes) < 2:
+        raise SpecError(
+            f"{where}: {written} in {formula!r} has one coefficient, so '||' (no correlation) "
+            f"changes nothing; write '|'."
+        )
+    return GroupTerm(
+        term.factors,
+        correlated=bar.correlation_id,
+        slopes=tuple(slopes),
+        intercept=intercept,
+        uncorrelated=bar.double,
+    )
 
 
 def _outcome_name(response: Any, where: str) -> str:
@@ -892,22 +1057,8 @@ def _outcome_name(response: Any, where: str) -> str:
 
 
 def _group_term(term: Any, where: str, formula: str) -> GroupTerm:
-    """A varying intercept ``(1 | g)``; a varying slope is refused, named as written."""
-    from formulae.terms.terms import Intercept
-
-    if not isinstance(term.expr, Intercept):
-        slope = ":".join(_names_for_message(term.expr.components))
-        group = ":".join(_names_for_message(term.factor.components))
-        raise SpecError(
-            f"{where}: varying slopes like '({slope} | {group})' in {formula!r} are not "
-            "supported yet; use varying intercepts '(1 | group)' and fixed slopes."
-        )
+    """The grouping factor of a term formulae read as ``(1 | g)``."""
     return GroupTerm(tuple(_plain_names(term.factor.components, where, formula)))
-
-
-def _names_for_message(components: Any) -> list[str]:
-    """The variables of formula components as written (for messages), whatever they are."""
-    return [str(getattr(c, "name", c)) for c in components]
 
 
 def _plain_names(components: Any, where: str, formula: str) -> list[str]:
