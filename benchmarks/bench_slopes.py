@@ -18,23 +18,27 @@ Three parts, each printed as a table and recorded in ``benchmarks/results/``:
 - ``bundled``: the five presence questions of the bundled Kazakhstan survey, shipped
   spec against the same with ``(1 + settlement | region)``: LOO, convergence, seconds.
 
+Errors against the synthetic truth over replicate surveys come from ``validate_mrp.py
+--models DIR/slopes`` on the folder ``--write-variants DIR`` writes, compared with the
+shipped specs' run by ``compare_validations.py``.
+
 Usage::
 
     .venv/bin/python benchmarks/bench_slopes.py [--part recovery|real|bundled|all]
         [--replicates 10] [--seed 2026]
+    .venv/bin/python benchmarks/bench_slopes.py --write-variants DIR
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import time
-import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from bench_structure import QUESTIONS, ROOT, canada_data, chile_data, compare_loo
+from bench_structure import QUESTIONS, ROOT, canada_data, chile_data, compare_loo, timed_fit
 from common import print_and_record
 from scipy.special import expit, softmax
 
@@ -50,6 +54,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--part", choices=("recovery", "real", "bundled", "all"), default="all")
     parser.add_argument("--replicates", type=int, default=10)
     parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument(
+        "--write-variants", type=Path, metavar="DIR", help="write the bundled variants' specs"
+    )
     return parser.parse_args()
 
 
@@ -94,8 +101,8 @@ def part_recovery(args: argparse.Namespace) -> None:
         for r in range(args.replicates):
             data, truth = simulate(family, rng)
             seed = int(rng.integers(2**31))
-            result, seconds = timed(sloped, data, seed)
-            _, plain_seconds = timed(plain, data, seed)
+            result, seconds = timed_fit(sloped, data, seed)
+            _, plain_seconds = timed_fit(plain, data, seed)
             post = result.posterior
             cat = ["category"] if family == "categorical" else []
             u = post["u_g"].transpose("chain", "draw", "g", "g_coef", *cat).values
@@ -130,14 +137,6 @@ def part_recovery(args: argparse.Namespace) -> None:
     print_and_record(header, rows, "bench_slopes_recovery", vars(args), runs=runs)
 
 
-def timed(spec: ModelSpec, data: Any, seed: int) -> tuple[om.FitResult, float]:
-    start = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        result = om.fit(spec, data, random_seed=seed, progress=False)
-    return result, time.perf_counter() - start
-
-
 def part_real(args: argparse.Namespace) -> None:
     df = canada_data()
     variants = {}
@@ -161,21 +160,33 @@ def part_real(args: argparse.Namespace) -> None:
     compare_loo(variants, chile, args, "bench_slopes_real_chile")
 
 
+def bundled_variants(question: str) -> dict[str, ModelSpec]:
+    spec = om.read_spec(ROOT / "models" / f"{question}.toml")
+    sloped = spec.formula.replace("(1 | region)", "(1 + settlement | region)")
+    return {"shipped": spec, "(1 + settlement | region)": dataclasses.replace(spec, formula=sloped)}
+
+
 def part_bundled(args: argparse.Namespace) -> None:
     survey = om.read_survey(ROOT / "data" / "kazakhstan" / "survey_2020.csv")
-    variants = {}
-    for question in QUESTIONS:
-        spec = om.read_spec(ROOT / "models" / f"{question}.toml")
-        sloped = spec.formula.replace("(1 | region)", "(1 + settlement | region)")
-        variants[question] = {
-            "shipped": spec,
-            "(1 + settlement | region)": dataclasses.replace(spec, formula=sloped),
-        }
+    variants = {question: bundled_variants(question) for question in QUESTIONS}
     compare_loo(variants, survey, args, "bench_slopes_bundled")
+
+
+def write_variants(folder: Path) -> None:
+    """The sloped bundled specs as a folder for ``validate_mrp.py --models``."""
+    (folder / "slopes").mkdir(parents=True, exist_ok=True)
+    for question in QUESTIONS:
+        bundled_variants(question)["(1 + settlement | region)"].to_toml(
+            folder / "slopes" / f"{question}.toml"
+        )
+    print(f"wrote {folder / 'slopes'}")
 
 
 def main() -> None:
     args = parse_args()
+    if args.write_variants is not None:
+        write_variants(args.write_variants)
+        return
     if args.part in ("recovery", "all"):
         part_recovery(args)
     if args.part in ("real", "all"):
