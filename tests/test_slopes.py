@@ -152,6 +152,7 @@ def test_a_slope_term_is_not_paired_with_an_interaction():
 def test_the_model_and_the_predictions_agree(family):
     """The model's log-likelihood at a random point is what predict computes from it."""
     import xarray as xr
+    from pymc.pytensorf import compile
 
     data = _three_answers()
     data["y"] = np.where(data["y"] == "a", "no", "yes") if family == "bernoulli" else data["y"]
@@ -161,8 +162,10 @@ def test_the_model_and_the_predictions_agree(family):
     rng = np.random.default_rng(0)
     point = {k: v + rng.normal(0.0, 0.7, v.shape) for k, v in model.initial_point().items()}
     names = [n for n in ("Intercept", "beta", "cutpoints", "u_g", "u_s:g") if n in model]
-    outputs = [model["loglik"], *(model[n] for n in names)]
-    values = model.compile_fn(outputs, inputs=model.value_vars, on_unused_input="ignore")(point)
+    # every random variable replaced by its (transformed) value at the point
+    outputs = model.replace_rvs_by_values([model["loglik"], *(model[n] for n in names)])
+    function = compile(model.value_vars, outputs, on_unused_input="ignore")
+    values = function(*(point[v.name] for v in model.value_vars))
     posterior = {n: (("chain", "draw", *model.named_vars_to_dims.get(n, ())), v[None, None])
                  for n, v in zip(names, values[1:], strict=True)}  # fmt: skip
     coords = {k: list(v) for k, v in model.coords.items()}
