@@ -24,8 +24,8 @@ from opinionmap.spec import ModelSpec, Priors
 # weights per linear predictor of (region, region:ethnicity), and the one centred
 # column's mean (every spec's third coefficient is its area-level covariate)
 BUNDLED = {
-    "main_enemy": ([0.38, 0.79, 0.73, 1.0, 1.0, 1.0, 1.0], 0.1884696085267919),
-    "main_friend": ([0.56, 0.9, 1.0, 1.0, 1.0, 0.95, 1.0, 1.0, 1.0], 0.1884696085267919),
+    "main_enemy": ([0.38, 0.79, 0.73, 1.0], 0.1884696085267919),
+    "main_friend": ([0.56, 0.9, 1.0, 1.0, 1.0, 0.95, 0.99], 0.1884696085267919),
     "model_country": ([0.52, 0.76, 0.84, 0.71, 1.0, 0.9, 0.91, 1.0, 1.0, 1.0], 0.1884696085267919),
     "presence_china": ([0.88], 0.1867175175151144),
     "presence_eu": ([0.99], 0.5876701047995329),

@@ -541,7 +541,7 @@ def poststratify_command(
 ) -> None:
     """Poststratify a fit to a frame: shares by area/group with intervals, as a table."""
     from opinionmap._io import write_table
-    from opinionmap.design import NEW_LEVELS
+    from opinionmap.design import NEW_LEVELS, merged_line
     from opinionmap.frame import read_frame
     from opinionmap.poststratification import poststratify
     from opinionmap.results import load
@@ -573,6 +573,8 @@ def poststratify_command(
             err=True,
             fg=typer.colors.YELLOW,
         )
+    if estimates.merged:
+        typer.echo(f"rare {merged_line(result.design)}", err=True)
     write_table(table, out)
     typer.echo(f"wrote {out}: {len(table)} rows ({', '.join(columns) or 'population'} x category)")
     typer.echo(

@@ -196,6 +196,8 @@ class Design:
     area: str | None = None
     # the neighbours of each term with a structured prior ([priors.structure])
     graphs: tuple[Graph, ...] = ()
+    # outcome levels modelled as one category, the last (the spec's merge_below)
+    merged: tuple[str, ...] = ()
 
     @property
     def coef_names(self) -> tuple[str, ...]:
@@ -268,6 +270,11 @@ class Design:
             distribution downstream.
         """
         return _code(self.spec, new, self.codings, self.coefs, new_levels, "new data", False)
+
+    @property
+    def recode(self) -> dict[str, str]:
+        """The outcome levels modelled as the merged category, and its label (or nothing)."""
+        return dict.fromkeys(self.merged, self.categories[-1]) if self.merged else {}
 
     def with_covariates(self, frame: pd.DataFrame, where: str = "frame") -> pd.DataFrame:
         """``frame`` with the model's area covariates joined on (unchanged if it has none)."""
@@ -348,6 +355,8 @@ class Design:
         }
         if self.area is not None:
             attrs["opinionmap_area"] = self.area
+        if self.merged:
+            attrs["opinionmap_merged"] = json.dumps(list(self.merged))
         if self.graphs:
             levels = {g.name: g.levels for g in self.groups}
             attrs["opinionmap_graphs"] = json.dumps(
@@ -442,6 +451,7 @@ class Design:
             ),
             area=attrs.get("opinionmap_area"),
             graphs=graphs,
+            merged=tuple(json.loads(attrs.get("opinionmap_merged", "[]"))),
         )
 
 
@@ -495,6 +505,8 @@ def build_design(
             f"the data lacks. Columns present: {format_values(list(df.columns), limit=40)}."
         )
     keep, y = _outcome_codes(spec, df[spec.outcome], where)
+    categories, y, merged = _merge_rare(spec, y)
+    _check_every_category_given(spec, categories, y, where)
     df = df.loc[keep]
     codings = tuple(_infer_coding(df[name], name, where, spec) for name in spec.variables)
     coefs = _coefs(spec, codings)
@@ -519,7 +531,7 @@ def build_design(
         inverse = np.arange(len(df))
         first = inverse
     n_cells = int(inverse.max()) + 1 if len(inverse) else 0
-    counts = np.zeros((n_cells, len(spec.levels)), dtype=np.int64)
+    counts = np.zeros((n_cells, len(categories)), dtype=np.int64)
     np.add.at(counts, (inverse, y), 1)
     groups = tuple(g.with_index(g.index[first].astype(np.int64)) for g in coded.groups)
     cells = df.iloc[first][list(spec.variables)].reset_index(drop=True)
@@ -538,7 +550,7 @@ def build_design(
     graphs = _graphs(spec, groups, codings, where)
     return Design(
         spec=spec,
-        categories=spec.levels,
+        categories=categories,
         coefs=coefs,
         X=coded.X[first],
         x_sd=coded.X.std(axis=0) if coded.X.shape[1] else np.zeros(0),
@@ -553,6 +565,7 @@ def build_design(
         covariates=covariates,
         area=area if isinstance(area, str) else None,
         graphs=graphs,
+        merged=merged,
     )
 
 
@@ -616,14 +629,55 @@ def _outcome_codes(
             f"({format_values(only)}) after dropping {format_values(spec.missing)}; a model needs "
             "at least two."
         )
-    never = [lv for lv, n in zip(spec.levels, observed, strict=True) if n == 0]
+    return keep, y
+
+
+def _merge_rare(
+    spec: ModelSpec, y: np.ndarray
+) -> tuple[tuple[str, ...], np.ndarray, tuple[str, ...]]:
+    """The modelled categories, each answer's position among them, and the merged levels.
+
+    With ``merge_below``, the levels (the reference excepted) that fewer respondents gave
+    become one category, ``other``, placed last, when two or more are that rare.
+    """
+    if spec.merge_below is None:
+        return spec.levels, y, ()
+    observed = np.bincount(y, minlength=len(spec.levels))
+    rare = [k for k in range(1, len(spec.levels)) if observed[k] < spec.merge_below]
+    if len(rare) < 2:
+        return spec.levels, y, ()
+    kept = [k for k in range(len(spec.levels)) if k not in rare]
+    position = np.full(len(spec.levels), len(kept), dtype=np.int64)
+    position[kept] = np.arange(len(kept))
+    categories = (*(spec.levels[k] for k in kept), spec.other)
+    return categories, position[y], tuple(spec.levels[k] for k in rare)
+
+
+def merged_line(design: Design) -> str:
+    """What ``merge_below`` did, in words (empty when nothing was merged)."""
+    if not design.merged:
+        return ""
+    return (
+        f"answers given by fewer than {design.spec.merge_below} respondents each "
+        f"({format_values(design.merged)}) are modelled as one category, "
+        f"{design.categories[-1]!r}."
+    )
+
+
+def _check_every_category_given(
+    spec: ModelSpec, categories: tuple[str, ...], y: np.ndarray, where: str
+) -> None:
+    observed = np.bincount(y, minlength=len(categories))
+    never = [lv for lv, n in zip(categories, observed, strict=True) if n == 0]
     if never:
+        merge = (
+            " or merge rare answers ([outcome] merge_below)" if spec.family == "categorical" else ""
+        )
         raise DesignError(
             f"{where}: outcome {spec.outcome!r} level(s) {format_values(never)} are in the spec's "
             "levels but no respondent gave them, so their effects cannot be estimated. Remove "
-            "them from [outcome] levels (or merge them into a neighbouring level)."
+            f"them from [outcome] levels (or merge them into a neighbouring level){merge}."
         )
-    return keep, y
 
 
 def _unique_rows(keys: np.ndarray) -> tuple[int, np.ndarray]:

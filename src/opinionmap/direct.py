@@ -33,7 +33,7 @@ design's degrees of freedom. ``docs/survey_design.md`` gives the details.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
@@ -88,6 +88,7 @@ def direct_estimates(
     lonely_psu: str = "adjust",
     interval: str = "beta",
     prob: float | None = None,
+    recode: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """Raw and design-weighted shares of each category by area, with design-based errors.
 
@@ -129,6 +130,10 @@ def direct_estimates(
         sample size set to the area's respondents, so it never has zero width.
     prob
         Width of the interval (default :func:`~opinionmap.summaries.interval_prob`).
+    recode
+        Answers read as another category before anything is counted, e.g. the rare
+        answers a model merged (``{"usa": "other", "germany": "other"}``; see
+        :attr:`Design.recode <opinionmap.design.Design.recode>`).
 
     Returns
     -------
@@ -180,7 +185,7 @@ def direct_estimates(
     _check_choice(interval, INTERVALS, "interval")
     design = _design(df, weight, strata, cluster, fpc, where)
     lonely = _lonely_strata(design, strata, lonely_psu)
-    answers, categories = _responses(df, outcome, codebook, categories, missing)
+    answers, categories = _responses(df, outcome, codebook, categories, missing, recode)
     keep = answers >= 0
     keys = pd.MultiIndex.from_frame(df.loc[keep, by_cols].astype(str))
     labels = keys.unique().sort_values()
@@ -223,22 +228,27 @@ def _responses(
     codebook: Codebook | None,
     categories: Sequence[str] | None,
     missing: Sequence[str] | None,
+    recode: Mapping[str, str] | None = None,
 ) -> tuple[np.ndarray, list[str]]:
     """Each row's category index (-1: a missing code or another value), and the categories.
 
-    Values are compared as text, once per distinct value.
+    Values are compared as text, once per distinct value, after ``recode``.
     """
     variable = codebook[outcome] if codebook is not None and outcome in codebook.names else None
     if missing is None:
         missing = tuple(variable.missing) if variable is not None else ()
     codes, uniques = pd.factorize(df[outcome], use_na_sentinel=False)
     labels = pd.Series(np.asarray(uniques, dtype=object)).astype(str)
+    if recode:
+        labels = labels.replace(dict(recode))
     answered = ~labels.isin(list(missing)).to_numpy()
     if categories is None:
         if variable is not None and variable.levels:
             categories = [str(v) for v in variable.levels]
         else:
             categories = sorted(set(labels[answered]))
+        if recode:
+            categories = list(dict.fromkeys(recode.get(c, c) for c in categories))
     position = pd.Index(list(categories)).get_indexer(pd.Index(labels))
     return np.where(answered, position, -1)[codes], list(categories)
 

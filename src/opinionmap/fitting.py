@@ -21,7 +21,7 @@ from typing import Any, Literal
 import numpy as np
 import xarray as xr
 
-from opinionmap.design import Design, SurveyData, build_design
+from opinionmap.design import Design, SurveyData, build_design, merged_line
 from opinionmap.diagnostics import ConvergenceWarning, diagnose
 from opinionmap.errors import OpinionmapError
 from opinionmap.model import build_model
@@ -144,6 +144,8 @@ def fit(
             f"log_likelihood must be 'auto', 'respondent' or 'pattern', got {log_likelihood!r}."
         )
     design = build_design(spec, survey, aggregate=aggregate)
+    if design.merged:
+        _log.info("%s: %s", spec.outcome, merged_line(design))
     plan = make_plan(design)
     tree = _sample(design, plan, settings, progress, on_progress or (lambda _p: None))
     posterior, stats, kept = _complete_draws(tree, settings)

@@ -119,6 +119,9 @@ class Estimates:
     new_levels
         Per grouping term, the frame levels the survey never saw whose effects were
         drawn from the fitted distribution (``new_levels="sample"``).
+    merged
+        The rare answers the model merged into its last category (the spec's
+        ``[outcome] merge_below``): their shares are that category's.
     """
 
     draws: xr.DataArray
@@ -131,6 +134,7 @@ class Estimates:
     converged: bool | None = None
     verdict: str | None = None
     new_levels: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    merged: tuple[str, ...] = ()
 
     def summary(self, prob: float | None = None) -> pd.DataFrame:
         """Tidy table of the estimates, one row per ``by`` cell and category.
@@ -142,7 +146,8 @@ class Estimates:
         ``converged`` (whether the fit passed the convergence checks). Without
         ``by``, one row per category for the whole population. Cells of ``by``
         without population are left out (:func:`poststratify` warns about them).
-        The table's ``attrs`` hold ``prob``, ``dropped``, ``verdict`` and ``new_levels``.
+        The table's ``attrs`` hold ``prob``, ``dropped``, ``verdict``, ``new_levels`` and
+        ``merged``.
         """
         if self.by:
             table = summarise_draws(self.draws, prob=prob).dropna(subset=["mean"])
@@ -172,6 +177,7 @@ class Estimates:
             dropped=list(self.dropped),
             verdict=self.verdict,
             new_levels={k: list(v) for k, v in self.new_levels.items()},
+            merged=list(self.merged),
         )
         return out
 
@@ -337,6 +343,7 @@ def poststratify(
         converged=None if diagnostics is None else bool(diagnostics.converged),
         verdict=None if diagnostics is None else str(diagnostics.verdict()),
         new_levels={g: tuple(":".join(key) for key in keys) for g, keys in new_labels.items()},
+        merged=design.merged,
     )
 
 

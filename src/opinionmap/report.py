@@ -22,6 +22,7 @@ import pandas as pd
 
 from opinionmap._io import atomic_path, save_figure, write_table
 from opinionmap.checks import plot_ppc, ppc
+from opinionmap.design import merged_line
 from opinionmap.diagnostics import BFMI_MIN, ESS_MIN, RHAT_MAX
 from opinionmap.direct import direct_estimates
 from opinionmap.errors import OpinionmapError, format_values
@@ -394,7 +395,10 @@ def _national(
         return national
     q = result.spec.outcome
     pub = options.published[options.published["question"] == q][["category", "percent"]]
-    national = national.merge(pub, on="category", how="left")
+    # published shares of answers the model merged add up to the merged category's
+    pub = pub.assign(category=pub["category"].astype(str).replace(result.design.recode))
+    summed = pub.groupby("category", sort=False)["percent"].sum(min_count=1).reset_index()
+    national = national.merge(summed, on="category", how="left")
     national["published"] = national.pop("percent") / 100
     if result.spec.missing and national["published"].notna().all():
         # the model drops missing codes: compare with the published shares of those answering
@@ -424,6 +428,9 @@ def _model_line(result: FitResult, prob: float) -> str:
     """
     spec = result.spec
     parts = [f"Model: {spec.formula} ({spec.family})."]
+    if result.design.merged:
+        line = merged_line(result.design)
+        parts.append(line[:1].upper() + line[1:])
     parts.extend(_slopes_line(result, g, prob) for g in result.design.groups if g.slopes)
     for graph in result.design.graphs:
         if graph.kind != "bym2":
@@ -563,6 +570,7 @@ def _direct_part(
         categories=list(result.design.categories),
         missing=result.spec.missing,
         prob=prob,
+        recode=result.design.recode,
     )
     write_table(direct, out / f"{q}_direct_by_{area}.csv")
     fig = plot_mrp_vs_direct(

@@ -85,7 +85,7 @@ _SPEC_KEYS = (
     "covariates",
     "sampling",
 )
-_OUTCOME_KEYS = ("levels", "missing")
+_OUTCOME_KEYS = ("levels", "missing", "merge_below", "other")
 _PRIOR_KEYS = ("intercept", "fixed", "cutpoints", "group_sd", "parameterization", "structure")
 SAMPLERS: tuple[str, ...] = ("nutpie", "pymc", "numpyro")
 ADAPTATIONS: tuple[str, ...] = ("auto", "diag", "low_rank")
@@ -511,6 +511,13 @@ class ModelSpec:
         ``"logit"`` (default) or ``"probit"`` (ordinal and bernoulli models):
         ``P(y <= k) = F(cutpoint_k - eta)`` with ``F`` the logistic or the standard
         normal distribution function, as statsmodels' ``OrderedModel`` and brms write it.
+    merge_below
+        Categorical models: answers that fewer than this many respondents gave are
+        modelled as one category, ``other`` (when two or more are that rare); the
+        reference level is never merged. ``None`` (default): every level is its own
+        category. The data are not changed: drop the setting to undo it.
+    other
+        The merged category's label (default ``"other"``).
 
     Examples
     --------
@@ -534,6 +541,8 @@ class ModelSpec:
     covariates: AreaCovariates | None = None
     sampling: Sampling = field(default_factory=Sampling)
     link: Link = "logit"
+    merge_below: int | None = None
+    other: str = "other"
 
     def __post_init__(self) -> None:
         where = str(self.source) if self.source else "<spec>"
@@ -562,6 +571,7 @@ class ModelSpec:
                 f"{where}: {format_values(both)} listed both in [outcome] levels and missing; "
                 "keep it in one (levels to model it as a category, missing to drop it)."
             )
+        self._check_merge(where)
         if self.family == "bernoulli" and len(self.levels) != 2:
             raise SpecError(
                 f"{where}: family 'bernoulli' needs exactly two outcome levels (failure, success), "
@@ -588,6 +598,31 @@ class ModelSpec:
                     f"{where}: [covariates] columns {format_values(unused)} are not in the "
                     f"formula {self.formula!r}; add them to it or remove them from columns."
                 )
+
+    def _check_merge(self, where: str) -> None:
+        """``merge_below`` is a positive whole number, for categorical models, and ``other`` new."""
+        if self.merge_below is None:
+            return
+        if isinstance(self.merge_below, bool) or not isinstance(self.merge_below, int):
+            raise SpecError(
+                f"{where}: [outcome] merge_below must be a whole number of respondents, got "
+                f"{self.merge_below!r}."
+            )
+        if self.merge_below < 1:
+            raise SpecError(
+                f"{where}: [outcome] merge_below = {self.merge_below}: give a number of "
+                "respondents (1 or more), or remove it to keep every answer."
+            )
+        if self.family != "categorical":
+            raise SpecError(
+                f"{where}: [outcome] merge_below merges rare answers of a categorical model; "
+                f"this model is {self.family} (its levels are ordered or two). Remove it."
+            )
+        if str(self.other) in {*self.levels, *self.missing}:
+            raise SpecError(
+                f"{where}: [outcome] other = {self.other!r} is already an outcome level or "
+                "missing code; give the merged category a new label, e.g. other = 'other_rare'."
+            )
 
     def _check_terms(self, terms: set[str], where: str) -> None:
         """The terms [priors.parameterization] and [priors.structure] name are the formula's."""
@@ -717,6 +752,8 @@ class ModelSpec:
         if self.data is not None:
             out["data"] = str(self.data)
         out["outcome"] = {"levels": list(self.levels), "missing": list(self.missing)}
+        if self.merge_below is not None:
+            out["outcome"] |= {"merge_below": self.merge_below, "other": self.other}
         out["priors"] = self.priors.to_dict()
         if self.covariates is not None:
             out["covariates"] = self.covariates.to_dict()
@@ -770,6 +807,11 @@ class ModelSpec:
         if not isinstance(raw.get("link", "logit"), str):
             raise SpecError(f"{where}: 'link' must be a string, got {raw['link']!r}.")
         outcome = _outcome_table(raw.get("outcome", {}), where)
+        if "other" in outcome and "merge_below" not in outcome:
+            raise SpecError(
+                f"{where}: [outcome] other names the category rare answers merge into, but "
+                "merge_below (the number of respondents below which they do) is not set."
+            )
         priors_raw = raw.get("priors", {})
         if not isinstance(priors_raw, Mapping):
             raise SpecError(f"{where}: [priors] must be a table.")
@@ -793,6 +835,8 @@ class ModelSpec:
             covariates=covariates,
             sampling=Sampling.from_dict(raw.get("sampling", {}), where),
             link=cast(Link, raw.get("link", "logit")),
+            merge_below=cast(int | None, outcome.get("merge_below")),
+            other=str(outcome.get("other", "other")),
         )
 
     @classmethod
