@@ -38,7 +38,15 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from bench_structure import QUESTIONS, ROOT, canada_data, chile_data, compare_loo, timed_fit
+from bench_structure import (
+    QUESTIONS,
+    ROOT,
+    canada_data,
+    chile_data,
+    compare_loo,
+    covered,
+    timed_fit,
+)
 from common import print_and_record
 from scipy.special import expit, softmax
 
@@ -83,12 +91,6 @@ def simulate(family: str, rng: np.random.Generator) -> tuple[pd.DataFrame, dict[
     sd = u.std(axis=0, ddof=1)  # (coefs, predictors)
     cor = np.array([np.corrcoef(u[:, :, k].T)[0, 1] for k in range(width)])
     return data, {"u": u, "sd": sd, "cor": cor}
-
-
-def covered(draws: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """Whether each true value is inside the draws' 90% interval (draws on axis 0)."""
-    low, high = np.quantile(draws, [0.05, 0.95], axis=0)
-    return ((low <= truth) & (truth <= high)).ravel()
 
 
 def part_recovery(args: argparse.Namespace) -> None:

@@ -31,6 +31,11 @@ Two parts, each printed as a table and recorded in ``benchmarks/results/``:
 - ``correlated``: correlated category effects, ``(1 | p | region)`` against
   ``(1 | region)``, in the three bundled categorical questions and in Chile's vote
   intention by region (``carData/Chile``): LOO, convergence, seconds.
+- ``correlated-recovery``: ``(1 | p | g)`` on ``--replicates`` simulated surveys
+  (2,500 respondents in 25 levels, three answers, an urban/rural dummy; level effects
+  on the two non-reference answers with SDs 0.5 and 0.7 and correlation 0.6): the
+  share of 90% intervals covering the drawn effects, SDs and correlation, convergence,
+  and seconds against ``(1 | g)`` on the same data, back to back.
 - ``rho``: the prior of BYM2's mixing parameter, ``Beta(0.5, 0.5)`` (Morris et al.
   2019), ``Beta(1, 1)`` and ``Beta(2, 2)``, on CES11's two questions by province and
   on the simulated survey of ``icar``: convergence, divergences, the bulk ESS of
@@ -38,7 +43,8 @@ Two parts, each printed as a table and recorded in ``benchmarks/results/``:
 
 Usage::
 
-    .venv/bin/python benchmarks/bench_structure.py [--part real|bundled|icar|rho|correlated|all]
+    .venv/bin/python benchmarks/bench_structure.py [--part real|bundled|icar|rho|correlated|
+        correlated-recovery|all]
         [--replicates 10] [--n 500] [--seed 2026]
     .venv/bin/python benchmarks/bench_structure.py --write-variants DIR
 """
@@ -77,7 +83,9 @@ QUESTIONS = ("presence_russia", "presence_usa", "presence_china", "presence_eu",
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--part", choices=("real", "bundled", "icar", "rho", "correlated", "all"), default="all"
+        "--part",
+        choices=("real", "bundled", "icar", "rho", "correlated", "correlated-recovery", "all"),
+        default="all",
     )
     parser.add_argument("--replicates", type=int, default=10)
     parser.add_argument("--n", type=int, default=500, help="respondents per subsample")
@@ -397,6 +405,57 @@ def part_correlated(args: argparse.Namespace) -> None:
     compare_loo(variants, chile, args, "bench_structure_correlated_chile")
 
 
+def covered(draws: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Whether each true value is inside the draws' 90% interval (draws on axis 0)."""
+    low, high = np.quantile(draws, [0.05, 0.95], axis=0)
+    return ((low <= truth) & (truth <= high)).ravel()
+
+
+def part_correlated_recovery(args: argparse.Namespace) -> None:
+    from scipy.special import softmax
+
+    rng = np.random.default_rng(args.seed)
+    sd, r, n, n_levels = np.array([0.5, 0.7]), 0.6, 2500, 25
+    cov = np.outer(sd, sd) * np.array([[1.0, r], [r, 1.0]])
+    joint = ModelSpec("y ~ 1 + s + (1 | p | g)", "categorical", ("a", "b", "c"))
+    plain = ModelSpec("y ~ 1 + s + (1 | g)", "categorical", ("a", "b", "c"))
+    runs: list[dict[str, Any]] = []
+    for replicate in range(args.replicates):
+        u = rng.multivariate_normal([0.0, 0.0], cov, n_levels)
+        u -= u.mean(axis=0)
+        g, urban = rng.integers(0, n_levels, n), rng.integers(0, 2, n)
+        eta = np.array([0.2, -0.3]) + 0.4 * urban[:, None] + u[g]
+        p = softmax(np.column_stack([np.zeros(n), eta]), axis=1)
+        y = (p.cumsum(axis=1) < rng.random(n)[:, None]).sum(axis=1)
+        data = pd.DataFrame({"y": np.array(["a", "b", "c"])[y], "g": [f"g{i:02d}" for i in g],
+                             "s": np.where(urban == 1, "urban", "rural")})  # fmt: skip
+        seed = int(rng.integers(2**31))
+        result, seconds = timed_fit(joint, data, seed)
+        _, plain_seconds = timed_fit(plain, data, seed)
+        post = result.posterior
+        effects = post["u_g"].transpose("chain", "draw", "g", "category").values
+        sigma = post["sigma_g"].transpose("chain", "draw", "category").values
+        cor = post["cor_g"].sel(category="b", category_="c").values.ravel()
+        drawn_r = np.corrcoef(u.T)[0, 1]
+        runs.append({"replicate": replicate, "converged": result.converged, "seconds": seconds,
+                     "(1 | g) seconds": plain_seconds,
+                     "effects": float(covered(effects.reshape(-1, n_levels, 2), u).mean()),
+                     "sds": float(covered(sigma.reshape(-1, 2), u.std(axis=0, ddof=1)).mean()),
+                     "cor": float(covered(cor, drawn_r).mean())})  # fmt: skip
+        print(runs[-1], flush=True)
+    table = pd.DataFrame(runs)
+    ratio = table["seconds"] / table["(1 | g) seconds"]
+    rows = [[str(len(table)), f"{table['effects'].mean():.3f} ({len(table) * n_levels * 2})",
+             f"{table['sds'].mean():.2f} ({len(table) * 2})",
+             f"{table['cor'].mean():.2f} ({len(table)})",
+             f"{int(table['converged'].sum())} of {len(table)}",
+             f"{table['seconds'].median():.1f}", f"{table['(1 | g) seconds'].median():.1f}",
+             f"{ratio.median():.2f}"]]  # fmt: skip
+    header = ["replicates", "90% coverage: effects (n)", "SDs (n)", "correlation (n)",
+              "converged", "median s", "median s (1 | g)", "time ratio"]  # fmt: skip
+    print_and_record(header, rows, "bench_structure_correlated_recovery", vars(args), runs=runs)
+
+
 def write_variants(folder: Path) -> None:
     """The bundled variants as spec folders for ``validate_mrp.py --models``."""
     slugs = {"shipped": "shipped", "bym2 region": "bym2", "(1 | age)": "iidage",
@@ -424,6 +483,8 @@ def main() -> None:
             part_rho(args, Path(folder))
         if args.part in ("correlated", "all"):
             part_correlated(args)
+        if args.part in ("correlated-recovery", "all"):
+            part_correlated_recovery(args)
 
 
 if __name__ == "__main__":
