@@ -141,6 +141,20 @@ def test_the_posterior_is_labelled_by_coefficient(family, bar):
         assert "cor_g" not in model.named_vars
 
 
+@pytest.mark.filterwarnings("ignore:PyTensor could not link to a BLAS")
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_a_slope_alone_has_an_sd_and_no_correlation(family):
+    data = _three_answers()
+    data["y"] = np.where(data["y"] == "a", "no", "yes") if family == "bernoulli" else data["y"]
+    spec = ModelSpec("y ~ 1 + x + (0 + x | g)", family, FAMILIES[family])
+    model = build_model(build_design(spec, data))
+    cat = ("category",) if family == "categorical" else ()
+    assert model.named_vars_to_dims["u_g"] == ("g", "g_coef", *cat)
+    assert model.coords["g_coef"] == ("x",)
+    assert "cor_g" not in model.named_vars
+    assert np.isfinite(model.compile_logp()(model.initial_point()))
+
+
 def test_a_slope_term_is_not_paired_with_an_interaction():
     data = _three_answers()
     spec = ModelSpec("y ~ 1 + s + (1 + s | g) + (1 | g:s)", "categorical", LEVELS)
