@@ -55,6 +55,14 @@ def _three_answers(seed: int = 2, n: int = 600) -> pd.DataFrame:
     return data
 
 
+def _answers_for(family: str) -> pd.DataFrame:
+    """``_three_answers``, with two answers for a bernoulli model."""
+    data = _three_answers()
+    if family == "bernoulli":
+        data["y"] = np.where(data["y"] == "a", "no", "yes")
+    return data
+
+
 # -- the formula ----------------------------------------------------------------------
 
 
@@ -122,8 +130,7 @@ def test_collinear_coefficients_are_refused():
 @pytest.mark.parametrize("family", list(FAMILIES))
 @pytest.mark.parametrize("bar", ["|", "||"])
 def test_the_posterior_is_labelled_by_coefficient(family, bar):
-    data = _three_answers()
-    data["y"] = np.where(data["y"] == "a", "no", "yes") if family == "bernoulli" else data["y"]
+    data = _answers_for(family)
     spec = ModelSpec(f"y ~ 1 + s + x + (1 + s + x {bar} g)", family, FAMILIES[family])
     design = build_design(spec, data)
     assert design.groups[0].coefs == ("Intercept", "s[urban]", "x")
@@ -144,8 +151,7 @@ def test_the_posterior_is_labelled_by_coefficient(family, bar):
 @pytest.mark.filterwarnings("ignore:PyTensor could not link to a BLAS")
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_a_slope_alone_has_an_sd_and_no_correlation(family):
-    data = _three_answers()
-    data["y"] = np.where(data["y"] == "a", "no", "yes") if family == "bernoulli" else data["y"]
+    data = _answers_for(family)
     spec = ModelSpec("y ~ 1 + x + (0 + x | g)", family, FAMILIES[family])
     model = build_model(build_design(spec, data))
     cat = ("category",) if family == "categorical" else ()
@@ -168,8 +174,7 @@ def test_the_model_and_the_predictions_agree(family):
     import xarray as xr
     from pymc.pytensorf import compile
 
-    data = _three_answers()
-    data["y"] = np.where(data["y"] == "a", "no", "yes") if family == "bernoulli" else data["y"]
+    data = _answers_for(family)
     spec = ModelSpec("y ~ 1 + s + x + (1 + s + x | g) + (1 | s:g)", family, FAMILIES[family])
     design = build_design(spec, data)
     model = build_model(design)
