@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -140,6 +140,15 @@ class GroupIndex:
     slopes: tuple[int, ...] = ()
     coefs: tuple[str, ...] = ()
     intercept: bool = True
+    uncorrelated: bool = False
+
+    @property
+    def correlated(self) -> bool:
+        """Whether the term's coefficients are drawn with an LKJ-correlated covariance.
+
+        A slope term with two or more coefficients, not written with ``||``.
+        """
+        return bool(self.slopes) and not self.uncorrelated and len(self.coefs) > 1
 
     @property
     def dim(self) -> str:
@@ -153,9 +162,7 @@ class GroupIndex:
 
     def with_index(self, index: np.ndarray) -> GroupIndex:
         """The same term with other rows' levels."""
-        return GroupIndex(
-            self.name, self.factors, self.levels, index, self.slopes, self.coefs, self.intercept
-        )
+        return replace(self, index=index)
 
     def slope_matrix(self, X: np.ndarray) -> np.ndarray:
         """Each row's multipliers of the term's coefficients: 1 (intercept), slope columns."""
@@ -344,7 +351,12 @@ class Design:
                 [
                     {"name": g.name, "factors": list(g.factors), "levels": list(g.levels)}
                     | (
-                        {"slopes": list(g.slopes), "coefs": list(g.coefs), "intercept": g.intercept}
+                        {
+                            "slopes": list(g.slopes),
+                            "coefs": list(g.coefs),
+                            "intercept": g.intercept,
+                            "uncorrelated": g.uncorrelated,
+                        }
                         if g.slopes
                         else {}
                     )
@@ -405,6 +417,7 @@ class Design:
                 tuple(int(j) for j in g.get("slopes", ())),
                 tuple(g.get("coefs", ())),
                 bool(g.get("intercept", True)),
+                bool(g.get("uncorrelated", False)),
             )
             for g in json.loads(attrs["opinionmap_groups"])
         )
@@ -927,8 +940,12 @@ def _with_slopes(group: GroupIndex, term: GroupTerm, coefs: tuple[Coef, ...]) ->
         if set(c.variables) == set(slope.variables)
     )
     labels = (("Intercept",) if term.intercept else ()) + tuple(coefs[j].name for j in positions)
-    return GroupIndex(
-        group.name, group.factors, group.levels, group.index, positions, labels, term.intercept
+    return replace(
+        group,
+        slopes=positions,
+        coefs=labels,
+        intercept=term.intercept,
+        uncorrelated=term.uncorrelated,
     )
 
 

@@ -295,8 +295,7 @@ def _slope_effect(
     # ZeroSumNormal constrains its last axis, so z is ([category,] coef, level)
     z = pm.ZeroSumNormal(f"z_{name}", sigma=1.0, dims=(*cat_dims, coef, level))
     z = z if cat_dims else z[None]
-    term = next(t for t in design.spec.group_terms if t.name == name)
-    if term.uncorrelated or m == 1:  # (0 + x | g) alone has no correlation
+    if not group.correlated:  # '||', or one coefficient alone
         sigma = pm.HalfNormal(f"sigma_{name}", scale, dims=(coef, *cat_dims))
         chol = pt.eye(m)[None] * (sigma.T if cat_dims else sigma[None])[:, None, :]
     else:

@@ -240,8 +240,7 @@ def _term_plan(design: Design, group: GroupIndex, paired_with: str | None = None
         )
     if group.slopes:
         # a level's intercept and slopes: the Cholesky factor times standard normals
-        term = next(t for t in design.spec.group_terms if t.name == group.name)
-        kind = "uncorrelated slopes" if term.uncorrelated or len(group.coefs) == 1 else "slopes"
+        kind = "slopes" if group.correlated else "uncorrelated slopes"
         return TermPlan(group.name, requested, (1.0,) * width, structure=kind)
     if group.name in design.spec.correlated_terms:
         # category effects drawn jointly: the Cholesky factor times standard normals

@@ -483,7 +483,7 @@ def _slopes_line(result: FitResult, group: GroupIndex, prob: float) -> str:
             )
             text += f"; correlations {cors}"
         pieces.append(text if answer is None else f"{answer}: {text}")
-    independent = "" if cor is not None or len(group.coefs) == 1 else " (drawn independently)"
+    independent = " (drawn independently)" if group.uncorrelated else ""
     return (
         f"{group.name}: its coefficients vary by level{independent}, "
         f"{'; '.join(pieces)} ({prob:.0%} intervals)."
