@@ -113,7 +113,13 @@ class Model:
     def __init__(self, spec: om.ModelSpec, frame: pd.DataFrame, bundled: om.Survey) -> None:
         self.keys = [c for c in CELLS if c in spec.variables]
         template = frame[self.keys].drop_duplicates().reset_index(drop=True)
-        levels = spec.levels
+        # survey variables the frame lacks (education): every frame cell at each of its levels
+        joined = set(spec.covariates.columns) if spec.covariates else set()
+        for extra in (v for v in spec.variables if v not in {*frame.columns, *joined}):
+            levels = pd.DataFrame({extra: bundled.levels(extra)})
+            template = template.merge(levels, how="cross")
+            self.keys.append(extra)
+        levels = spec.categories
         rows = template.loc[template.index.repeat(len(levels))].reset_index(drop=True)
         rows[spec.outcome] = np.tile(levels, len(template))
         for key in self.keys:

@@ -256,3 +256,10 @@ def test_fit_summary_and_ppc_end_to_end(tmp_path: Path) -> None:
     assert overall["observed"].sum() == pytest.approx(1.0)
     assert set(ppc["factor"]) == {"all", "sex", "settlement", "age", "ethnicity", "region"}
     assert plot.stat().st_size > 10_000
+
+    # shares of those answering come from a hurdle model; this one drops "don't know"
+    frame = repo / "data" / "kazakhstan" / "frame_2020.csv"
+    args = ["poststratify", str(out), "--frame", str(frame), "-o", str(tmp_path / "e.csv")]
+    refused = runner.invoke(app, [*args, "--answering"])
+    assert refused.exit_code == 2
+    assert "no hurdle: they are of those answering" in refused.output

@@ -11,6 +11,7 @@ import pytest
 from scipy.special import expit
 
 import opinionmap as om
+from helpers import at_random_point
 from opinionmap.design import Design, DesignError, build_design
 from opinionmap.fitting import fit
 from opinionmap.model import build_model
@@ -171,26 +172,15 @@ def test_a_slope_term_is_not_paired_with_an_interaction():
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_the_model_and_the_predictions_agree(family):
     """The model's log-likelihood at a random point is what predict computes from it."""
-    import xarray as xr
-    from pymc.pytensorf import compile
-
     data = _answers_for(family)
     spec = ModelSpec("y ~ 1 + s + x + (1 + s + x | g) + (1 | s:g)", family, FAMILIES[family])
     design = build_design(spec, data)
     model = build_model(design)
-    rng = np.random.default_rng(0)
-    point = {k: v + rng.normal(0.0, 0.7, v.shape) for k, v in model.initial_point().items()}
     names = [n for n in ("Intercept", "beta", "cutpoints", "u_g", "u_s:g") if n in model]
-    # every random variable replaced by its (transformed) value at the point
-    outputs = model.replace_rvs_by_values([model["loglik"], *(model[n] for n in names)])
-    function = compile(model.value_vars, outputs, on_unused_input="ignore")
-    values = function(*(point[v.name] for v in model.value_vars))
-    posterior = {n: (("chain", "draw", *model.named_vars_to_dims.get(n, ())), v[None, None])
-                 for n, v in zip(names, values[1:], strict=True)}  # fmt: skip
-    coords = {k: list(v) for k, v in model.coords.items()}
-    draws = Draws.from_posterior(xr.Dataset(posterior, coords=coords), design)
+    loglik, posterior = at_random_point(model, names)
+    draws = Draws.from_posterior(posterior, design)
     logp = log_probabilities(design, linear_predictor(draws, design), draws)[0]
-    assert float((design.counts * logp).sum()) == pytest.approx(float(values[0]), rel=1e-9)
+    assert float((design.counts * logp).sum()) == pytest.approx(loglik, rel=1e-9)
 
 
 # -- new levels ----------------------------------------------------------------------

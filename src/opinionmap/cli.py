@@ -537,13 +537,20 @@ def poststratify_command(
         str, typer.Option(help="Frame levels the survey never saw: error or sample.")
     ] = "error",
     seed: Annotated[int, typer.Option(help="Seed for --new-levels sample.")] = 0,
+    answering: Annotated[
+        bool,
+        typer.Option(
+            "--answering",
+            help="A hurdle model's shares of those answering (its non-answer code left out).",
+        ),
+    ] = False,
     strict: StrictOption = False,
 ) -> None:
     """Poststratify a fit to a frame: shares by area/group with intervals, as a table."""
     from opinionmap._io import write_table
     from opinionmap.design import NEW_LEVELS, merged_line
     from opinionmap.frame import read_frame
-    from opinionmap.poststratification import poststratify
+    from opinionmap.poststratification import MRP, poststratify
     from opinionmap.results import load
 
     try:
@@ -562,6 +569,9 @@ def poststratify_command(
                 new_levels="sample" if new_levels == "sample" else "error",
                 random_seed=seed,
             )
+        hurdle = estimates.hurdle
+        if answering:
+            estimates = estimates.answering()
         table = estimates.summary(prob=prob)
         overall = estimates.overall_summary(prob=prob)
     except OpinionmapError as exc:
@@ -575,6 +585,14 @@ def poststratify_command(
         )
     if estimates.merged:
         typer.echo(f"rare {merged_line(result.design)}", err=True)
+    if estimates.method != MRP:
+        typer.echo(estimates.method, err=True)
+    if hurdle is not None:
+        typer.echo(
+            f"shares {estimates.estimand}: {hurdle!r} modelled by a hurdle"
+            + (" and left out" if answering else "; --answering leaves it out"),
+            err=True,
+        )
     write_table(table, out)
     typer.echo(f"wrote {out}: {len(table)} rows ({', '.join(columns) or 'population'} x category)")
     typer.echo(

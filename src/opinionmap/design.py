@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from opinionmap.survey import Survey
 
 __all__ = [
+    "HURDLE",
     "NEW_LEVELS",
     "Coef",
     "Design",
@@ -64,6 +65,7 @@ __all__ = [
     "SurveyData",
     "VariableCoding",
     "build_design",
+    "hurdle_parts",
 ]
 
 NewLevels = Literal["error", "sample"]
@@ -74,6 +76,8 @@ NEW_LEVELS: tuple[NewLevels, ...] = ("error", "sample")
 type SurveyData = Survey | pd.DataFrame
 # version of the layout Design.to_tree writes; Design.from_tree refuses others
 FORMAT = 2
+# prefix of the parameters of a hurdle model's non-answer part (hu_Intercept, hu_sigma_region)
+HURDLE = "hu_"
 
 
 class DesignError(OpinionmapError):
@@ -277,6 +281,11 @@ class Design:
             distribution downstream.
         """
         return _code(self.spec, new, self.codings, self.coefs, new_levels, "new data", False)
+
+    @property
+    def answers(self) -> tuple[str, ...]:
+        """The answers the outcome model orders or compares: every category but a hurdle code."""
+        return self.categories[:-1] if self.spec.hurdle else self.categories
 
     @property
     def recode(self) -> dict[str, str]:
@@ -625,16 +634,18 @@ def _outcome_codes(
         )
     text = outcome.astype(str)
     keep = ~text.isin(spec.missing).to_numpy()
-    unknown = sorted(_present(text[keep]) - set(spec.levels))
+    unknown = sorted(_present(text[keep]) - set(spec.categories))
     if unknown:
+        hurdle = f", nor the hurdle code {spec.hurdle!r}" if spec.hurdle else ""
         raise DesignError(
             f"{where}: outcome {spec.outcome!r} has values {format_values(unknown)} that are "
             f"neither [outcome] levels {format_values(spec.levels)} nor missing codes "
-            f"{format_values(spec.missing)}. Add them to levels (to model them) or to missing "
-            "(to drop them)."
+            f"{format_values(spec.missing)}{hurdle}. Add them to levels (to model them) or to "
+            "missing (to drop them)."
         )
-    y = pd.Categorical(text[keep], categories=list(spec.levels)).codes.astype(np.int64)
-    observed = np.bincount(y, minlength=len(spec.levels))
+    # the hurdle code, if any, is the last category
+    y = pd.Categorical(text[keep], categories=list(spec.categories)).codes.astype(np.int64)
+    observed = np.bincount(y, minlength=len(spec.categories))[: len(spec.levels)]
     if (observed > 0).sum() < 2:
         only = [spec.levels[i] for i in np.nonzero(observed)[0]]
         raise DesignError(
@@ -654,7 +665,7 @@ def _merge_rare(
     become one category, ``other``, placed last, when two or more are that rare.
     """
     if spec.merge_below is None:
-        return spec.levels, y, ()
+        return spec.categories, y, ()
     observed = np.bincount(y, minlength=len(spec.levels))
     rare = [k for k in range(1, len(spec.levels)) if observed[k] < spec.merge_below]
     if len(rare) < 2:
@@ -664,6 +675,42 @@ def _merge_rare(
     position[kept] = np.arange(len(kept))
     categories = (*(spec.levels[k] for k in kept), spec.other)
     return categories, position[y], tuple(spec.levels[k] for k in rare)
+
+
+def hurdle_parts(design: Design) -> tuple[Design, Design]:
+    """A hurdle model's two parts, on the same cells and terms.
+
+    The ordinal model of those who answer (the hurdle code's respondents left out),
+    and the bernoulli model of giving the hurdle code (levels ``("answer", code)``,
+    logit link, the same priors). The hurdle model's likelihood is the sum of theirs:
+    ``P(k) = (1 - P(code)) P(k | answering)``.
+    """
+    assert design.spec.hurdle is not None
+    k = len(design.answers)
+    answering = design.respondent_response < k
+    answered = replace(
+        design,
+        spec=replace(design.spec, hurdle=None),
+        categories=design.answers,
+        counts=design.counts[:, :k],
+        respondent_cell=design.respondent_cell[answering],
+        respondent_response=design.respondent_response[answering],
+        respondent_id=design.respondent_id[answering],
+    )
+    hurdle = replace(
+        design,
+        spec=replace(
+            design.spec,
+            family="bernoulli",
+            levels=("answer", design.spec.hurdle),
+            link="logit",
+            hurdle=None,
+        ),
+        categories=("answer", design.spec.hurdle),
+        counts=np.column_stack([design.counts[:, :k].sum(axis=1), design.counts[:, k]]),
+        respondent_response=(~answering).astype(np.int64),
+    )
+    return answered, hurdle
 
 
 def merged_line(design: Design) -> str:
@@ -682,6 +729,12 @@ def _check_every_category_given(
 ) -> None:
     observed = np.bincount(y, minlength=len(categories))
     never = [lv for lv, n in zip(categories, observed, strict=True) if n == 0]
+    if spec.hurdle in never:
+        raise DesignError(
+            f"{where}: outcome {spec.outcome!r}: no respondent gave the hurdle code "
+            f"{spec.hurdle!r}, so how often it is said cannot be estimated. Remove [outcome] "
+            "hurdle (or check the code's spelling against the data)."
+        )
     if never:
         merge = (
             " or merge rare answers ([outcome] merge_below)" if spec.family == "categorical" else ""

@@ -138,7 +138,7 @@ def fit(
         sampler=sampler,
         target_accept=target_accept,
         adaptation=adaptation,
-    ).resolved(spec.family)
+    ).resolved(spec.family if spec.hurdle is None else "hurdle")
     if log_likelihood not in ("auto", "respondent", "pattern"):
         raise OpinionmapError(
             f"log_likelihood must be 'auto', 'respondent' or 'pattern', got {log_likelihood!r}."

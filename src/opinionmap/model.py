@@ -30,6 +30,10 @@ the graph. The maths is in ``docs/model.md``.
   each level's intercept and slopes ``L z`` with ``L`` the Cholesky factor of
   ``diag(sigma) R diag(sigma)``, ``R ~ LKJ(2)`` (``chol_<term>``, per category in a
   categorical model) or ``R = I`` for ``||``, ``z_<term>`` zero-sum over the levels.
+- A hurdle model (``[outcome] hurdle``) adds a second, bernoulli linear predictor on the
+  same terms for saying the hurdle code, its parameters prefixed ``hu_`` (``hu_Intercept``,
+  ``hu_beta``, ``hu_sigma_region``): ``P(code) = expit(hu_eta)``, ``P(k) = (1 - P(code))
+  P(k | answering)``; the two parts' likelihoods add up to the hurdle model's.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
-from opinionmap.design import Design, GroupIndex
+from opinionmap.design import HURDLE, Design, GroupIndex, hurdle_parts
 from opinionmap.plan import ANGLE, CENTRED, RADIUS, Plan, make_plan
 from opinionmap.structure import Graph, structured_basis
 
@@ -66,7 +70,7 @@ def model_coords(design: Design) -> dict[str, list[str]]:
     if family == "categorical":
         coords["category"] = list(design.categories[1:])
     elif family == "ordinal":
-        coords["cutpoint"] = cutpoint_labels(design.categories)
+        coords["cutpoint"] = cutpoint_labels(design.answers)
     for g in design.groups:
         coords[g.dim] = list(g.levels)
     for graph in design.graphs:
@@ -110,34 +114,52 @@ def build_model(
     ['g']
     """
     plan = make_plan(design) if plan is None else plan
-    family = design.spec.family
-    cat_dims: tuple[str, ...] = ("category",) if family == "categorical" else ()
-    centre = None if plan.centre is None else np.asarray(plan.centre, dtype=float)
     with pm.Model(coords=model_coords(design)) as model:
-        eta, shift = _population_part(design, centre, cat_dims)
-        sigmas = _group_sds(design, plan, cat_dims)
-        for g in design.groups:
-            graph = design.graph(g.name)
-            if g.slopes:
-                eta = eta + _slope_effect(design, g, cat_dims)
-            elif graph is not None:
-                eta = eta + _structured_effect(g, graph, sigmas[g.name], cat_dims)
-            elif g.name in design.spec.correlated_terms:
-                eta = eta + _correlated_effect(design, g)
-            else:
-                eta = eta + _group_effect(g, plan.weight(g.name), sigmas[g.name], cat_dims)
+        if design.spec.hurdle is None:
+            log_p = _part_log_probabilities(design, plan)
+        else:
+            # P(k) = (1 - P(code)) P(k | answering), P(code) = expit(hu_eta)
+            answered, hurdle = hurdle_parts(design)
+            assert plan.hurdle is not None, "a hurdle model's plan has a hurdle part"
+            answers = _part_log_probabilities(answered, plan)
+            non_answer = _part_log_probabilities(hurdle, plan.hurdle, HURDLE)
+            log_p = pt.concatenate([answers + non_answer[:, :1], non_answer[:, 1:]], axis=1)
         values = design.counts.astype(float)
         if counts_as_data:
             model.add_coord("answer", list(design.categories))
             counts = pm.Data("counts", values, dims=("cell", "answer"))
         else:
             counts = pt.as_tensor_variable(values)
-        pm.Potential("loglik", (counts * _log_probabilities(design, eta, shift)).sum())
+        pm.Potential("loglik", (counts * log_p).sum())
     return model
 
 
+def _part_log_probabilities(design: Design, plan: Plan, prefix: str = "") -> pt.TensorVariable:
+    """One linear predictor's parameters (``<prefix><name>``) and the cells' log-probabilities.
+
+    ``prefix`` is ``""`` for the outcome model and ``hu_`` for a hurdle model's
+    non-answer part, whose design is :func:`~opinionmap.design.hurdle_parts`' second.
+    """
+    cat_dims: tuple[str, ...] = ("category",) if design.spec.family == "categorical" else ()
+    centre = None if plan.centre is None else np.asarray(plan.centre, dtype=float)
+    eta, shift = _population_part(design, centre, cat_dims, prefix)
+    sigmas = _group_sds(design, plan, cat_dims, prefix)
+    for g in design.groups:
+        graph = design.graph(g.name)
+        if g.slopes:
+            eta = eta + _slope_effect(design, g, cat_dims, prefix)
+        elif graph is not None:
+            eta = eta + _structured_effect(g, graph, sigmas[g.name], cat_dims, prefix)
+        elif g.name in design.spec.correlated_terms:
+            eta = eta + _correlated_effect(design, g)
+        else:
+            w = plan.weight(g.name)
+            eta = eta + _group_effect(g, w, sigmas[g.name], cat_dims, prefix)
+    return _log_probabilities(design, eta, shift)
+
+
 def _population_part(
-    design: Design, centre: np.ndarray | None, cat_dims: tuple[str, ...]
+    design: Design, centre: np.ndarray | None, cat_dims: tuple[str, ...], prefix: str = ""
 ) -> tuple[pt.TensorVariable, pt.TensorVariable | None]:
     """The fixed effects and intercept of every cell, and the shift the centring implies.
 
@@ -155,7 +177,7 @@ def _population_part(
             scale = scale / np.where(design.x_sd > 0, design.x_sd, 1.0)
         beta_dims = ("coef", *cat_dims)
         beta_scale = scale[:, None] if cat_dims else scale
-        beta = pm.Normal("beta", 0.0, beta_scale, dims=beta_dims)
+        beta = pm.Normal(f"{prefix}beta", 0.0, beta_scale, dims=beta_dims)
         X = pt.as_tensor_variable(design.X - (centre if centre is not None else 0.0))
         eta = eta + (X @ beta if cat_dims else (X @ beta)[:, None])
     # the overall level implied by the centring: x_mean @ beta, (K-1,) or scalar
@@ -163,10 +185,10 @@ def _population_part(
     if design.has_intercept:
         dims = cat_dims or None
         if shift is None:
-            intercept = pm.Normal("Intercept", 0.0, priors.intercept, dims=dims)
+            intercept = pm.Normal(f"{prefix}Intercept", 0.0, priors.intercept, dims=dims)
         else:
-            at_mean = pm.Normal(f"Intercept{CENTRED}", 0.0, priors.intercept, dims=dims)
-            pm.Deterministic("Intercept", at_mean - shift, dims=dims)
+            at_mean = pm.Normal(f"{prefix}Intercept{CENTRED}", 0.0, priors.intercept, dims=dims)
+            pm.Deterministic(f"{prefix}Intercept", at_mean - shift, dims=dims)
             intercept = at_mean
         eta = eta + (intercept[None, :] if cat_dims else intercept)
     return eta, shift
@@ -183,7 +205,7 @@ def _log_probabilities(
     log_cdf = _log_cdf(design.spec.link)
     if family == "bernoulli":
         return pt.concatenate([log_cdf(-eta), log_cdf(eta)], axis=1)
-    k = len(design.categories)
+    k = len(design.answers)
     cutpoints = pm.Normal(
         "cutpoints" if shift is None else f"cutpoints{CENTRED}",
         0.0,
@@ -199,7 +221,7 @@ def _log_probabilities(
 
 
 def _group_sds(
-    design: Design, plan: Plan, cat_dims: tuple[str, ...]
+    design: Design, plan: Plan, cat_dims: tuple[str, ...], prefix: str = ""
 ) -> dict[str, pt.TensorVariable]:
     """``sigma_<term>`` for every grouping term, paired terms in polar coordinates."""
     priors = design.spec.priors
@@ -208,13 +230,15 @@ def _group_sds(
     for main, interaction in plan.pairs:
         # |(x, y)| of two independent N(0, 1) is Rayleigh(1), i.e. Weibull(2, sqrt(2)), and
         # its angle is uniform and independent of it; each SD then takes its own scale
-        radius = pm.Weibull(f"{RADIUS}{interaction}", alpha=2.0, beta=np.sqrt(2.0), dims=dims)
-        angle = pm.Uniform(f"{ANGLE}{interaction}", 0.0, np.pi / 2.0, dims=dims)
+        radius = pm.Weibull(
+            f"{prefix}{RADIUS}{interaction}", alpha=2.0, beta=np.sqrt(2.0), dims=dims
+        )
+        angle = pm.Uniform(f"{prefix}{ANGLE}{interaction}", 0.0, np.pi / 2.0, dims=dims)
         sigmas[main] = pm.Deterministic(
-            f"sigma_{main}", priors.group_sd_for(main) * radius * pt.cos(angle), dims=dims
+            f"{prefix}sigma_{main}", priors.group_sd_for(main) * radius * pt.cos(angle), dims=dims
         )
         sigmas[interaction] = pm.Deterministic(
-            f"sigma_{interaction}",
+            f"{prefix}sigma_{interaction}",
             priors.group_sd_for(interaction) * radius * pt.sin(angle),
             dims=dims,
         )
@@ -223,13 +247,17 @@ def _group_sds(
     for g in design.groups:
         if g.name not in sigmas and g.name not in joint:
             sigmas[g.name] = pm.HalfNormal(
-                f"sigma_{g.name}", priors.group_sd_for(g.name), dims=dims
+                f"{prefix}sigma_{g.name}", priors.group_sd_for(g.name), dims=dims
             )
     return sigmas
 
 
 def _group_effect(
-    group: GroupIndex, w: np.ndarray, sigma: pt.TensorVariable, cat_dims: tuple[str, ...]
+    group: GroupIndex,
+    w: np.ndarray,
+    sigma: pt.TensorVariable,
+    cat_dims: tuple[str, ...],
+    prefix: str = "",
 ) -> pt.TensorVariable:
     """Add ``z_<term>`` and ``u_<term>`` for a term with SD ``sigma``; return the cells' effects."""
     index = pt.as_tensor_variable(group.index)
@@ -238,13 +266,15 @@ def _group_effect(
         scale = sigma[:, None]
         power = pt.as_tensor_variable(w[:, None])
         z = pm.ZeroSumNormal(
-            f"z_{group.name}", sigma=scale ** (1.0 - power), dims=(*cat_dims, group.dim)
+            f"{prefix}z_{group.name}", sigma=scale ** (1.0 - power), dims=(*cat_dims, group.dim)
         )
-        u = pm.Deterministic(f"u_{group.name}", (z * scale**power).T, dims=(group.dim, *cat_dims))
+        u = pm.Deterministic(
+            f"{prefix}u_{group.name}", (z * scale**power).T, dims=(group.dim, *cat_dims)
+        )
         return u[index]
     weight = float(w[0])
-    z = pm.ZeroSumNormal(f"z_{group.name}", sigma=sigma ** (1.0 - weight), dims=group.dim)
-    u = pm.Deterministic(f"u_{group.name}", z * sigma**weight, dims=group.dim)
+    z = pm.ZeroSumNormal(f"{prefix}z_{group.name}", sigma=sigma ** (1.0 - weight), dims=group.dim)
+    u = pm.Deterministic(f"{prefix}u_{group.name}", z * sigma**weight, dims=group.dim)
     return u[index][:, None]
 
 
@@ -278,7 +308,7 @@ def _correlated_effect(design: Design, group: GroupIndex) -> pt.TensorVariable:
 
 
 def _slope_effect(
-    design: Design, group: GroupIndex, cat_dims: tuple[str, ...]
+    design: Design, group: GroupIndex, cat_dims: tuple[str, ...], prefix: str = ""
 ) -> pt.TensorVariable:
     """``u_<term>`` of a term with varying slopes, (levels, coefs[, K-1]); the cells' part.
 
@@ -293,32 +323,36 @@ def _slope_effect(
     level, coef = group.dim, group.coef_dim
     width = len(design.categories) - 1 if cat_dims else 1
     # ZeroSumNormal constrains its last axis, so z is ([category,] coef, level)
-    z = pm.ZeroSumNormal(f"z_{name}", sigma=1.0, dims=(*cat_dims, coef, level))
+    z = pm.ZeroSumNormal(f"{prefix}z_{name}", sigma=1.0, dims=(*cat_dims, coef, level))
     z = z if cat_dims else z[None]
     if not group.correlated:  # '||', or one coefficient alone
-        sigma = pm.HalfNormal(f"sigma_{name}", scale, dims=(coef, *cat_dims))
+        sigma = pm.HalfNormal(f"{prefix}sigma_{name}", scale, dims=(coef, *cat_dims))
         chol = pt.eye(m)[None] * (sigma.T if cat_dims else sigma[None])[:, None, :]
     else:
         factors, stds, corrs = [], [], []
         for k in range(width):
             suffix = f"_{k}" if cat_dims else ""
-            factor, corr, sd = _lkj_covariance(f"chol_{name}{suffix}", m, scale)
+            factor, corr, sd = _lkj_covariance(f"{prefix}chol_{name}{suffix}", m, scale)
             factors.append(factor)
             stds.append(sd)
             corrs.append(corr)
         chol = pt.stack(factors)
         pm.Deterministic(
-            f"sigma_{name}", pt.stack(stds, axis=1) if cat_dims else stds[0], dims=(coef, *cat_dims)
+            f"{prefix}sigma_{name}",
+            pt.stack(stds, axis=1) if cat_dims else stds[0],
+            dims=(coef, *cat_dims),
         )
         pm.Deterministic(
-            f"cor_{name}",
+            f"{prefix}cor_{name}",
             pt.stack(corrs) if cat_dims else corrs[0],
             dims=(*cat_dims, coef, f"{coef}_"),
         )
     # (predictor, coef, coef) @ (predictor, coef, level) -> (level, coef, predictor)
     effects = pt.matmul(chol, z).transpose(2, 1, 0)
     pm.Deterministic(
-        f"u_{name}", effects if cat_dims else effects[:, :, 0], dims=(level, coef, *cat_dims)
+        f"{prefix}u_{name}",
+        effects if cat_dims else effects[:, :, 0],
+        dims=(level, coef, *cat_dims),
     )
     W = pt.as_tensor_variable(group.slope_matrix(design.X))  # (cells, coefs)
     per_cell = effects[pt.as_tensor_variable(group.index)]  # (cells, coefs, predictor)
@@ -326,34 +360,38 @@ def _slope_effect(
 
 
 def _structured_effect(
-    group: GroupIndex, graph: Graph, sigma: pt.TensorVariable, cat_dims: tuple[str, ...]
+    group: GroupIndex,
+    graph: Graph,
+    sigma: pt.TensorVariable,
+    cat_dims: tuple[str, ...],
+    prefix: str = "",
 ) -> pt.TensorVariable:
     """``u_<term>`` of a term with a structured prior, non-centred; return the cells' effects.
 
     ``u`` is (levels, K-1) for categorical models, (levels,) otherwise; each linear
     predictor has its own ``sigma`` (and ``rho`` for bym2) and independent draws.
     """
-    name, index = group.name, pt.as_tensor_variable(group.index)
+    index = pt.as_tensor_variable(group.index)
     basis = structured_basis(graph)
     matrix = pt.as_tensor_variable(basis.matrix)
     z = pm.Normal(
-        f"z_{'icar_' if graph.kind == 'bym2' else ''}{name}",
+        f"{prefix}z_{'icar_' if graph.kind == 'bym2' else ''}{group.name}",
         0.0,
         1.0,
         dims=(_basis_dim(graph), *cat_dims),
     )
     structured = matrix @ z  # (levels[, K-1])
     if basis.trend is not None:
-        slope = pm.Normal(f"z_trend_{name}", 0.0, 1.0, dims=cat_dims or None)
+        slope = pm.Normal(f"{prefix}z_trend_{group.name}", 0.0, 1.0, dims=cat_dims or None)
         trend = pt.as_tensor_variable(basis.trend)
         structured = structured + (trend[:, None] * slope[None, :] if cat_dims else trend * slope)
     if graph.kind == "bym2":
         # ZeroSumNormal constrains its last axis, so theta is (category, level)
-        theta = pm.ZeroSumNormal(f"z_{name}", sigma=1.0, dims=(*cat_dims, group.dim))
-        rho = pm.Beta(f"rho_{name}", *RHO_PRIOR, dims=cat_dims or None)
+        theta = pm.ZeroSumNormal(f"{prefix}z_{group.name}", sigma=1.0, dims=(*cat_dims, group.dim))
+        rho = pm.Beta(f"{prefix}rho_{group.name}", *RHO_PRIOR, dims=cat_dims or None)
         theta = theta.T if cat_dims else theta
         structured = pt.sqrt(1.0 - rho) * theta + pt.sqrt(rho) * structured
-    u = pm.Deterministic(f"u_{name}", structured * sigma, dims=(group.dim, *cat_dims))
+    u = pm.Deterministic(f"{prefix}u_{group.name}", structured * sigma, dims=(group.dim, *cat_dims))
     return u[index] if cat_dims else u[index][:, None]
 
 

@@ -24,13 +24,13 @@ maths and the measured reasons are in ``docs/model.md``.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
-from opinionmap.design import Design, GroupIndex
+from opinionmap.design import HURDLE, Design, GroupIndex, hurdle_parts
 from opinionmap.spec import Parameterization
 
 __all__ = [
@@ -118,11 +118,15 @@ class Plan:
     centre
         The value each fixed-effect column is centred at (0 for dummies), or
         ``None`` when no column is centred.
+    hurdle
+        A hurdle model's plan of its non-answer part (its terms' parameters are
+        ``hu_*``); ``None`` without a hurdle.
     """
 
     terms: tuple[TermPlan, ...] = ()
     pairs: tuple[tuple[str, str], ...] = ()
     centre: tuple[float, ...] | None = field(default=None)
+    hurdle: Plan | None = None
 
     def term(self, name: str) -> TermPlan:
         """The plan of one term."""
@@ -136,52 +140,51 @@ class Plan:
         return np.asarray(self.term(name).weight, dtype=float)
 
     def table(self) -> pd.DataFrame:
-        """One row per term and linear predictor: the weight and what it came from."""
+        """One row per term and linear predictor: the weight and what it came from.
+
+        A hurdle model's non-answer part follows, its terms named ``hu_<term>``.
+        """
         rows = []
-        for t in self.terms:
-            for i, w in enumerate(t.weight):
-                rows.append(
-                    {
-                        "term": t.name,
-                        "predictor": i,
-                        "requested": t.requested,
-                        "parameterization": t.parameterization,
-                        "weight": w,
-                        "pilot_sd": t.pilot_sd[min(i, len(t.pilot_sd) - 1)] if t.pilot_sd else None,
-                        "paired_with": t.paired_with,
-                        "structure": t.structure or "exchangeable",
-                    }
-                )
+        parts = [("", self)] if self.hurdle is None else [("", self), (HURDLE, self.hurdle)]
+        for prefix, plan in parts:
+            for t in plan.terms:
+                rows.extend(_term_rows(t, prefix))
         return pd.DataFrame(rows)
 
     def to_json(self) -> str:
         """The plan as JSON (stored in a fit's ``opinionmap_plan`` attribute)."""
-        return json.dumps(
-            {
-                "format": _FORMAT,
-                "terms": [
-                    {
-                        "name": t.name,
-                        "requested": t.requested,
-                        "weight": list(t.weight),
-                        "pilot_sd": list(t.pilot_sd),
-                        "fraction": t.fraction,
-                        "information": list(t.information),
-                        "paired_with": t.paired_with,
-                        "structure": t.structure,
-                    }
-                    for t in self.terms
-                ],
-                "pairs": [list(p) for p in self.pairs],
-                "centre": None if self.centre is None else list(self.centre),
-            },
-            sort_keys=True,
-        )
+        return json.dumps(self._to_dict(), sort_keys=True)
+
+    def _to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "format": _FORMAT,
+            "terms": [
+                {
+                    "name": t.name,
+                    "requested": t.requested,
+                    "weight": list(t.weight),
+                    "pilot_sd": list(t.pilot_sd),
+                    "fraction": t.fraction,
+                    "information": list(t.information),
+                    "paired_with": t.paired_with,
+                    "structure": t.structure,
+                }
+                for t in self.terms
+            ],
+            "pairs": [list(p) for p in self.pairs],
+            "centre": None if self.centre is None else list(self.centre),
+        }
+        if self.hurdle is not None:
+            out["hurdle"] = self.hurdle._to_dict()
+        return out
 
     @classmethod
     def from_json(cls, text: str) -> Plan:
         """Inverse of :meth:`to_json`."""
-        raw: dict[str, Any] = json.loads(text)
+        return cls._from_dict(json.loads(text))
+
+    @classmethod
+    def _from_dict(cls, raw: dict[str, Any]) -> Plan:
         if raw.get("format") != _FORMAT:
             raise ValueError(f"unknown plan layout {raw.get('format')!r}")
         return cls(
@@ -200,7 +203,25 @@ class Plan:
             ),
             pairs=tuple((str(a), str(b)) for a, b in raw["pairs"]),
             centre=None if raw["centre"] is None else tuple(float(v) for v in raw["centre"]),
+            hurdle=None if raw.get("hurdle") is None else cls._from_dict(raw["hurdle"]),
         )
+
+
+def _term_rows(t: TermPlan, prefix: str) -> list[dict[str, Any]]:
+    """The rows of :meth:`Plan.table` for one term, one per linear predictor."""
+    return [
+        {
+            "term": f"{prefix}{t.name}",
+            "predictor": i,
+            "requested": t.requested,
+            "parameterization": t.parameterization,
+            "weight": w,
+            "pilot_sd": t.pilot_sd[min(i, len(t.pilot_sd) - 1)] if t.pilot_sd else None,
+            "paired_with": t.paired_with,
+            "structure": t.structure or "exchangeable",
+        }
+        for i, w in enumerate(t.weight)
+    ]
 
 
 def make_plan(design: Design) -> Plan:
@@ -217,6 +238,9 @@ def make_plan(design: Design) -> Plan:
     >>> plan.term("g").requested, Plan.from_json(plan.to_json()) == plan
     ('auto', True)
     """
+    if design.spec.hurdle is not None:
+        answered, hurdle = hurdle_parts(design)
+        return replace(make_plan(answered), hurdle=make_plan(hurdle))
     pairs = sd_pairs(design)
     partner = {**pairs, **{b: a for a, b in pairs.items()}}
     terms = tuple(_term_plan(design, g, partner.get(g.name)) for g in design.groups)
@@ -426,13 +450,15 @@ def is_auxiliary(name: str) -> bool:
     """Sampled helper variables left out of summaries.
 
     ``z_*``, the centred level, the polar coordinates of paired SDs, and the packed
-    Cholesky factors ``chol_*`` of correlated category effects (``cor_*`` is reported).
+    Cholesky factors ``chol_*`` of correlated category effects (``cor_*`` is reported);
+    the same of a hurdle model's non-answer part (``hu_z_*``).
 
     Examples
     --------
     >>> [is_auxiliary(n) for n in ("z_region", "sigma_region", "Intercept_at_means")]
     [True, False, True]
     """
+    name = name.removeprefix(HURDLE)
     return name.startswith(("z_", "chol_", RADIUS, ANGLE)) or name.endswith(CENTRED)
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -35,6 +35,13 @@ from opinionmap.design import (
 from opinionmap.diagnostics import warn_if_unconverged
 from opinionmap.errors import FrameError, did_you_mean, format_values, near_misses
 from opinionmap.frame import Frame
+from opinionmap.frameless import (
+    FramelessModel,
+    check_frame_cells,
+    fit_frameless,
+    frameless_variables,
+    pair_draws,
+)
 from opinionmap.predict import Draws, linear_predictor, probabilities
 from opinionmap.summaries import interval_prob, summarise_draws
 
@@ -46,7 +53,15 @@ if TYPE_CHECKING:
 # a poststratification frame: validated (it knows its count column), in memory, or in dask
 type FrameData = Frame | pd.DataFrame | dd.DataFrame
 
-__all__ = ["ANSWERING", "EVERYONE", "Contrast", "CoverageWarning", "Estimates", "poststratify"]
+__all__ = [
+    "ANSWERING",
+    "EVERYONE",
+    "MRP",
+    "Contrast",
+    "CoverageWarning",
+    "Estimates",
+    "poststratify",
+]
 # values held at once per chunk: draws x cells x categories
 CHUNK_VALUES = 8_000_000
 
@@ -84,6 +99,7 @@ class Contrast:
 
 ANSWERING = "of those answering"
 EVERYONE = "of everyone"
+MRP = "MRP: the frame has every variable the model uses"
 
 
 class CoverageWarning(UserWarning):
@@ -122,6 +138,12 @@ class Estimates:
     merged
         The rare answers the model merged into its last category (the spec's
         ``[outcome] merge_below``): their shares are that category's.
+    hurdle
+        A hurdle model's non-answer code (its last category), whose shares
+        :meth:`answering` takes out; ``None`` without a hurdle.
+    method
+        :data:`MRP`, or how the frame was extended by a survey variable it lacks
+        (:mod:`opinionmap.frameless`).
     """
 
     draws: xr.DataArray
@@ -135,6 +157,44 @@ class Estimates:
     verdict: str | None = None
     new_levels: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     merged: tuple[str, ...] = ()
+    hurdle: str | None = None
+    method: str = MRP
+
+    def answering(self) -> Estimates:
+        """The shares of those who give an ordered answer: a hurdle model's code taken out.
+
+        Each draw's shares of the answers divided by one minus the code's share, which
+        is exactly the population-weighted share among those answering.
+
+        Examples
+        --------
+        >>> est = poststratify(result, frame, by=["region"])  # doctest: +SKIP
+        >>> est.answering().summary()  # of those answering  # doctest: +SKIP
+        """
+        if self.hurdle is None:
+            raise DesignError(
+                "these estimates have no hurdle: they are "
+                f"{self.estimand}{self._dropped_note()} already. Shares of those answering "
+                "come from a model with [outcome] hurdle = '<non-answer code>'."
+            )
+        answers = [c for c in self.draws["category"].values if c != self.hurdle]
+
+        def renormalise(shares: xr.DataArray) -> xr.DataArray:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                code = shares.sel(category=self.hurdle).drop_vars("category")
+                return shares.sel(category=answers) / (1.0 - code)
+
+        return replace(
+            self,
+            draws=renormalise(self.draws),
+            overall=renormalise(self.overall),
+            estimand=ANSWERING,
+            dropped=(*self.dropped, self.hurdle),
+            hurdle=None,
+        )
+
+    def _dropped_note(self) -> str:
+        return f" ({format_values(self.dropped)} left out)" if self.dropped else ""
 
     def summary(self, prob: float | None = None) -> pd.DataFrame:
         """Tidy table of the estimates, one row per ``by`` cell and category.
@@ -178,6 +238,7 @@ class Estimates:
             verdict=self.verdict,
             new_levels={k: list(v) for k, v in self.new_levels.items()},
             merged=list(self.merged),
+            method=self.method,
         )
         return out
 
@@ -232,6 +293,7 @@ def poststratify(
     new_levels: NewLevels = "error",
     random_seed: int = 0,
     chunk_values: int = CHUNK_VALUES,
+    frameless: FramelessModel | None = None,
 ) -> Estimates:
     """Poststratify a fitted model to a population frame.
 
@@ -258,6 +320,12 @@ def poststratify(
         Seed for ``new_levels="sample"``.
     chunk_values
         Largest draws x cells x categories block computed at once.
+    frameless
+        When the model uses a categorical survey variable the frame lacks
+        (education): its fitted model (:func:`~opinionmap.frameless.fit_frameless`),
+        to split every frame cell by it, draw by draw (MrsP). ``None`` (default) fits
+        one when the frame lacks such a variable. The estimates' ``method`` says
+        which was done.
 
     Returns
     -------
@@ -285,14 +353,23 @@ def poststratify(
             data = data.map_partitions(design.with_covariates)
         else:
             data = design.with_covariates(data)
-    keep = _columns(data, design, by)
+    lacking = _lacking(data, design, by, frameless)
+    keep = _columns(data, design, by, lacking)
     draws = result.draws()
     posterior = result.posterior
     n_chain, n_draw = posterior.sizes["chain"], posterior.sizes["draw"]
     by_levels = _by_levels(data, by, design, is_dask)
-    new_labels = _new_labels(data, design, new_levels, is_dask)
+    new_labels = _new_labels(data, design, new_levels, is_dask, lacking)
     draws = _extend_draws(draws, design, new_labels, random_seed)
-    job = _Job(design, draws, tuple(keep), by, tuple(by_levels), new_labels, weight, chunk_values)
+    split = None
+    if lacking:
+        if frameless is None:
+            frameless = fit_frameless(result, lacking[0], random_seed=random_seed)
+        warn_if_unconverged(frameless.result, f"the model of {frameless.variable!r}")
+        split = _split(frameless, data, new_labels, draws.n_samples, is_dask, random_seed)
+    job = _Job(
+        design, draws, tuple(keep), by, tuple(by_levels), new_labels, weight, chunk_values, split
+    )
     if is_dask:
         import dask
 
@@ -344,10 +421,36 @@ def poststratify(
         verdict=None if diagnostics is None else str(diagnostics.verdict()),
         new_levels={g: tuple(":".join(key) for key in keys) for g, keys in new_labels.items()},
         merged=design.merged,
+        hurdle=design.spec.hurdle,
+        method=MRP if frameless is None or not lacking else frameless.method,
     )
 
 
-def _columns(data: Any, design: Design, by: tuple[str, ...]) -> list[str]:
+def _lacking(
+    data: Any, design: Design, by: tuple[str, ...], frameless: FramelessModel | None
+) -> tuple[str, ...]:
+    """The model's categorical survey variable the frame lacks, if any (at most one)."""
+    lacking = tuple(v for v in frameless_variables(design, list(data.columns)) if v not in by)
+    categorical = tuple(
+        v for v in lacking if v in {c.name for c in design.codings if c.kind == "categorical"}
+    )
+    if len(categorical) != len(lacking) or len(lacking) > 1:
+        return ()  # _columns names what the frame lacks
+    if frameless is not None and frameless.variable not in lacking:
+        raise FrameError(
+            f"frame: frameless= models {frameless.variable!r}, but the frame "
+            + (
+                f"lacks {format_values(lacking)} instead."
+                if lacking
+                else "has every variable the model uses; leave frameless out."
+            )
+        )
+    return lacking
+
+
+def _columns(
+    data: Any, design: Design, by: tuple[str, ...], lacking: tuple[str, ...] = ()
+) -> list[str]:
     """The frame columns the estimates need: the model's variables, then the ``by`` columns."""
     columns = list(data.columns)
     absent_by = [c for c in by if c not in columns]
@@ -356,13 +459,20 @@ def _columns(data: Any, design: Design, by: tuple[str, ...]) -> list[str]:
             f"frame: by column(s) {format_values(absent_by)} not in the frame "
             f"(columns: {format_values(columns)})."
         )
-    needed = list(design.spec.variables)
+    needed = [v for v in design.spec.variables if v not in lacking]
     absent = [c for c in needed if c not in columns]
     if absent:
+        numeric = {c.name for c in design.codings if c.kind != "categorical"}
+        one = (
+            " opinionmap estimates one categorical survey variable's split of the frame's "
+            "cells (MrsP); with several, add all but one to the frame."
+            if len(absent) > 1 and not set(absent) & numeric
+            else ""
+        )
         raise FrameError(
             f"frame: the model uses column(s) {format_values(absent)} that the frame lacks "
             f"(columns: {format_values(columns)}). Add them to the frame, e.g. merge "
-            "area-level covariates onto it by area."
+            f"area-level covariates onto it by area.{one}"
         )
     return list(dict.fromkeys([*needed, *by]))
 
@@ -435,9 +545,10 @@ class _Job:
     new_labels: dict[str, list[tuple[str, ...]]]
     weight: str
     chunk_values: int
+    split: _Split | None = None
 
     def run(self, part: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        design, draws = self.design, self.draws
+        design, draws, split = self.design, self.draws, self.split
         k = len(design.categories)
         n_groups = int(np.prod([len(v) for v in self.by_levels])) if self.by else 1
         num = np.zeros((draws.n_samples, n_groups, k))
@@ -461,7 +572,16 @@ class _Job:
         chunk_draws = max(1, self.chunk_values // max(chunk_cells * k, 1))
         for start in range(0, len(cells), chunk_cells):
             rows = slice(start, min(start + chunk_cells, len(cells)))
-            coded = _code_with_new(design, cells.iloc[rows], self.new_labels)
+            block = cells.iloc[rows]
+            if split is None:
+                coded = [_code_with_new(design, block, self.new_labels)]
+            else:
+                # the block at every level of the variable the frame lacks, and its model's coding
+                coded = [
+                    _code_with_new(design, block.assign(**{split.variable: level}), self.new_labels)
+                    for level in split.levels
+                ]
+                split_coded = _code_with_new(split.design, block, split.new_labels)
             g = group[rows]
             wb = w[rows]
             runs = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
@@ -469,10 +589,58 @@ class _Job:
             for d0 in range(0, draws.n_samples, chunk_draws):
                 sl = slice(d0, min(d0 + chunk_draws, draws.n_samples))
                 sub = draws.subset(sl)
-                p = probabilities(design, linear_predictor(sub, design, coded), sub)
-                p *= wb[None, :, None]
-                num[sl, g[runs], :] += np.add.reduceat(p, runs, axis=1)
+                weights = np.broadcast_to(wb[None, :, None], (1, len(wb), 1))
+                if split is not None:
+                    # (S, cells, levels): each frame cell's split, draw by draw
+                    own = split.draws.subset(sl)
+                    shares = probabilities(
+                        split.design, linear_predictor(own, split.design, split_coded), own
+                    )
+                    weights = wb[None, :, None] * shares
+                for e, data in enumerate(coded):
+                    p = probabilities(design, linear_predictor(sub, design, data), sub)
+                    p *= weights[:, :, e : e + 1]
+                    num[sl, g[runs], :] += np.add.reduceat(p, runs, axis=1)
         return num, den
+
+
+@dataclass(frozen=True)
+class _Split:
+    """How to split frame cells by a variable the frame lacks: its model's design and draws."""
+
+    variable: str
+    levels: tuple[str, ...]
+    design: Design
+    draws: Draws  # paired with the outcome model's draws, new levels appended
+    new_labels: dict[str, list[tuple[str, ...]]]
+
+
+def _split(
+    frameless: FramelessModel,
+    data: Any,
+    new_labels: dict[str, list[tuple[str, ...]]],
+    n_samples: int,
+    is_dask: bool,
+    seed: int,
+) -> _Split:
+    """The split of the frame's cells by ``frameless``'s variable, checked against the frame."""
+    design = frameless.design
+    absent = [v for v in design.spec.variables if v not in data.columns]
+    if absent:
+        raise FrameError(
+            f"frame: the model of {frameless.variable!r} given (frameless=) uses column(s) "
+            f"{format_values(absent)} that the frame lacks: it models another spec's terms. "
+            f"Fit it from this fit: fit_frameless(result, {frameless.variable!r})."
+        )
+    names = {g.name for g in design.groups}
+    own_labels = {k: v for k, v in new_labels.items() if k in names}
+    columns = [c.name for c in design.codings if c.kind == "categorical"]
+    rows = data[columns].drop_duplicates()
+    check_frame_cells(frameless, rows.compute() if is_dask else rows, own_labels)
+    draws = frameless.result.draws()
+    draws = draws.subset(pair_draws(n_samples, draws.n_samples))
+    draws = _extend_draws(draws, design, own_labels, seed + 1)
+    return _Split(frameless.variable, frameless.levels, design, draws, own_labels)
 
 
 def _frame_data(frame: Any, weight: str | None) -> tuple[Any, str, bool]:
@@ -590,15 +758,23 @@ def _by_levels(data: Any, by: tuple[str, ...], design: Design, is_dask: bool) ->
 
 
 def _new_labels(
-    data: Any, design: Design, new_levels: NewLevels, is_dask: bool
+    data: Any, design: Design, new_levels: NewLevels, is_dask: bool, lacking: tuple[str, ...] = ()
 ) -> dict[str, list[tuple[str, ...]]]:
-    """Frame levels of each grouping term that the model does not know, as tuples of labels."""
+    """Frame levels of each grouping term that the model does not know, as tuples of labels.
+
+    A variable the frame lacks (``lacking``) takes each of its survey levels.
+    """
     out: dict[str, list[tuple[str, ...]]] = {}
     for g in design.groups:
-        combos = data[list(g.factors)].drop_duplicates()
-        if is_dask:
+        present = [f for f in g.factors if f not in lacking]
+        combos: Any = data[present].drop_duplicates() if present else pd.DataFrame(index=[0])
+        if is_dask and present:
             combos = combos.compute()
-        combos = combos.reset_index(drop=True)
+        for f in g.factors:
+            if f in lacking:
+                levels = pd.DataFrame({f: list(design.coding(f).levels)})
+                combos = combos.merge(levels, how="cross")
+        combos = combos[list(g.factors)].reset_index(drop=True)
         unseen = combos.loc[design.level_index(g, combos) < 0]
         unknown = list(dict.fromkeys(_keys(unseen, g.factors)))
         _refuse_near_misses(design, g, unseen)
@@ -644,7 +820,16 @@ def _extend_draws(
     """
     if not new_labels:
         return draws
-    rng = np.random.default_rng(seed)
+    return _with_new_effects(draws, design, new_labels, np.random.default_rng(seed))
+
+
+def _with_new_effects(
+    draws: Draws,
+    design: Design,
+    new_labels: dict[str, list[tuple[str, ...]]],
+    rng: np.random.Generator,
+) -> Draws:
+    """:func:`_extend_draws` with a generator; a hurdle model's part too."""
     effects = dict(draws.effects)
     for g in design.groups:
         if g.name not in new_labels:
@@ -661,7 +846,10 @@ def _extend_draws(
         else:  # (S, m, m), m the coefficients or the categories of the effects
             new = np.einsum("sij,snj->sni", factor, z)
         effects[g.name] = np.concatenate([u, new], axis=1)
-    return Draws(draws.intercept, draws.beta, draws.cutpoints, effects, draws.sigmas, draws.factors)
+    hurdle = (
+        None if draws.hurdle is None else _with_new_effects(draws.hurdle, design, new_labels, rng)
+    )
+    return replace(draws, effects=effects, hurdle=hurdle)
 
 
 def _code_with_new(

@@ -10,13 +10,13 @@ stays bounded (draws x rows x categories is never held for large inputs).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import xarray as xr
 from scipy.special import expit, log_expit, log_ndtr, ndtr
 
-from opinionmap.design import Design, GroupIndex, NewData
+from opinionmap.design import HURDLE, Design, GroupIndex, NewData, hurdle_parts
 
 __all__ = ["Draws", "iter_probabilities", "log_probabilities", "probabilities"]
 
@@ -33,6 +33,8 @@ class Draws:
     # a level's effects ~ N(0, L L^T) for terms whose effects are drawn jointly: name ->
     # (S[, K-1], coefs, coefs) for varying slopes, (S, K-1, K-1) for (1 | ID | g)
     factors: dict[str, np.ndarray] = field(default_factory=dict)
+    # a hurdle model's non-answer part (parameters hu_*), a bernoulli linear predictor
+    hurdle: Draws | None = None
 
     @property
     def n_samples(self) -> int:
@@ -43,10 +45,21 @@ class Draws:
         return int(next(iter(self.sigmas.values())).shape[0])
 
     @classmethod
-    def from_posterior(cls, posterior: xr.Dataset, design: Design) -> Draws:
-        """Pull the parameters out of a posterior with dims (chain, draw, ...)."""
+    def from_posterior(cls, posterior: xr.Dataset, design: Design, prefix: str = "") -> Draws:
+        """Pull the parameters out of a posterior with dims (chain, draw, ...).
+
+        ``prefix`` names one part of a hurdle model (``hu_``); a hurdle design's draws
+        carry its non-answer part as :attr:`hurdle`.
+        """
+        if design.spec.hurdle is not None:
+            answered, non_answer = hurdle_parts(design)
+            return replace(
+                cls.from_posterior(posterior, answered),
+                hurdle=cls.from_posterior(posterior, non_answer, HURDLE),
+            )
 
         def flat(name: str) -> np.ndarray | None:
+            name = f"{prefix}{name}"
             if name not in posterior:
                 return None
             da = posterior[name]
@@ -73,8 +86,8 @@ class Draws:
             factors=factors,
         )
 
-    def subset(self, sl: slice) -> Draws:
-        """The draws in a slice of the sample axis."""
+    def subset(self, sl: slice | np.ndarray) -> Draws:
+        """The draws in a slice (or at positions) of the sample axis."""
         return Draws(
             intercept=None if self.intercept is None else self.intercept[sl],
             beta=None if self.beta is None else self.beta[sl],
@@ -82,6 +95,7 @@ class Draws:
             effects={k: v[sl] for k, v in self.effects.items()},
             sigmas={k: v[sl] for k, v in self.sigmas.items()},
             factors={k: v[sl] for k, v in self.factors.items()},
+            hurdle=None if self.hurdle is None else self.hurdle.subset(sl),
         )
 
 
@@ -108,7 +122,20 @@ def _add_group_effect(eta: np.ndarray, draws: Draws, group: GroupIndex, X: np.nd
 
 
 def linear_predictor(draws: Draws, design: Design, new: NewData | None = None) -> np.ndarray:
-    """The linear predictor, (S, n, K-1) for categorical or (S, n) otherwise."""
+    """The linear predictor, (S, n, K-1) for categorical or (S, n) otherwise.
+
+    A hurdle model's is (S, n, 2): the ordinal part's, then the non-answer part's.
+    """
+    if design.spec.hurdle is not None:
+        answered, non_answer = hurdle_parts(design)
+        assert draws.hurdle is not None, "a hurdle model's draws have a hurdle part"
+        return np.stack(
+            [
+                linear_predictor(draws, answered, new),
+                linear_predictor(draws.hurdle, non_answer, new),
+            ],
+            axis=2,
+        )
     data = new if new is not None else NewData(design.X, design.groups)
     n = data.X.shape[0]
     categorical = design.spec.family == "categorical"
@@ -129,6 +156,11 @@ def linear_predictor(draws: Draws, design: Design, new: NewData | None = None) -
 
 def log_probabilities(design: Design, eta: np.ndarray, draws: Draws) -> np.ndarray:
     """Log-probability of every category, (S, n, K)."""
+    if design.spec.hurdle is not None:
+        answered, _ = hurdle_parts(design)
+        answers = log_probabilities(answered, eta[..., 0], draws)
+        answers += log_expit(-eta[..., 1])[..., None]
+        return np.concatenate([answers, log_expit(eta[..., 1:])], axis=2)
     family = design.spec.family
     if family == "categorical":
         out = _shifted_logits(eta)
@@ -156,7 +188,16 @@ def log_probabilities(design: Design, eta: np.ndarray, draws: Draws) -> np.ndarr
 
 
 def probabilities(design: Design, eta: np.ndarray, draws: Draws) -> np.ndarray:
-    """Probability of every category, (S, n, K); rows sum to one."""
+    """Probability of every category, (S, n, K); rows sum to one.
+
+    A hurdle model's: the answers' ``(1 - P(code)) P(k | answering)``, then ``P(code)``.
+    """
+    if design.spec.hurdle is not None:
+        answered, _ = hurdle_parts(design)
+        code = expit(eta[..., 1])
+        answers = probabilities(answered, eta[..., 0], draws)
+        answers *= (1.0 - code)[..., None]
+        return np.concatenate([answers, code[..., None]], axis=2)
     family = design.spec.family
     if family == "categorical":
         out = _shifted_logits(eta)

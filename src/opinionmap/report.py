@@ -26,6 +26,7 @@ from opinionmap.design import merged_line
 from opinionmap.diagnostics import BFMI_MIN, ESS_MIN, RHAT_MAX
 from opinionmap.direct import direct_estimates
 from opinionmap.errors import OpinionmapError, format_values
+from opinionmap.frameless import FramelessModel, fit_frameless, frameless_variables
 from opinionmap.maps import Area, plot_balance, plot_choropleth, plot_mrp_vs_direct
 from opinionmap.poststratification import ANSWERING, EVERYONE, Estimates, poststratify
 from opinionmap.summaries import interval_prob
@@ -353,7 +354,8 @@ def report_section(
     label = options.labels.get(q, q)
     area = options.area_of(result)
     prob = interval_prob(options.prob)
-    est = poststratify(result, frame, by=[area])
+    frameless = _frameless(result, frame)
+    est = poststratify(result, frame, by=[area], frameless=frameless)
     by_area = est.summary(prob=prob)
     write_table(by_area, out / f"{q}_by_{area}.csv")
     national = _national(result, est, options, prob)
@@ -366,24 +368,35 @@ def report_section(
         f'<p class="{css}">Convergence: {html.escape(verdict)}</p>',
         f'<p class="note">{html.escape(_estimand_line(est))}</p>',
         f'<p class="note">{html.escape(_model_line(result, prob))}</p>',
+        *([] if frameless is None else [f'<p class="note">{html.escape(est.method)}.</p>']),
         "<h3>In the whole population</h3>",
         _pct(
             national.drop(columns=["estimand", "converged"]),
             ["mean", "sd", "lower", "upper", "published", "published, of those answering"],
         ).to_html(index=False, border=0),
+        *_answering_part(result, est, options, prob, out),
         *_area_part(result, by_area, national, area, label, out, options),
     ]
     if survey is not None:
         parts += _direct_part(result, survey, by_area, top, area, label, out, options, prob)
-    parts += _group_parts(result, frame, area, out, options, prob)
+    parts += _group_parts(result, frame, area, out, options, prob, frameless)
     parts += _ppc_part(result, out, prob)
     summary = _overview_row(label, area, top, national, by_area, result, options)
     balance = None
     if result.spec.family == "ordinal":
-        low, high = result.design.categories[0], result.design.categories[-1]
+        low, high = result.design.answers[0], result.design.answers[-1]
         wide = by_area.pivot(index=area, columns="category", values="mean")
         balance = Balance(high, low, wide[high] - wide[low])
     return Section(q, "\n".join(parts), summary, area, result.diagnostics.converged, balance)
+
+
+def _frameless(result: FitResult, frame: Frame) -> FramelessModel | None:
+    """The model of the survey variable the frame lacks, fitted once for every table."""
+    lacking = frameless_variables(result.design, list(frame.data.columns))
+    categorical = {c.name for c in result.design.codings if c.kind == "categorical"}
+    if len(lacking) != 1 or lacking[0] not in categorical:
+        return None  # none lacking; or poststratify names what the frame lacks
+    return fit_frameless(result, lacking[0])
 
 
 def _national(
@@ -408,8 +421,38 @@ def _national(
     return national
 
 
+def _answering_part(
+    result: FitResult, est: Estimates, options: ReportOptions, prob: float, out: Path
+) -> list[str]:
+    """A hurdle model's national shares of those answering, beside the published ones."""
+    if est.hurdle is None:
+        return []
+    answering = est.answering()
+    table = _national(result, answering, options, prob)
+    if "published" in table:
+        # the published shares of all respondents, renormalised over the ordered answers
+        table["published, of those answering"] = table["published"] / table["published"].sum()
+        table = table.drop(columns="published")
+    write_table(table, out / f"{result.spec.outcome}_national_answering.csv")
+    return [
+        f"<h3>In the whole population, {ANSWERING}</h3>",
+        f'<p class="note">Shares {ANSWERING}: each draw\'s shares of the ordered answers '
+        f"divided by the share not saying {html.escape(repr(est.hurdle))}.</p>",
+        _pct(
+            table.drop(columns=["estimand", "converged"]),
+            ["mean", "sd", "lower", "upper", "published, of those answering"],
+        ).to_html(index=False, border=0),
+    ]
+
+
 def _estimand_line(est: Estimates) -> str:
     """What the shares are shares of, in words."""
+    if est.hurdle is not None:
+        return (
+            f"Shares {EVERYONE}, {est.hurdle!r} included: whether a respondent gives an answer "
+            f"at all is a model of its own (a hurdle), and those who do give an ordered one; "
+            f"the table {ANSWERING} leaves {est.hurdle!r} out."
+        )
     if est.estimand == ANSWERING:
         dropped = ", ".join(repr(code) for code in est.dropped)
         many = len(est.dropped) > 1
@@ -428,6 +471,11 @@ def _model_line(result: FitResult, prob: float) -> str:
     """
     spec = result.spec
     parts = [f"Model: {spec.formula} ({spec.family})."]
+    if spec.hurdle is not None:
+        parts.append(
+            f"A hurdle for {spec.hurdle!r}: a logistic regression on the same terms (hu_*) "
+            "gives the chance of not answering."
+        )
     if result.design.merged:
         line = merged_line(result.design)
         parts.append(line[:1].upper() + line[1:])
@@ -529,7 +577,7 @@ def _area_part(
     if options.boundaries is not None:
         # the (up to) three most common answers, or the top of an ordered scale, one colour scale
         if result.spec.family == "ordinal":
-            cats = categories[-3:][::-1]
+            cats = list(result.design.answers[-3:][::-1])
         else:
             cats = list(national.sort_values("mean", ascending=False)["category"][:3])
         fig = plot_choropleth(
@@ -604,7 +652,13 @@ def _default_groups(result: FitResult, frame_columns: set[str], area: str) -> tu
 
 
 def _group_parts(
-    result: FitResult, frame: Frame, area: str, out: Path, options: ReportOptions, prob: float
+    result: FitResult,
+    frame: Frame,
+    area: str,
+    out: Path,
+    options: ReportOptions,
+    prob: float,
+    frameless: FramelessModel | None = None,
 ) -> list[str]:
     """A table of shares with intervals by each demographic group."""
     q = result.spec.outcome
@@ -617,7 +671,7 @@ def _group_parts(
     for g in groups:
         if g not in frame_columns:
             continue
-        table = poststratify(result, frame, by=[g]).summary(prob=prob)
+        table = poststratify(result, frame, by=[g], frameless=frameless).summary(prob=prob)
         write_table(table, out / f"{q}_by_{g}.csv")
         wide = {
             stat: table.pivot(index=g, columns="category", values=stat)[categories]

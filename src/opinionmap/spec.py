@@ -85,7 +85,7 @@ _SPEC_KEYS = (
     "covariates",
     "sampling",
 )
-_OUTCOME_KEYS = ("levels", "missing", "merge_below", "other")
+_OUTCOME_KEYS = ("levels", "missing", "merge_below", "other", "hurdle")
 _PRIOR_KEYS = ("intercept", "fixed", "cutpoints", "group_sd", "parameterization", "structure")
 SAMPLERS: tuple[str, ...] = ("nutpie", "pymc", "numpyro")
 ADAPTATIONS: tuple[str, ...] = ("auto", "diag", "low_rank")
@@ -93,6 +93,8 @@ ADAPTATIONS: tuple[str, ...] = ("auto", "diag", "low_rank")
 # cutpoints or intercept and coefficients are correlated; diagonal for categorical models,
 # whose many linear predictors make low-rank updates costly and did not mix better
 # (benchmarks/bench_real_defaults.py; docs/model.md section 9)
+# nutpie's mass matrix by family (docs/model.md section 9); others, hurdle models among them
+# (two independent parts: a low-rank update costs more than it saves), "diag"
 AUTO_ADAPTATION: dict[str, str] = {"ordinal": "low_rank", "bernoulli": "low_rank"}
 SAMPLING_KEYS: tuple[str, ...] = (
     "draws",
@@ -437,8 +439,9 @@ class Sampling:
     def resolved(self, family: str | None = None) -> Sampling:
         """Every setting filled: these values, else the defaults (cores and seed at call time).
 
-        With the model's ``family``, ``adaptation="auto"`` becomes the mass matrix
-        for it (:data:`AUTO_ADAPTATION`; ``"diag"`` for samplers other than nutpie).
+        With the model's ``family`` (``"hurdle"`` for a hurdle model),
+        ``adaptation="auto"`` becomes the mass matrix for it (:data:`AUTO_ADAPTATION`;
+        ``"diag"`` for others and for samplers other than nutpie).
         """
         values: dict[str, Any] = {**DEFAULT_SAMPLING, **self.to_dict()}
         if values["adaptation"] == "auto" and family is not None:
@@ -518,6 +521,12 @@ class ModelSpec:
         category. The data are not changed: drop the setting to undo it.
     other
         The merged category's label (default ``"other"``).
+    hurdle
+        Ordinal models: the outcome code of a non-answer ("don't know") modelled by a
+        hurdle: a respondent says it with a probability that has its own logistic
+        regression on the same terms (parameters ``hu_*``), and otherwise gives an
+        ordered answer. Estimates are then shares of all adults, the hurdle code the
+        last category. ``None`` (default): no hurdle.
 
     Examples
     --------
@@ -543,6 +552,7 @@ class ModelSpec:
     link: Link = "logit"
     merge_below: int | None = None
     other: str = "other"
+    hurdle: str | None = None
 
     def __post_init__(self) -> None:
         where = str(self.source) if self.source else "<spec>"
@@ -572,6 +582,7 @@ class ModelSpec:
                 "keep it in one (levels to model it as a category, missing to drop it)."
             )
         self._check_merge(where)
+        self._check_hurdle(where)
         if self.family == "bernoulli" and len(self.levels) != 2:
             raise SpecError(
                 f"{where}: family 'bernoulli' needs exactly two outcome levels (failure, success), "
@@ -622,6 +633,39 @@ class ModelSpec:
             raise SpecError(
                 f"{where}: [outcome] other = {self.other!r} is already an outcome level or "
                 "missing code; give the merged category a new label, e.g. other = 'other_rare'."
+            )
+
+    def _check_hurdle(self, where: str) -> None:
+        """``hurdle`` is a label of its own, on an ordinal model."""
+        if self.hurdle is None:
+            return
+        if not isinstance(self.hurdle, str) or not self.hurdle:
+            raise SpecError(
+                f"{where}: [outcome] hurdle must be the outcome code of the non-answer, e.g. "
+                f"hurdle = 'dont_know'; got {self.hurdle!r}."
+            )
+        if self.family != "ordinal":
+            raise SpecError(
+                f"{where}: [outcome] hurdle = {self.hurdle!r} models a non-answer before an "
+                f"ordered answer; this model is {self.family}. Use family = 'ordinal', or list "
+                f"{self.hurdle!r} in levels (to model it as a category) or in missing (to drop it)."
+            )
+        if self.hurdle in self.levels:
+            raise SpecError(
+                f"{where}: [outcome] hurdle = {self.hurdle!r} is also one of the ordered levels "
+                f"{format_values(self.levels)}; a non-answer has no place in the order. Remove "
+                "it from levels."
+            )
+        if self.hurdle in self.missing:
+            raise SpecError(
+                f"{where}: [outcome] hurdle = {self.hurdle!r} is also a missing code, which drops "
+                "those respondents; remove it from missing to model it."
+            )
+        if not self.intercept:
+            raise SpecError(
+                f"{where}: [outcome] hurdle: the hurdle is a logistic regression with an "
+                f"intercept, but the formula {self.formula!r} drops it; remove the '0 +' (an "
+                "ordinal model's cutpoints take its place anyway)."
             )
 
     def _check_terms(self, terms: set[str], where: str) -> None:
@@ -738,8 +782,8 @@ class ModelSpec:
 
     @property
     def categories(self) -> tuple[str, ...]:
-        """The modelled outcome categories, in level order."""
-        return self.levels
+        """The modelled outcome categories, in level order (the hurdle code last)."""
+        return self.levels if self.hurdle is None else (*self.levels, self.hurdle)
 
     # -- serialisation -------------------------------------------------------------
     def to_dict(self) -> dict[str, object]:
@@ -754,6 +798,8 @@ class ModelSpec:
         out["outcome"] = {"levels": list(self.levels), "missing": list(self.missing)}
         if self.merge_below is not None:
             out["outcome"] |= {"merge_below": self.merge_below, "other": self.other}
+        if self.hurdle is not None:
+            out["outcome"]["hurdle"] = self.hurdle
         out["priors"] = self.priors.to_dict()
         if self.covariates is not None:
             out["covariates"] = self.covariates.to_dict()
@@ -837,6 +883,7 @@ class ModelSpec:
             link=cast(Link, raw.get("link", "logit")),
             merge_below=cast(int | None, outcome.get("merge_below")),
             other=str(outcome.get("other", "other")),
+            hurdle=cast(str | None, outcome.get("hurdle")),
         )
 
     @classmethod
