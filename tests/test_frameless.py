@@ -17,6 +17,7 @@ from opinionmap.errors import FrameError
 from opinionmap.fitting import fit
 from opinionmap.frameless import FramelessModel, fit_frameless, frameless_spec
 from opinionmap.poststratification import MRP, poststratify
+from opinionmap.predict import linear_predictor, probabilities
 from opinionmap.spec import ModelSpec, Sampling
 
 EDUCATION = ("low", "mid", "high")
@@ -144,6 +145,16 @@ def test_the_split_carries_its_own_uncertainty(fitted):
     pinned = FramelessModel("education", dataclasses.replace(frameless.result, tree=tree))
     est = poststratify(result, frame, weight="population", by="region", frameless=frameless)
     point = poststratify(result, frame, weight="population", by="region", frameless=pinned)
+    # the mean: a frame with education, each cell split by the posterior-mean shares
+    design, draws = frameless.design, frameless.result.draws()
+    shares = probabilities(design, linear_predictor(draws, design, design.evaluate(frame)), draws)
+    split = shares.mean(axis=0)
+    full = pd.concat([frame.assign(education=e, population=frame["population"] * split[:, i])
+                      for i, e in enumerate(frameless.levels)], ignore_index=True)  # fmt: skip
+    mean = poststratify(result, full, weight="population", by="region").draws.mean(
+        ("chain", "draw")
+    )
+    np.testing.assert_allclose(est.draws.mean(("chain", "draw")), mean, atol=2e-3)
     sd = est.draws.std(("chain", "draw")).sel(category="yes")
     pinned_sd = point.draws.std(("chain", "draw")).sel(category="yes")
     assert bool((sd > pinned_sd).all()) and float(sd.mean()) > 1.03 * float(pinned_sd.mean())
