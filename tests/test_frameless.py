@@ -126,6 +126,12 @@ def test_the_frame_is_split_by_the_variable_draw_by_draw(fitted):
     # the education split differs by region: MrsP recovers each region's share
     assert (yes["mean"] - yes["truth"]).abs().mean() < 0.025, yes
     assert ((yes["lower"] <= yes["truth"]) & (yes["truth"] <= yes["upper"])).mean() >= 4 / 6
+    # a dask frame, partition by partition: the same estimates
+    import dask.dataframe as dd
+
+    lazy = dd.from_pandas(frame, npartitions=3)
+    chunked = poststratify(result, lazy, weight="population", by="region", frameless=frameless)
+    np.testing.assert_allclose(chunked.draws.values, est.draws.values, rtol=1e-10)
     # without frameless= it fits the same model itself (same seed: the same estimates)
     again = poststratify(result, frame, weight="population", by="region", random_seed=4)
     np.testing.assert_allclose(again.draws.values, est.draws.values)
@@ -213,3 +219,15 @@ def test_a_term_of_the_variable_and_a_new_area(fitted):
                                                         ("high", "low", "mid"))}  # fmt: skip
     np.testing.assert_allclose(est.draws.sum("category"), 1.0, rtol=1e-10)
     assert np.isfinite(est.draws.sel(region="r_new").values).all()
+
+
+@pytest.mark.slow
+def test_the_report_says_which_method(fitted, tmp_path):
+    from opinionmap.report import ReportOptions, report_section
+
+    result, _, frame, _ = fitted
+    options = ReportOptions(area="region", groups=())
+    section = report_section(result, om.Frame.from_dataframe(frame), tmp_path, options=options)
+    assert "MrsP: the frame lacks &#x27;education&#x27;" in section.html
+    table = pd.read_csv(tmp_path / "y_by_region.csv")
+    assert set(table["region"]) == set(REGIONS)

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from opinionmap.codebook import Codebook
-from opinionmap.errors import SurveyError
+from opinionmap.errors import CodebookError, SurveyError
 from opinionmap.survey import Survey, read_survey
 
 
@@ -165,6 +165,42 @@ def test_stata_labels_order_and_missing_codes(tmp_path: Path) -> None:
     assert survey.data["region"].tolist()[:2] == ["KZ-AST", "KZ-AKM"]
     assert _counts(survey.data["q"]) == {"more": 2, "same": 1, "less": 1, "dont_know": 2}
     assert survey.describe().set_index("category").loc["dont_know", "n"] == 2
+
+
+def test_outcome_names_are_enough_in_spss(tmp_path: Path) -> None:
+    """Levels in the file's label order; the user-missing code, whatever its label, missing."""
+    path = tmp_path / "survey.sav"
+    labels = {1: "more", 2: "same", 3: "less", 98: "unsure"}
+    pyreadstat.write_sav(
+        _labelled_frame(),
+        path,
+        variable_value_labels={"region": _REGION_LABELS, "q": labels},
+        missing_ranges={"q": [98]},
+    )
+    survey = read_survey(path, outcomes=["q"], area="region", weight="w", id="pid")
+    assert survey.codebook["q"].levels == ("more", "same", "less")
+    assert survey.codebook["q"].missing == ("unsure",)
+    assert _counts(survey.responses("q")["q"]) == {"more": 2, "same": 1, "less": 1}
+
+
+def test_outcome_names_are_enough_in_csv(tmp_path: Path) -> None:
+    """Don't-know-like labels and blank cells become missing codes; the rest are the levels."""
+    path = tmp_path / "survey.csv"
+    rows = ["q,sex,region", "yes,f,A", "no,m,A", "Don't know,f,B", ",m,B", "yes,m,B",
+            "REFUSED,f,A", "no,f,B"]  # fmt: skip
+    path.write_text("\n".join(rows) + "\n")
+    survey = read_survey(path, outcomes="q", predictors=["sex"], area="region")
+    assert survey.codebook["q"].levels == ("no", "yes")
+    assert survey.codebook["q"].missing == ("Don't know", "REFUSED", "no_answer")
+    assert survey.data["q"].tolist()[3] == "no_answer"
+    assert _counts(survey.responses("q")["q"]) == {"yes": 2, "no": 2}
+    with pytest.raises(SurveyError, match=r"outcome 'x' is not a column of the data"):
+        read_survey(path, outcomes=["x"], area="region")
+    path.write_text("q,region\nyes,A\nDon't know,B\n")
+    with pytest.raises(SurveyError, match=r"'q' has fewer than two answers.*Don't know"):
+        read_survey(path, outcomes=["q"], area="region")
+    with pytest.raises(CodebookError, match=r"names the outcomes without their levels"):
+        Codebook.from_roles(outcomes=["q"])  # type: ignore[arg-type]
 
 
 def test_unlabelled_spss_codes_must_be_declared(tmp_path: Path) -> None:

@@ -561,6 +561,12 @@ class Codebook:
         >>> design.strata.name, design.cluster.name, design.fpc.kind
         ('district', 'village', 'numeric')
         """
+        if not isinstance(outcomes, Mapping):
+            raise CodebookError(
+                f"<arguments>: outcomes={outcomes!r} names the outcomes without their levels; "
+                "give {name: levels}, or read the file with read_survey(path, outcomes=[...]), "
+                "which drafts the levels and missing codes from the data."
+            )
         variables: dict[str, dict[str, Any]] = {}
 
         def add(name: str, role: str, entry: Mapping[str, Any]) -> None:

@@ -22,6 +22,7 @@ column, the offending values and the fix. Later stages trust a :class:`Survey`.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +68,16 @@ _ROLE_ARGUMENTS: Final = (
 )
 
 _ValueLabels = dict[str, dict[Any, str]]
+# per column, the labels of the codes the file declares missing (SPSS user-missing values)
+_UserMissing = dict[str, set[str]]
+# an outcome's blank cells, when its levels are drafted from the data (names only)
+BLANK = "no_answer"
+# labels drafted as missing codes (matched case-insensitively, with _ read as a space)
+_MISSING_LABELS = re.compile(
+    r"^(don'?t ?know|dk|refused|refusal|no ?answer|no ?response|not ?applicable|n/?a"
+    r"|prefer ?not ?to ?(say|answer)|can'?t ?say|cannot ?say|hard ?to ?say)$",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -424,7 +435,10 @@ def read_survey(
     **roles
         ``outcomes=``, ``predictors=``, ``area=``, ``weight=``, ``id=``,
         ``strata=``, ``cluster=``, ``fpc=``, ``missing=``, as for
-        :meth:`Codebook.from_roles`.
+        :meth:`Codebook.from_roles`; ``outcomes=`` may also be names only (``"q1"``
+        or ``["q1", "q2"]``), whose levels and missing codes are then drafted from
+        the file (:func:`draft_outcomes`: its labels' order, "Don't know"-like and
+        user-missing labels as missing codes, blank cells as ``"no_answer"``).
 
     Raises
     ------
@@ -448,10 +462,70 @@ def read_survey(
     fmt = _format(source, format)
     if not source.is_file():
         raise SurveyError(f"{source}: survey file not found.")
+    df, value_labels, user_missing = _READERS[fmt](source)
+    names = _outcome_names(roles.get("outcomes"))
+    if names is not None:
+        default = cast(Sequence[str], roles.get("missing", ()))
+        drafted = draft_outcomes(df, value_labels, user_missing, names, default, str(source))
+        roles = {**roles, "outcomes": drafted}
     resolved = _resolve_codebook(source, codebook, roles)
-    df, value_labels = _READERS[fmt](source)
     df = _apply_value_labels(df, value_labels, resolved)
+    for name in names or ():
+        if BLANK in resolved[name].missing:
+            df[name] = df[name].astype(object).where(df[name].notna(), BLANK)
     return Survey.from_dataframe(df, resolved, source=source)
+
+
+def _outcome_names(outcomes: object) -> list[str] | None:
+    """The outcome names when ``outcomes=`` gives names only (a name or a list), else ``None``."""
+    if isinstance(outcomes, str):
+        return [outcomes]
+    if isinstance(outcomes, Sequence) and all(isinstance(o, str) for o in outcomes):
+        return list(outcomes)
+    return None
+
+
+def draft_outcomes(
+    df: pd.DataFrame,
+    value_labels: _ValueLabels,
+    user_missing: _UserMissing,
+    names: Sequence[str],
+    missing: Sequence[str] = (),
+    where: str = "<data>",
+) -> dict[str, dict[str, list[str]]]:
+    """Levels and missing codes of outcomes named without them, drafted from the data.
+
+    Levels are the answers given, in the file's label order (else their natural
+    order); missing codes are the labels the file declares missing (SPSS user-missing
+    values), labels that read as a non-answer ("Don't know", "Refused", "No answer",
+    matched case-insensitively), the codes in ``missing``, and :data:`BLANK` for blank
+    cells. Check them in ``survey.codebook``.
+    """
+    out: dict[str, dict[str, list[str]]] = {}
+    for name in names:
+        if name not in df.columns:
+            raise SurveyError(
+                f"{where}: outcome {name!r} is not a column of the data; columns: "
+                f"{format_values(list(df.columns), limit=30)}."
+            )
+        raw = df[name]
+        labels = value_labels.get(name, {})
+        given = [_label(labels.get(v, v)) for v in _sorted_values(pd.unique(raw.dropna()))]
+        declared = [_label(label) for label in labels.values()]
+        order = [c for c in dict.fromkeys([*declared, *_sorted_labels(given)]) if c in given]
+        absent = user_missing.get(name, set()) | set(missing)
+        codes = [c for c in order if c in absent or _MISSING_LABELS.match(c.replace("_", " "))]
+        if raw.isna().any():
+            codes.append(BLANK)
+        levels = [c for c in order if c not in codes]
+        if len(levels) < 2:
+            raise SurveyError(
+                f"{where}: outcome {name!r} has fewer than two answers besides its missing "
+                f"codes (answers {format_values(levels)}, missing {format_values(codes)}); "
+                "give its levels: outcomes={" + repr(name) + ": [...]}."
+            )
+        out[name] = {"levels": levels, "missing": codes}
+    return out
 
 
 def validate_design(
@@ -586,27 +660,27 @@ def _resolve_codebook(
     )
 
 
-def _read_csv(source: Path) -> tuple[pd.DataFrame, _ValueLabels]:
+def _read_csv(source: Path) -> tuple[pd.DataFrame, _ValueLabels, _UserMissing]:
     try:
         df = pd.read_csv(source, dtype=str, keep_default_na=False, na_values=[""])
     except pd.errors.EmptyDataError:
         raise SurveyError(f"{source}: the file is empty (no header, no rows).") from None
     except (ValueError, OSError) as exc:
         raise SurveyError(f"{source}: cannot read as CSV: {exc}") from None
-    return df, {}
+    return df, {}, {}
 
 
-def _read_parquet(source: Path) -> tuple[pd.DataFrame, _ValueLabels]:
+def _read_parquet(source: Path) -> tuple[pd.DataFrame, _ValueLabels, _UserMissing]:
     try:
-        return pd.read_parquet(source), {}
+        return pd.read_parquet(source), {}, {}
     except (ValueError, OSError) as exc:
         raise SurveyError(f"{source}: cannot read as Parquet: {exc}") from None
 
 
 def _read_labelled(
     reader: Callable[..., tuple[pd.DataFrame, Any]], name: str
-) -> Callable[[Path], tuple[pd.DataFrame, _ValueLabels]]:
-    def read(source: Path) -> tuple[pd.DataFrame, _ValueLabels]:
+) -> Callable[[Path], tuple[pd.DataFrame, _ValueLabels, _UserMissing]]:
+    def read(source: Path) -> tuple[pd.DataFrame, _ValueLabels, _UserMissing]:
         try:
             df, meta = reader(source, user_missing=True)
         except (pyreadstat.ReadstatError, pyreadstat.PyreadstatError, OSError) as exc:
@@ -614,12 +688,34 @@ def _read_labelled(
         for column in df.columns:
             if pd.api.types.is_string_dtype(df[column]):
                 df[column] = df[column].where(df[column] != "")  # SPSS/Stata blank text
-        return df, dict(meta.variable_value_labels)
+        labels = dict(meta.variable_value_labels)
+        return df, labels, _user_missing(df, meta, labels)
 
     return read
 
 
-_READERS: Final[dict[str, Callable[[Path], tuple[pd.DataFrame, _ValueLabels]]]] = {
+def _user_missing(df: pd.DataFrame, meta: Any, labels: _ValueLabels) -> _UserMissing:
+    """The labels of the values an SPSS file declares user-missing, per column."""
+    out: _UserMissing = {}
+    ranges = dict(getattr(meta, "missing_ranges", None) or {})
+    for column, spans in ranges.items():
+        if column not in df.columns:
+            continue
+        values = pd.Series(df[column]).dropna().unique()
+        for span in spans:
+            lo, hi = span["lo"], span["hi"]
+            for value in values:
+                try:
+                    inside = lo <= value <= hi
+                except TypeError:
+                    inside = value == lo
+                if inside:
+                    label = labels.get(column, {}).get(value, value)
+                    out.setdefault(column, set()).add(_label(label))
+    return out
+
+
+_READERS: Final[dict[str, Callable[[Path], tuple[pd.DataFrame, _ValueLabels, _UserMissing]]]] = {
     "csv": _read_csv,
     "parquet": _read_parquet,
     "sav": _read_labelled(pyreadstat.read_sav, "SPSS"),
