@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
@@ -25,6 +25,7 @@ from opinionmap.errors import OpinionmapError
 if TYPE_CHECKING:
     from opinionmap.diagnostics import Diagnostics
     from opinionmap.pipeline import Outcome
+    from opinionmap.progress import FitProgress
     from opinionmap.results import FitResult
     from opinionmap.spec import ModelSpec
     from opinionmap.survey import Survey
@@ -718,10 +719,93 @@ def demo_command(
     verdict; elsewhere (a log, a pipe) only one line per question.
     """
     import os
+
+    from opinionmap.demo import run_demo
+
+    def run(say: Say, on_done: OnDone, on_progress: OnProgress | None) -> Path:
+        return run_demo(
+            out,
+            quick=quick,
+            models=models,
+            seed=seed,
+            jobs=jobs or min(os.cpu_count() or 1, 4),
+            say=say,
+            on_done=on_done,
+            on_progress=on_progress,
+        )
+
+    _run_live(out, run)
+
+
+@app.command("run")
+def run_command(
+    folder: Annotated[
+        Path,
+        typer.Argument(
+            metavar="DIR",
+            help="A project folder: models/*.toml (naming the survey), codebook.toml, frame.csv.",
+        ),
+    ],
+    quick: Annotated[
+        bool, typer.Option(help="Few draws (a smoke run); the default is each spec's settings.")
+    ] = False,
+    seed: Annotated[int, typer.Option(help="Random seed of every fit.")] = 2020,
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Questions fitted at once, each in its own process (default: CPUs, <= 4)."
+        ),
+    ] = None,
+) -> None:
+    """Fit every spec of a project folder, poststratify to its frame, write DIR/report/.
+
+    The report breaks each question down by the survey's area (its codebook's area
+    role) and by every categorical predictor the frame has; fits go to
+    DIR/report/fits/.
+    """
+    import os
+
+    from opinionmap.demo import QUICK
+    from opinionmap.pipeline import read_project, run_specs
+    from opinionmap.report import ReportOptions
+    from opinionmap.spec import Sampling
+
+    try:
+        project = read_project(folder)
+    except OpinionmapError as exc:
+        raise _fail(exc) from exc
+
+    def run(say: Say, on_done: OnDone, on_progress: OnProgress | None) -> Path:
+        return run_specs(
+            project.specs,
+            survey_path=project.survey,
+            codebook_path=project.codebook,
+            frame_path=project.frame,
+            weight="population",
+            out=project.out,
+            sampling=(QUICK if quick else Sampling()).merged(seed=seed),
+            report=ReportOptions(title=f"{folder.resolve().name}: small-area estimates"),
+            jobs=jobs or min(os.cpu_count() or 1, 4),
+            progress=not quick and on_progress is None,
+            say=say,
+            on_done=on_done,
+            on_progress=on_progress,
+        )
+
+    _run_live(project.out, run)
+
+
+# what a batch run is called with: a line to print, a question done, a question's progress
+type Say = Callable[[str], None]
+type OnDone = Callable[[Outcome], None]
+type OnProgress = Callable[[str, FitProgress], None]
+
+
+def _run_live(out: Path, run: Callable[[Say, OnDone, OnProgress | None], Path]) -> None:
+    """Run a batch of fits with a live board on a terminal (a line per question elsewhere)."""
     import sys
 
     from opinionmap._io import check_writable
-    from opinionmap.demo import run_demo
     from opinionmap.progress import Board
 
     board = Board([]) if sys.stdout.isatty() else None
@@ -735,16 +819,7 @@ def demo_command(
     try:
         check_writable(out, folder=True)
         with board.live() if board is not None else contextlib.nullcontext():
-            path = run_demo(
-                out,
-                quick=quick,
-                models=models,
-                seed=seed,
-                jobs=jobs or min(os.cpu_count() or 1, 4),
-                say=typer.echo,
-                on_done=done,
-                on_progress=None if board is None else board.update,
-            )
+            path = run(typer.echo, done, None if board is None else board.update)
     except OpinionmapError as exc:
         raise _fail(exc) from exc
     except KeyboardInterrupt:

@@ -24,7 +24,7 @@ from opinionmap.progress import FitProgress
 from opinionmap.report import ReportOptions, Section, write_report
 from opinionmap.spec import DEFAULT_SAMPLING, ModelSpec, Sampling, read_spec
 
-__all__ = ["Outcome", "run_specs"]
+__all__ = ["Outcome", "Project", "read_project", "run_specs"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,7 @@ class _Job:
 
     spec_path: Path
     survey_path: Path
+    codebook_path: Path | None
     frame_path: Path
     weight: str
     out: Path
@@ -67,6 +68,7 @@ def run_specs(
     say: Callable[[str], None] = lambda _line: None,
     on_done: Callable[[Outcome], None] = lambda _outcome: None,
     on_progress: Callable[[str, FitProgress], None] | None = None,
+    codebook_path: Path | None = None,
 ) -> Path:
     """Fit every spec to the survey, save the fits and write one report; return its path.
 
@@ -96,6 +98,8 @@ def run_specs(
         (waiting, compiling, warming up and sampling with the draws done and the
         divergences so far, summarising, reporting), from a thread of this process,
         for a live display (:class:`~opinionmap.progress.Board`).
+    codebook_path
+        The survey's codebook (default: ``<survey stem>.codebook.toml`` beside it).
     """
     from opinionmap.frame import read_frame
     from opinionmap.survey import read_survey
@@ -105,7 +109,7 @@ def run_specs(
     specs = [read_spec(p) for p in spec_paths]
     # a report left by an earlier run would sit beside this run's fits until it finishes
     (out / "report.html").unlink(missing_ok=True)
-    survey = read_survey(survey_path)
+    survey = read_survey(survey_path, codebook_path)
     frame = read_frame(frame_path, weight=weight)
     report = report or ReportOptions()
     if not report.labels:
@@ -124,8 +128,9 @@ def run_specs(
         say(f"[{i}/{len(specs)}] fitting {_describe(spec, sampling)}")
         if on_progress is not None:
             on_progress(spec.outcome, FitProgress("waiting"))
+    shows = progress and jobs == 1
     work = [
-        _Job(p, survey_path, frame_path, weight, out, sampling, report, progress and jobs == 1)
+        _Job(p, survey_path, codebook_path, frame_path, weight, out, sampling, report, shows)
         for p in spec_paths
     ]
     sections = {}
@@ -134,6 +139,62 @@ def run_specs(
         sections[outcome.question] = outcome.section
     say("report: putting the sections together")
     return write_report([sections[s.outcome] for s in specs], frame, out, options=report)
+
+
+@dataclass(frozen=True)
+class Project:
+    """A project folder: the specs in ``models/``, their survey, its codebook and the frame."""
+
+    folder: Path
+    specs: tuple[Path, ...]
+    survey: Path
+    codebook: Path | None
+    frame: Path
+
+    @property
+    def out(self) -> Path:
+        """Where ``opinionmap run`` writes: ``report/`` (fits in ``report/fits/``)."""
+        return self.folder / "report"
+
+
+def read_project(folder: str | os.PathLike[str]) -> Project:
+    """A project folder, checked: ``models/*.toml`` naming one survey, and ``frame.csv``.
+
+    The survey is the file the specs' ``data`` names (the same for every spec); the
+    codebook is ``codebook.toml`` in the folder, else the one beside the survey; the
+    frame is ``frame.csv`` (or ``frame.parquet``), counts in ``population``.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise OpinionmapError(f"{root}: no such project folder.")
+    specs = tuple(sorted((root / "models").glob("*.toml")))
+    if not specs:
+        raise OpinionmapError(
+            f"{root}: no model specs in {root / 'models'} (one <outcome>.toml per question)."
+        )
+    surveys: dict[Path, list[str]] = {}
+    for path in specs:
+        data = read_spec(path).data
+        if data is None:
+            raise OpinionmapError(
+                f'{path}: names no survey; add data = "<survey file>" (relative to the spec).'
+            )
+        surveys.setdefault(data.resolve(), []).append(path.name)
+    if len(surveys) > 1:
+        named = "; ".join(f"{s}: {', '.join(n)}" for s, n in surveys.items())
+        raise OpinionmapError(
+            f"{root}: the specs name different surveys ({named}); a project has one survey."
+        )
+    frames = [root / name for name in ("frame.csv", "frame.parquet") if (root / name).is_file()]
+    if not frames:
+        raise OpinionmapError(
+            f"{root}: no frame; write frame.csv with the population count of every cell of "
+            "the models' variables in a column named population."
+        )
+    codebook = root / "codebook.toml"
+    return Project(
+        root, specs, next(iter(surveys)), codebook if codebook.is_file() else None, frames[0]
+    )
 
 
 def _describe(spec: ModelSpec, sampling: Sampling) -> str:
@@ -205,7 +266,7 @@ def _fit_and_report(job: _Job) -> Outcome:
     # the verdict goes back in the Outcome and into the report; the library's warnings
     # that the numbers come from a fit that did not converge would only repeat it
     warnings.simplefilter("ignore", ConvergenceWarning)
-    survey = read_survey(job.survey_path)
+    survey = read_survey(job.survey_path, job.codebook_path)
     spec = read_spec(job.spec_path)
     q = spec.outcome
 
