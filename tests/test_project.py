@@ -68,3 +68,67 @@ def test_run_fits_and_reports_a_project(tmp_path: Path) -> None:
         assert (root / "report" / f"presence_usa_by_{table}.csv").is_file(), table
     missing = CliRunner().invoke(app, ["run", str(tmp_path / "nowhere")])
     assert missing.exit_code == 2 and "no such project folder" in missing.output
+
+
+def _init(tmp_path: Path, *args: str) -> tuple[object, Path]:
+    shutil.copy(DATA / "survey_2020.csv", tmp_path / "s.csv")
+    out = tmp_path / "proj"
+    base = ["init", str(tmp_path / "s.csv"), "--area", "region", "--out", str(out)]
+    return CliRunner().invoke(app, [*base, *args]), out
+
+
+def test_init_drafts_a_project_from_a_survey_file(tmp_path: Path) -> None:
+    import pandas as pd
+
+    import opinionmap as om
+
+    predictors = "sex,age,ethnicity,settlement"
+    run, out = _init(tmp_path, "--outcomes", "presence_russia,main_friend",
+                     "--predictors", predictors, "--weight", "weight")  # fmt: skip
+    assert run.exit_code == 0, run.output
+    assert "presence_russia: ordinal" in run.output and "main_friend: categorical" in run.output
+    codebook = om.read_codebook(out / "codebook.toml")
+    assert codebook["presence_russia"].levels == ("less", "same", "more")  # the scale's order
+    assert codebook["presence_russia"].missing == ("dont_know",)
+    assert codebook.area.name == "region" and codebook.weight.name == "weight"
+    russia = om.read_spec(out / "models" / "presence_russia.toml")
+    assert russia.family == "ordinal" and russia.levels == ("less", "same", "more")
+    assert russia.formula == (
+        "presence_russia ~ 1 + sex + age + ethnicity + settlement + (1 | region)"
+    )
+    assert russia.data == (tmp_path / "s.csv").resolve()
+    friend = om.read_spec(out / "models" / "main_friend.toml")
+    assert friend.levels[0] == "russia"  # the most common answer is the reference
+    text = (out / "models" / "main_friend.toml").read_text()
+    assert text.startswith("# main_friend: drafted by opinionmap init")
+    template = pd.read_csv(out / "frame_template.csv")
+    assert list(template.columns) == ["region", "sex", "age", "ethnicity", "settlement",
+                                      "population"]  # fmt: skip
+    assert len(template) == 17 * 2 * 4 * 3 * 2 and template["population"].isna().all()
+    assert "opinionmap run ." in (out / "README.md").read_text()
+    # an existing folder is kept unless --force
+    again, _ = _init(tmp_path, "--outcomes", "presence_usa")
+    assert again.exit_code == 2 and "exists and is not empty" in again.output
+    assert not (out / "models" / "presence_usa.toml").exists()
+    forced, _ = _init(tmp_path, "--outcomes", "presence_usa", "--force")
+    assert forced.exit_code == 0, forced.output
+    assert "predictors: sex, age, ethnicity, settlement, education (guessed" in forced.output
+    assert [p.name for p in (out / "models").iterdir()] == ["presence_usa.toml"]
+    many = "sex,age,ethnicity,settlement,education,district"
+    huge, _ = _init(tmp_path, "--outcomes", "presence_usa", "--predictors", many, "--force")
+    assert huge.exit_code == 2 and "more than a census table gives" in huge.output
+    assert (out / "models" / "presence_usa.toml").is_file()  # the folder as it was
+
+
+@pytest.mark.slow
+def test_an_initialised_project_runs_once_the_frame_is_filled(tmp_path: Path) -> None:
+    import pandas as pd
+
+    run, out = _init(tmp_path, "--outcomes", "presence_usa", "--predictors", "sex,age")
+    assert run.exit_code == 0, run.output
+    template = pd.read_csv(out / "frame_template.csv").drop(columns="population")
+    counts = pd.read_csv(DATA / "frame_2020.csv").groupby(list(template.columns))["population"]
+    template.merge(counts.sum().reset_index(), how="left").to_csv(out / "frame.csv", index=False)
+    ran = CliRunner().invoke(app, ["run", str(out), "--quick", "--jobs", "1"])
+    assert ran.exit_code == 0, ran.output
+    assert (out / "report" / "report.html").is_file()

@@ -737,6 +737,58 @@ def demo_command(
     _run_live(out, run)
 
 
+@app.command("init")
+def init_command(
+    survey_path: Annotated[
+        Path, typer.Argument(metavar="SURVEY", help="The survey: .sav, .dta, .csv or .parquet.")
+    ],
+    area: Annotated[str, typer.Option(help="The area column (region, province, ...).")],
+    outcomes: Annotated[str, typer.Option(help="Comma-separated questions to model.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The project folder to write.")],
+    predictors: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated predictors (default: columns with 2-12 values)."),
+    ] = None,
+    weight: Annotated[str | None, typer.Option(help="The survey weight column.")] = None,
+    strata: Annotated[str | None, typer.Option(help="The strata column.")] = None,
+    cluster: Annotated[str | None, typer.Option(help="The primary sampling unit column.")] = None,
+    force: Annotated[bool, typer.Option(help="Replace an existing, non-empty folder.")] = False,
+) -> None:
+    """Draft a project folder from a survey file: codebook, one spec per question, frame template.
+
+    Levels and missing codes come from the file's labels ("Don't know"-like labels, SPSS
+    user-missing values and blank cells become missing codes); then fill in
+    frame_template.csv, save it as frame.csv and `opinionmap run DIR`.
+    """
+    from opinionmap.project import init_project
+
+    def names(text: str) -> list[str]:
+        return [n.strip() for n in text.split(",") if n.strip()]
+
+    try:
+        draft = init_project(
+            survey_path,
+            out,
+            area=area,
+            outcomes=names(outcomes),
+            predictors=None if predictors is None else names(predictors),
+            weight=weight,
+            strata=strata,
+            cluster=cluster,
+            force=force,
+        )
+    except OpinionmapError as exc:
+        raise _fail(exc) from exc
+    guess = " (guessed: check them, or give --predictors)" if draft.guessed_predictors else ""
+    typer.echo(f"predictors: {', '.join(draft.predictors) or 'none'}{guess}")
+    for outcome, family in draft.outcomes.items():
+        typer.echo(f"{outcome}: {family}, models/{outcome}.toml")
+    typer.echo(
+        f"wrote {draft.folder}: codebook.toml, models/, frame_template.csv, README.md; fill in "
+        f"the template's population, save it as frame.csv, then: opinionmap run {draft.folder}"
+    )
+
+
 @app.command("run")
 def run_command(
     folder: Annotated[

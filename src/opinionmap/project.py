@@ -1,0 +1,252 @@
+"""A project folder drafted from a survey file: codebook, one spec per question, frame template.
+
+``opinionmap init SURVEY --area COLUMN --outcomes a,b --out DIR`` (:func:`init_project`)
+reads the survey (``.sav``, ``.dta``, ``.csv``, ``.parquet``), drafts the levels and
+missing codes of the outcomes from the file (:func:`opinionmap.survey.draft_outcomes`),
+and writes what ``opinionmap run DIR`` needs but the frame's counts:
+
+- ``DIR/codebook.toml``: every named variable with its role, levels and missing codes;
+- ``DIR/models/<outcome>.toml``: the family drafted from the answers (bernoulli for two,
+  ordinal where they form a known ordered scale, categorical otherwise) and the standard
+  MRP terms (predictors with few levels as fixed effects, others and the area as
+  varying intercepts), each choice explained in a comment;
+- ``DIR/frame_template.csv``: every cell of the area and the categorical predictors,
+  with an empty ``population`` column to fill in and save as ``DIR/frame.csv``;
+- ``DIR/README.md``: the next steps.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from itertools import product
+from pathlib import Path
+
+import pandas as pd
+import tomli_w
+
+from opinionmap.errors import OpinionmapError, format_values
+from opinionmap.spec import ModelSpec
+from opinionmap.survey import Survey, read_survey
+
+__all__ = ["Draft", "init_project", "ordered_scale"]
+
+# known ordered answer scales, low to high (labels compared in lower case, _ as a space)
+SCALES: tuple[tuple[str, ...], ...] = (
+    ("less", "same", "more"),
+    ("decrease", "stay the same", "increase"),
+    ("worse", "same", "better"),
+    ("strongly disagree", "disagree", "neither", "agree", "strongly agree"),
+    ("disapprove", "approve"),
+    ("not at all", "not very", "somewhat", "very"),
+    ("never", "rarely", "sometimes", "often", "always"),
+    ("very bad", "bad", "good", "very good"),
+)
+# predictors with at most this many levels are fixed effects; more, varying intercepts
+FIXED_LEVELS = 5
+# the most cells a frame template may have
+MAX_CELLS = 200_000
+
+
+@dataclass(frozen=True)
+class Draft:
+    """What :func:`init_project` wrote and guessed."""
+
+    folder: Path
+    outcomes: dict[str, str]  # outcome -> family
+    predictors: tuple[str, ...]
+    guessed_predictors: bool
+
+
+def ordered_scale(levels: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The levels in a known scale's order, low to high, if they all belong to one.
+
+    Examples
+    --------
+    >>> ordered_scale(("more", "less", "same"))
+    ('less', 'same', 'more')
+    >>> ordered_scale(("1", "3", "2")), ordered_scale(("russia", "china"))
+    (('1', '2', '3'), None)
+    """
+    keys = {level: level.lower().replace("_", " ").strip() for level in levels}
+    for scale in SCALES:
+        if set(keys.values()) <= set(scale):
+            return tuple(sorted(levels, key=lambda level: scale.index(keys[level])))
+    try:
+        return tuple(sorted(levels, key=float))
+    except ValueError:
+        return None
+
+
+def init_project(
+    survey_path: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    area: str,
+    outcomes: list[str],
+    predictors: list[str] | None = None,
+    weight: str | None = None,
+    strata: str | None = None,
+    cluster: str | None = None,
+    force: bool = False,
+) -> Draft:
+    """Draft a project folder from a survey file (see the module docstring).
+
+    ``predictors=None`` guesses them: every other column with 2-12 distinct values, none
+    of which reads as a non-answer (questions have "Don't know").
+    An existing, non-empty ``out`` is refused unless ``force``; the folder is written
+    whole or not at all.
+    """
+    source = Path(survey_path)
+    target = Path(out)
+    if target.exists() and any(target.iterdir()) and not force:
+        raise OpinionmapError(
+            f"{target}: the folder exists and is not empty; choose another --out, or pass "
+            "--force to replace it."
+        )
+    guessed = predictors is None
+    if predictors is None:
+        predictors = _guess_predictors(source, area, outcomes, (weight, strata, cluster))
+    roles = {"weight": weight, "strata": strata, "cluster": cluster}
+    given = {k: v for k, v in roles.items() if v is not None}
+    survey = read_survey(source, outcomes=outcomes, predictors=predictors, area=area, **given)
+    staging = Path(tempfile.mkdtemp(prefix=".init-", dir=target.parent.resolve()))
+    try:
+        families = _write(survey, source, staging, target, area, predictors)
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return Draft(target, families, tuple(predictors), guessed)
+
+
+def _guess_predictors(
+    source: Path, area: str, outcomes: list[str], others: tuple[str | None, ...]
+) -> list[str]:
+    """Columns with 2-12 values none of which reads as a non-answer (questions have them)."""
+    from opinionmap.survey import _MISSING_LABELS, _READERS, _format
+
+    df, labels, _ = _READERS[_format(source, None)](source)
+    taken = {area, *outcomes, *(o for o in others if o)}
+    guess = []
+    for c in df.columns:
+        values = [str(labels.get(c, {}).get(v, v)) for v in df[c].dropna().unique()]
+        if c in taken or not 2 <= len(values) <= 12:
+            continue
+        if not any(_MISSING_LABELS.match(v.replace("_", " ")) for v in values):
+            guess.append(c)
+    return guess
+
+
+def _write(
+    survey: Survey, source: Path, folder: Path, target: Path, area: str, predictors: list[str]
+) -> dict[str, str]:
+    """Write the project into ``folder`` (renamed to ``target`` afterwards)."""
+    codebook = survey.codebook
+    outcomes = [v.name for v in codebook if v.role == "outcome"]
+    specs = {q: _draft_spec(survey, q, area, predictors) for q in outcomes}
+    # the codebook lists an outcome's levels in the drafted order (a scale's, low to high)
+    codebook = codebook.with_levels({q: spec.levels for q, (spec, _) in specs.items()})
+    codebook.to_toml(folder / "codebook.toml")
+    (folder / "models").mkdir()
+    data = os.path.relpath(source.resolve(), (target / "models").resolve())
+    families: dict[str, str] = {}
+    for q, (spec, comments) in specs.items():
+        families[q] = spec.family
+        text = tomli_w.dumps({**spec.to_dict(), "data": data})
+        lines = "".join(f"# {c}\n" for c in comments)
+        (folder / "models" / f"{q}.toml").write_text(lines + text, encoding="utf-8")
+    categorical = [p for p in predictors if codebook[p].kind == "categorical"]
+    columns = [area, *categorical]
+    sizes = [len(survey.levels(c)) for c in columns]
+    if math.prod(sizes) > MAX_CELLS:
+        raise OpinionmapError(
+            f"the frame template would have {math.prod(sizes):,} cells ({' x '.join(columns)}: "
+            f"{' x '.join(map(str, sizes))}), more than a census table gives; name fewer "
+            "predictors (--predictors)."
+        )
+    cells = pd.DataFrame(list(product(*(survey.levels(c) for c in columns))), columns=columns)
+    cells.assign(population="").to_csv(folder / "frame_template.csv", index=False)
+    numeric = [p for p in predictors if p not in categorical]
+    (folder / "README.md").write_text(_readme(source, columns, numeric), encoding="utf-8")
+    return families
+
+
+def _draft_spec(
+    survey: Survey, outcome: str, area: str, predictors: list[str]
+) -> tuple[ModelSpec, list[str]]:
+    v = survey.codebook[outcome]
+    levels = tuple(v.levels or ())
+    comments = [f"{outcome}: drafted by opinionmap init; edit freely."]
+    scale = ordered_scale(levels)
+    if len(levels) == 2:
+        family = "bernoulli"
+        comments.append(f"bernoulli: two answers; {levels[1]!r} is the 'success'.")
+    elif scale is not None:
+        family, levels = "ordinal", scale
+        comments.append(f"ordinal: the answers form an ordered scale, low to high {levels}.")
+    else:
+        family = "categorical"
+        # the most common answer is the reference: its contrasts are the best estimated
+        counts = survey.responses(outcome)[outcome].value_counts()
+        levels = tuple(sorted(levels, key=lambda level: -int(counts.get(level, 0))))
+        comments.append(
+            f"categorical: the answers are not a known ordered scale; {levels[0]!r} is the "
+            "reference. Set family = 'ordinal' (levels low to high) if they are ordered."
+        )
+    fixed, varying = [], [area]
+    for p in predictors:
+        kind = survey.codebook[p].kind
+        if kind == "categorical" and len(survey.levels(p)) > FIXED_LEVELS:
+            varying.append(p)
+        else:
+            fixed.append(p)
+    comments.append(
+        f"Terms: predictors with up to {FIXED_LEVELS} levels (and numeric ones) as fixed "
+        "effects, others and the area as varying intercepts, so small groups borrow strength."
+    )
+    if v.missing:
+        instead = (
+            "or model don't know with [outcome] hurdle"
+            if family == "ordinal"
+            else "or list one in levels to model it as an answer"
+        )
+        comments.append(
+            f"Missing codes {format_values(v.missing)} are dropped (shares of those "
+            f"answering); {instead}."
+        )
+    terms = [*fixed, *(f"(1 | {g})" for g in varying)]
+    spec = ModelSpec(
+        formula=f"{outcome} ~ 1 + " + " + ".join(terms),
+        family=family,  # type: ignore[arg-type]
+        levels=levels,
+        missing=tuple(v.missing),
+    )
+    return spec, comments
+
+
+def _readme(source: Path, columns: list[str], numeric: list[str]) -> str:
+    note = (
+        f"\nNumeric predictors ({', '.join(numeric)}) are not in the template: add their "
+        "value for each cell (e.g. its mean), or drop them from the formulas.\n"
+        if numeric
+        else ""
+    )
+    return f"""# opinionmap project for {source.name}
+
+Drafted by `opinionmap init`. Next steps:
+
+1. Check `codebook.toml`: each variable's role, its levels in order and its missing
+   codes (labels such as "Don't know" and the file's user-missing values are drafted as
+   missing).
+2. Check `models/*.toml`: one question each; the comments say why each choice was made.
+3. Fill in `frame_template.csv` with the population count of every cell
+   ({" x ".join(columns)}) and save it as `frame.csv` (or build it from census tables
+   with `opinionmap frame rake`).{note}
+4. `opinionmap run .` fits every question and writes `report/report.html`.
+"""
