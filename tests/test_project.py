@@ -225,3 +225,18 @@ def test_drafted_specs_of_real_surveys_fit_and_converge(tmp_path: Path) -> None:
             warnings.simplefilter("ignore")
             result = om.fit(spec, survey, random_seed=1, progress=False)
         assert result.converged, (q, result.verdict)
+
+
+def test_init_guesses_the_questions_and_the_predictors(tmp_path: Path) -> None:
+    run, out = _init(tmp_path, "--weight", "weight")
+    assert run.exit_code == 0, run.output
+    questions = ("presence_russia, presence_usa, presence_china, presence_eu, presence_muslim, "
+                 "main_friend, main_enemy, model_country (guessed")  # fmt: skip
+    assert f"outcomes: {questions}" in run.output
+    assert "predictors: sex, age, ethnicity, settlement, education (guessed" in run.output
+    assert len(list((out / "models").glob("*.toml"))) == 8
+    # a file without a question-like column
+    (tmp_path / "plain.csv").write_text("region,sex,y\nA,f,1\nB,m,2\n")
+    args = ["init", str(tmp_path / "plain.csv"), "--area", "region", "--out", str(tmp_path / "x")]
+    none = CliRunner().invoke(app, args)
+    assert none.exit_code == 2 and "name the outcomes: --outcomes q1,q2" in none.output

@@ -743,8 +743,11 @@ def init_command(
         Path, typer.Argument(metavar="SURVEY", help="The survey: .sav, .dta, .csv or .parquet.")
     ],
     area: Annotated[str, typer.Option(help="The area column (region, province, ...).")],
-    outcomes: Annotated[str, typer.Option(help="Comma-separated questions to model.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="The project folder to write.")],
+    outcomes: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated questions (default: columns with a don't-know)."),
+    ] = None,
     predictors: Annotated[
         str | None,
         typer.Option(help="Comma-separated predictors (default: columns with 2-12 values)."),
@@ -770,7 +773,7 @@ def init_command(
             survey_path,
             out,
             area=area,
-            outcomes=names(outcomes),
+            outcomes=None if outcomes is None else names(outcomes),
             predictors=None if predictors is None else names(predictors),
             weight=weight,
             strata=strata,
@@ -779,6 +782,10 @@ def init_command(
         )
     except OpinionmapError as exc:
         raise _fail(exc) from exc
+    if draft.guessed_outcomes:
+        typer.echo(
+            f"outcomes: {', '.join(draft.outcomes)} (guessed: check them, or give --outcomes)"
+        )
     guess = " (guessed: check them, or give --predictors)" if draft.guessed_predictors else ""
     typer.echo(f"predictors: {', '.join(draft.predictors) or 'none'}{guess}")
     for outcome, family in draft.outcomes.items():

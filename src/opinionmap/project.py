@@ -59,6 +59,7 @@ class Draft:
     outcomes: dict[str, str]  # outcome -> family
     predictors: tuple[str, ...]
     guessed_predictors: bool
+    guessed_outcomes: bool = False
 
 
 def ordered_scale(levels: tuple[str, ...]) -> tuple[str, ...] | None:
@@ -86,7 +87,7 @@ def init_project(
     out: str | os.PathLike[str],
     *,
     area: str,
-    outcomes: list[str],
+    outcomes: list[str] | None = None,
     predictors: list[str] | None = None,
     weight: str | None = None,
     strata: str | None = None,
@@ -95,8 +96,10 @@ def init_project(
 ) -> Draft:
     """Draft a project folder from a survey file (see the module docstring).
 
-    ``predictors=None`` guesses them: every other column with 2-12 distinct values, none
-    of which reads as a non-answer (questions have "Don't know").
+    ``outcomes=None`` guesses them: the columns with 2-15 distinct values one of which
+    reads as a non-answer ("Don't know", "Refused", an SPSS user-missing code), as
+    questions have. ``predictors=None`` guesses them: every other column with 2-12
+    distinct values, none of which reads as a non-answer.
     An existing, non-empty ``out`` is refused unless ``force``; the folder is written
     whole or not at all.
     """
@@ -107,9 +110,19 @@ def init_project(
             f"{target}: the folder exists and is not empty; choose another --out, or pass "
             "--force to replace it."
         )
+    others = (weight, strata, cluster)
+    guessed_outcomes = outcomes is None
+    if outcomes is None:
+        outcomes = _guess_columns(source, {area, *(o for o in others if o)}, questions=True)
+        if not outcomes:
+            raise OpinionmapError(
+                f"{source}: no column looks like a question (a few answers, one of them a "
+                'non-answer such as "Don\'t know"); name the outcomes: --outcomes q1,q2.'
+            )
     guessed = predictors is None
     if predictors is None:
-        predictors = _guess_predictors(source, area, outcomes, (weight, strata, cluster))
+        taken = {area, *outcomes, *(o for o in others if o)}
+        predictors = _guess_columns(source, taken, questions=False)
     roles = {"weight": weight, "strata": strata, "cluster": cluster}
     given = {k: v for k, v in roles.items() if v is not None}
     survey = read_survey(source, outcomes=outcomes, predictors=predictors, area=area, **given)
@@ -122,23 +135,23 @@ def init_project(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return Draft(target, families, tuple(predictors), guessed)
+    return Draft(target, families, tuple(predictors), guessed, guessed_outcomes)
 
 
-def _guess_predictors(
-    source: Path, area: str, outcomes: list[str], others: tuple[str | None, ...]
-) -> list[str]:
-    """Columns with 2-12 values none of which reads as a non-answer (questions have them)."""
+def _guess_columns(source: Path, taken: set[str], *, questions: bool) -> list[str]:
+    """Questions (2-15 values, one a non-answer) or predictors (2-12 values, none)."""
     from opinionmap.survey import _MISSING_LABELS, _READERS, _format
 
-    df, labels, _ = _READERS[_format(source, None)](source)
-    taken = {area, *outcomes, *(o for o in others if o)}
+    df, labels, user_missing = _READERS[_format(source, None)](source)
     guess = []
     for c in df.columns:
         values = [str(labels.get(c, {}).get(v, v)) for v in df[c].dropna().unique()]
-        if c in taken or not 2 <= len(values) <= 12:
+        if c in taken or not 2 <= len(values) <= (15 if questions else 12):
             continue
-        if not any(_MISSING_LABELS.match(v.replace("_", " ")) for v in values):
+        non_answer = bool(user_missing.get(c)) or any(
+            _MISSING_LABELS.match(v.replace("_", " ")) for v in values
+        )
+        if non_answer == questions:
             guess.append(c)
     return guess
 
