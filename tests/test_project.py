@@ -240,3 +240,27 @@ def test_init_guesses_the_questions_and_the_predictors(tmp_path: Path) -> None:
     args = ["init", str(tmp_path / "plain.csv"), "--area", "region", "--out", str(tmp_path / "x")]
     none = CliRunner().invoke(app, args)
     assert none.exit_code == 2 and "name the outcomes: --outcomes q1,q2" in none.output
+
+
+def test_init_names_what_needs_a_look(tmp_path: Path) -> None:
+    def init(name: str, text: str) -> object:
+        (tmp_path / name).write_text(text)
+        out = str(tmp_path / name.replace(".csv", ""))
+        args = ["init", str(tmp_path / name), "--area", "region", "--outcomes", "q",
+                "--predictors", "sex", "--out", out]  # fmt: skip
+        return CliRunner().invoke(app, args)
+
+    # dozens of answers: the rare ones merged, and said why
+    rows = [f"R{i % 9},{'fm'[i % 2]},answer{i % 40}" for i in range(400)]
+    many = init("many.csv", "region,sex,q\n" + "\n".join(rows) + "\n")
+    assert many.exit_code == 0, many.output
+    assert "no value labels for q: their levels are the answers as written" in many.output
+    text = (tmp_path / "many" / "models" / "q.toml").read_text()
+    assert "# 40 answers: those fewer than 20 respondents gave are modelled as one" in text
+    assert "merge_below = 20" in text
+    # an identifier given as the area
+    ids = init("ids.csv", "region,sex,q\nA,f,yes\nB,m,no\nC,f,yes\nD,m,no\n")
+    assert ids.exit_code == 2 and "one respondent in each of its 4 levels" in ids.output
+    # blank areas and negative weights: the survey's own checks, naming rows
+    blank = init("blank.csv", "region,sex,q\nA,f,yes\n,m,no\nB,f,yes\nB,m,no\n")
+    assert blank.exit_code == 2 and "area column 'region' has 1 blank cell(s)" in blank.output

@@ -790,6 +790,12 @@ def init_command(
     typer.echo(f"predictors: {', '.join(draft.predictors) or 'none'}{guess}")
     for outcome, family in draft.outcomes.items():
         typer.echo(f"{outcome}: {family}, models/{outcome}.toml")
+    if draft.unlabelled:
+        typer.echo(
+            f"no value labels for {', '.join(draft.unlabelled)}: their levels are the answers "
+            "as written, in sorted order unless they form a known scale; check them in "
+            "codebook.toml and the specs."
+        )
     typer.echo(
         f"wrote {draft.folder}: codebook.toml, models/, frame_template.csv, README.md; fill in "
         f"the template's population, save it as frame.csv, then: opinionmap run {draft.folder}"

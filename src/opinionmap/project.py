@@ -49,6 +49,9 @@ SCALES: tuple[tuple[str, ...], ...] = (
 FIXED_LEVELS = 5
 # the most cells a frame template may have
 MAX_CELLS = 200_000
+# a categorical question with more answers than this merges the rare ones
+MANY_ANSWERS = 15
+MERGE_BELOW = 20
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,8 @@ class Draft:
     predictors: tuple[str, ...]
     guessed_predictors: bool
     guessed_outcomes: bool = False
+    # the outcomes whose levels are the answers as written (the file has no labels for them)
+    unlabelled: tuple[str, ...] = ()
 
 
 def ordered_scale(levels: tuple[str, ...]) -> tuple[str, ...] | None:
@@ -126,6 +131,13 @@ def init_project(
     roles = {"weight": weight, "strata": strata, "cluster": cluster}
     given = {k: v for k, v in roles.items() if v is not None}
     survey = read_survey(source, outcomes=outcomes, predictors=predictors, area=area, **given)
+    per_area = survey.data[area].value_counts()
+    if len(per_area) > 1 and int(per_area.max()) <= 1:
+        raise OpinionmapError(
+            f"{source}: area column {area!r} has one respondent in each of its "
+            f"{len(per_area)} levels: an identifier rather than an area? Name the column "
+            "of the areas to estimate (region, province, ...) with --area."
+        )
     staging = Path(tempfile.mkdtemp(prefix=".init-", dir=target.parent.resolve()))
     try:
         families = _write(survey, source, staging, target, area, predictors)
@@ -135,7 +147,11 @@ def init_project(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return Draft(target, families, tuple(predictors), guessed, guessed_outcomes)
+    from opinionmap.survey import _READERS, _format
+
+    _, labels, _ = _READERS[_format(source, None)](source)
+    unlabelled = tuple(q for q in outcomes if not labels.get(q))
+    return Draft(target, families, tuple(predictors), guessed, guessed_outcomes, unlabelled)
 
 
 def _guess_columns(source: Path, taken: set[str], *, questions: bool) -> list[str]:
@@ -213,6 +229,13 @@ def _draft_spec(
             f"categorical: the answers are not a known ordered scale; {levels[0]!r} is the "
             "reference. Set family = 'ordinal' (levels low to high) if they are ordered."
         )
+    merge = None
+    if family == "categorical" and len(levels) > MANY_ANSWERS:
+        merge = MERGE_BELOW
+        comments.append(
+            f"{len(levels)} answers: those fewer than {MERGE_BELOW} respondents gave are "
+            "modelled as one, 'other' (merge_below); if this is free text, code it first."
+        )
     fixed, varying = [], [area]
     for p in predictors:
         kind = survey.codebook[p].kind
@@ -240,6 +263,7 @@ def _draft_spec(
         family=family,  # type: ignore[arg-type]
         levels=levels,
         missing=tuple(v.missing),
+        merge_below=merge,
     )
     return spec, comments
 
