@@ -94,12 +94,12 @@ def test_one_categorical_variable_the_frame_lacks_is_supported():
     frame, _ = _population()
     data = _survey(frame).assign(job=lambda d: np.where(np.arange(len(d)) % 3, "a", "b"))
     design = build_design(_spec("y ~ 1 + sex + education + job + (1 | region)"), data)
-    lacking = _lacking(frame, design, (), None)
+    lacking = _lacking(frame, design, None)
     assert lacking == ()
     with pytest.raises(FrameError, match=r"column\(s\) 'education', 'job'.*estimates one"):
         _columns(frame, design, (), lacking)
     design = build_design(_spec(), data)
-    assert _lacking(frame, design, (), None) == ("education",)
+    assert _lacking(frame, design, None) == ("education",)
     assert "education" not in _columns(frame, design, (), ("education",))
 
 

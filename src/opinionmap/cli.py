@@ -351,6 +351,11 @@ def fit_command(
     _gate(result, strict)
 
 
+def _names(text: str) -> list[str]:
+    """A comma-separated option's names, blanks dropped: ``"a, b,"`` -> ``["a", "b"]``."""
+    return [n.strip() for n in text.split(",") if n.strip()]
+
+
 def _by_columns(by: str | None, result: FitResult) -> list[str]:
     """``--by``: the columns named; none given: the survey's area; ``''``: the whole population."""
     if by is None:
@@ -670,7 +675,7 @@ def report_command(
             areas = tuple(read_boundaries(boundaries, key=boundary_key, name=boundary_name))
         options = ReportOptions(
             area=area,
-            groups=None if groups is None else tuple(g.strip() for g in groups.split(",") if g),
+            groups=None if groups is None else tuple(_names(groups)),
             boundaries=areas,
             labels=_question_labels(survey),
             published=read_published(published_path) if published_path is not None else None,
@@ -765,16 +770,13 @@ def init_command(
     """
     from opinionmap.project import init_project
 
-    def names(text: str) -> list[str]:
-        return [n.strip() for n in text.split(",") if n.strip()]
-
     try:
         draft = init_project(
             survey_path,
             out,
             area=area,
-            outcomes=None if outcomes is None else names(outcomes),
-            predictors=None if predictors is None else names(predictors),
+            outcomes=None if outcomes is None else _names(outcomes),
+            predictors=None if predictors is None else _names(predictors),
             weight=weight,
             strata=strata,
             cluster=cluster,

@@ -34,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -281,6 +282,10 @@ class Design:
             distribution downstream.
         """
         return _code(self.spec, new, self.codings, self.coefs, new_levels, "new data", False)
+
+    @cached_property
+    def _hurdle_parts(self) -> tuple[Design, Design]:
+        return _split_hurdle(self)
 
     @property
     def answers(self) -> tuple[str, ...]:
@@ -683,8 +688,13 @@ def hurdle_parts(design: Design) -> tuple[Design, Design]:
     The ordinal model of those who answer (the hurdle code's respondents left out),
     and the bernoulli model of giving the hurdle code (levels ``("answer", code)``,
     logit link, the same priors). The hurdle model's likelihood is the sum of theirs:
-    ``P(k) = (1 - P(code)) P(k | answering)``.
+    ``P(k) = (1 - P(code)) P(k | answering)``. Made once per design (prediction asks
+    for them chunk by chunk).
     """
+    return design._hurdle_parts
+
+
+def _split_hurdle(design: Design) -> tuple[Design, Design]:
     assert design.spec.hurdle is not None
     k = len(design.answers)
     answering = design.respondent_response < k

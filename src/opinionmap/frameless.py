@@ -23,12 +23,12 @@ import pandas as pd
 
 from opinionmap.design import Design
 from opinionmap.errors import FrameError, format_values
-from opinionmap.spec import FixedTerm, GroupTerm, ModelSpec, Sampling
+from opinionmap.spec import ModelSpec, Sampling
 
 if TYPE_CHECKING:
     from opinionmap.results import FitResult, Fitted
 
-__all__ = ["FramelessModel", "fit_frameless", "frameless_spec", "frameless_variables"]
+__all__ = ["FramelessModel", "fit_frameless", "frameless_spec", "frameless_variable"]
 
 
 @dataclass(frozen=True)
@@ -66,9 +66,22 @@ class FramelessModel:
         )
 
 
-def frameless_variables(design: Design, columns: list[str]) -> tuple[str, ...]:
-    """The outcome model's predictors that ``columns`` (a frame's) lacks."""
-    return tuple(v for v in design.spec.variables if v not in columns)
+def frameless_variable(design: Design, columns: list[str]) -> str | None:
+    """The categorical predictor a frame with ``columns`` lacks, when that is all it lacks.
+
+    Area covariates the fit joins onto a frame itself do not count as lacking. ``None``
+    when the frame has every predictor, or lacks a numeric one or several (which
+    :func:`~opinionmap.poststratification.poststratify` then names).
+    """
+    covariates = design.spec.covariates
+    joined = (
+        set(covariates.columns)
+        if covariates is not None and design.covariates is not None
+        else set()
+    )
+    lacking = [v for v in design.spec.variables if v not in columns and v not in joined]
+    categorical = {c.name for c in design.codings if c.kind == "categorical"}
+    return lacking[0] if len(lacking) == 1 and lacking[0] in categorical else None
 
 
 def frameless_spec(design: Design, variable: str, sampling: Sampling | None = None) -> ModelSpec:
@@ -88,7 +101,7 @@ def frameless_spec(design: Design, variable: str, sampling: Sampling | None = No
         )
     fixed = [t for t in spec.fixed_terms if variable not in t.variables]
     groups = [g for g in spec.group_terms if variable not in g.factors]
-    terms = [_fixed_text(t) for t in fixed] + [_group_text(g) for g in groups]
+    terms = [t.name for t in fixed] + [f"(1 | {g.name})" for g in groups]
     formula = f"{variable} ~ 1" + "".join(f" + {t}" for t in terms)
     return ModelSpec(
         formula=formula,
@@ -97,14 +110,6 @@ def frameless_spec(design: Design, variable: str, sampling: Sampling | None = No
         name=f"{spec.outcome}: {variable}",
         sampling=sampling or Sampling(),
     )
-
-
-def _fixed_text(term: FixedTerm) -> str:
-    return ":".join(term.variables)
-
-
-def _group_text(term: GroupTerm) -> str:
-    return f"(1 | {':'.join(term.factors)})"
 
 
 def respondents(design: Design) -> pd.DataFrame:

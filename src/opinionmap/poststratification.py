@@ -39,7 +39,7 @@ from opinionmap.frameless import (
     FramelessModel,
     check_frame_cells,
     fit_frameless,
-    frameless_variables,
+    frameless_variable,
     pair_draws,
 )
 from opinionmap.predict import Draws, linear_predictor, probabilities
@@ -353,7 +353,7 @@ def poststratify(
             data = data.map_partitions(design.with_covariates)
         else:
             data = design.with_covariates(data)
-    lacking = _lacking(data, design, by, frameless)
+    lacking = _lacking(data, design, frameless)
     keep = _columns(data, design, by, lacking)
     draws = result.draws()
     posterior = result.posterior
@@ -426,16 +426,10 @@ def poststratify(
     )
 
 
-def _lacking(
-    data: Any, design: Design, by: tuple[str, ...], frameless: FramelessModel | None
-) -> tuple[str, ...]:
+def _lacking(data: Any, design: Design, frameless: FramelessModel | None) -> tuple[str, ...]:
     """The model's categorical survey variable the frame lacks, if any (at most one)."""
-    lacking = tuple(v for v in frameless_variables(design, list(data.columns)) if v not in by)
-    categorical = tuple(
-        v for v in lacking if v in {c.name for c in design.codings if c.kind == "categorical"}
-    )
-    if len(categorical) != len(lacking) or len(lacking) > 1:
-        return ()  # _columns names what the frame lacks
+    variable = frameless_variable(design, list(data.columns))
+    lacking = () if variable is None else (variable,)
     if frameless is not None and frameless.variable not in lacking:
         raise FrameError(
             f"frame: frameless= models {frameless.variable!r}, but the frame "

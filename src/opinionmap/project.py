@@ -21,16 +21,18 @@ import math
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from itertools import product
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import tomli_w
 
 from opinionmap.errors import OpinionmapError, format_values
 from opinionmap.spec import ModelSpec
-from opinionmap.survey import Survey, read_survey
+from opinionmap.survey import _MISSING_LABELS, Survey, read_file, read_survey
 
 __all__ = ["Draft", "init_project", "ordered_scale"]
 
@@ -116,9 +118,10 @@ def init_project(
             "--force to replace it."
         )
     others = (weight, strata, cluster)
+    raw = read_file(source)
     guessed_outcomes = outcomes is None
     if outcomes is None:
-        outcomes = _guess_columns(source, {area, *(o for o in others if o)}, questions=True)
+        outcomes = _guess_columns(raw, {area, *(o for o in others if o)}, questions=True)
         if not outcomes:
             raise OpinionmapError(
                 f"{source}: no column looks like a question (a few answers, one of them a "
@@ -127,7 +130,7 @@ def init_project(
     guessed = predictors is None
     if predictors is None:
         taken = {area, *outcomes, *(o for o in others if o)}
-        predictors = _guess_columns(source, taken, questions=False)
+        predictors = _guess_columns(raw, taken, questions=False)
     roles = {"weight": weight, "strata": strata, "cluster": cluster}
     given = {k: v for k, v in roles.items() if v is not None}
     survey = read_survey(source, outcomes=outcomes, predictors=predictors, area=area, **given)
@@ -147,18 +150,21 @@ def init_project(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    from opinionmap.survey import _READERS, _format
-
-    _, labels, _ = _READERS[_format(source, None)](source)
-    unlabelled = tuple(q for q in outcomes if not labels.get(q))
+    unlabelled = tuple(q for q in outcomes if not raw[1].get(q))
     return Draft(target, families, tuple(predictors), guessed, guessed_outcomes, unlabelled)
 
 
-def _guess_columns(source: Path, taken: set[str], *, questions: bool) -> list[str]:
-    """Questions (2-15 values, one a non-answer) or predictors (2-12 values, none)."""
-    from opinionmap.survey import _MISSING_LABELS, _READERS, _format
+def _guess_columns(
+    raw: tuple[pd.DataFrame, Mapping[str, Mapping[Any, str]], Mapping[str, set[str]]],
+    taken: set[str],
+    *,
+    questions: bool,
+) -> list[str]:
+    """Questions (2-15 values, one a non-answer) or predictors (2-12 values, none).
 
-    df, labels, user_missing = _READERS[_format(source, None)](source)
+    ``raw`` is :func:`~opinionmap.survey.read_file`'s rows, value labels and user-missing labels.
+    """
+    df, labels, user_missing = raw
     guess = []
     for c in df.columns:
         values = [str(labels.get(c, {}).get(v, v)) for v in df[c].dropna().unique()]

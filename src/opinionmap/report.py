@@ -26,7 +26,7 @@ from opinionmap.design import merged_line
 from opinionmap.diagnostics import BFMI_MIN, ESS_MIN, RHAT_MAX
 from opinionmap.direct import direct_estimates
 from opinionmap.errors import OpinionmapError, format_values
-from opinionmap.frameless import FramelessModel, fit_frameless, frameless_variables
+from opinionmap.frameless import FramelessModel, fit_frameless, frameless_variable
 from opinionmap.maps import Area, plot_balance, plot_choropleth, plot_mrp_vs_direct
 from opinionmap.poststratification import ANSWERING, EVERYONE, Estimates, poststratify
 from opinionmap.summaries import interval_prob
@@ -392,11 +392,8 @@ def report_section(
 
 def _frameless(result: FitResult, frame: Frame) -> FramelessModel | None:
     """The model of the survey variable the frame lacks, fitted once for every table."""
-    lacking = frameless_variables(result.design, list(frame.data.columns))
-    categorical = {c.name for c in result.design.codings if c.kind == "categorical"}
-    if len(lacking) != 1 or lacking[0] not in categorical:
-        return None  # none lacking; or poststratify names what the frame lacks
-    return fit_frameless(result, lacking[0])
+    variable = frameless_variable(result.design, list(frame.data.columns))
+    return None if variable is None else fit_frameless(result, variable)
 
 
 def _national(
@@ -413,8 +410,8 @@ def _national(
     summed = pub.groupby("category", sort=False)["percent"].sum(min_count=1).reset_index()
     national = national.merge(summed, on="category", how="left")
     national["published"] = national.pop("percent") / 100
-    if result.spec.missing and national["published"].notna().all():
-        # the model drops missing codes: compare with the published shares of those answering
+    if est.estimand == ANSWERING and national["published"].notna().all():
+        # shares of those answering: compare with the published shares renormalised
         national["published, of those answering"] = (
             national["published"] / national["published"].sum()
         )
@@ -428,11 +425,8 @@ def _answering_part(
     if est.hurdle is None:
         return []
     answering = est.answering()
-    table = _national(result, answering, options, prob)
-    if "published" in table:
-        # the published shares of all respondents, renormalised over the ordered answers
-        table["published, of those answering"] = table["published"] / table["published"].sum()
-        table = table.drop(columns="published")
+    # beside the published shares of all respondents renormalised over the ordered answers
+    table = _national(result, answering, options, prob).drop(columns="published", errors="ignore")
     write_table(table, out / f"{result.spec.outcome}_national_answering.csv")
     return [
         f"<h3>In the whole population, {ANSWERING}</h3>",

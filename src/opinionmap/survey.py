@@ -465,7 +465,7 @@ def read_survey(
     fmt = _format(source, format)
     if not source.is_file():
         raise SurveyError(f"{source}: survey file not found.")
-    df, value_labels, user_missing = _READERS[fmt](source)
+    df, value_labels, user_missing = read_file(source, fmt)
     names = _outcome_names(roles.get("outcomes"))
     if names is not None:
         default = cast(Sequence[str], roles.get("missing", ()))
@@ -478,6 +478,16 @@ def read_survey(
         if v.role == "outcome" and BLANK in v.missing and v.name in df.columns:
             df[v.name] = df[v.name].astype(object).where(df[v.name].notna(), BLANK)
     return Survey.from_dataframe(df, resolved, source=source)
+
+
+def read_file(
+    source: Path, format: str | None = None
+) -> tuple[pd.DataFrame, _ValueLabels, _UserMissing]:
+    """A survey file's rows as read, its value labels and its user-missing labels, per column.
+
+    No codebook is applied: codes stay codes (:func:`read_survey` applies the labels).
+    """
+    return _READERS[_format(source, format)](source)
 
 
 def _outcome_names(outcomes: object) -> list[str] | None:
