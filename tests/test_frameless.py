@@ -4,6 +4,7 @@ from the survey and carried, draw by draw, into the estimates (MrsP)."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -231,3 +232,18 @@ def test_the_report_says_which_method(fitted, tmp_path):
     assert "MrsP: the frame lacks &#x27;education&#x27;" in section.html
     table = pd.read_csv(tmp_path / "y_by_region.csv")
     assert set(table["region"]) == set(REGIONS)
+
+
+def test_area_covariates_joined_onto_the_frame_are_not_lacking():
+    """The bundled spec plus education: the frame lacks education, not the region's covariate."""
+    from opinionmap.frameless import frameless_variable
+
+    root = Path(__file__).resolve().parents[1]
+    spec = om.read_spec(root / "models" / "presence_russia.toml")
+    lhs, rhs = spec.formula.split("~")
+    spec = dataclasses.replace(spec, formula=f"{lhs}~{rhs} + education")
+    design = build_design(spec, om.read_survey(root / "data" / "kazakhstan" / "survey_2020.csv"))
+    frame = om.read_frame(root / "data" / "kazakhstan" / "frame_2020.csv")
+    assert "russian_share" not in frame.data.columns
+    assert frameless_variable(design, list(frame.data.columns)) == "education"
+    assert frameless_variable(design, [*frame.data.columns, "education"]) is None
