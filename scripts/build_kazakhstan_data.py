@@ -20,7 +20,9 @@ given seed) into ``--out`` (default ``data/kazakhstan``):
 - ``truth_joint_2020.csv``: the true cross-question shares of the presence questions;
 - ``truth_parameters_2020.csv``, ``truth_correlations_2020.csv``: every parameter
   and correlation matrix of the true opinion model;
-- ``region_adjacency.csv``: regions that share a border.
+- ``region_adjacency.csv``: regions that share a border;
+- ``published_2020.csv``: the article's national percentages as ``question,category,percent``
+  in the survey's labels (the demo report shows them beside its national estimates).
 
 Every figure that is not official is an assumption stated in this file and in
 ``data/kazakhstan/README.md``, which says what each output is made of.
@@ -1687,6 +1689,46 @@ def region_adjacency(path: Path = BOUNDARIES) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------
 
 
+# published_survey_2020.csv rows (question, target) -> survey column, or (column, category)
+PUBLISHED = {
+    ("presence", "Russia"): "presence_russia",
+    ("presence", "USA"): "presence_usa",
+    ("presence", "China"): "presence_china",
+    ("presence", "EU"): "presence_eu",
+    ("presence", "Muslim countries"): "presence_muslim",
+    ("model_to_emulate", "Russia"): ("model_country", "russia"),
+    ("model_to_emulate", "USA"): ("model_country", "usa"),
+    ("model_to_emulate", "China"): ("model_country", "china"),
+    ("main_enemy", "China"): ("main_enemy", "china"),
+    ("main_enemy", "USA"): ("main_enemy", "usa"),
+    ("main_enemy", "no enemy"): ("main_enemy", "none"),
+    ("main_friend", "Russia"): ("main_friend", "russia"),
+    ("main_friend", "China"): ("main_friend", "china"),
+    ("main_friend", "USA"): ("main_friend", "usa"),
+    ("main_friend", "no single best friend"): ("main_friend", "none"),
+}
+
+
+def published_figures(folder: Path = SOURCES) -> pd.DataFrame:
+    """The percentages the 2020 article printed, as ``question, category, percent``.
+
+    Shares of all respondents ("don't know" included), in the survey's labels; rows the
+    article gives only in a chart (EU, Muslim countries) or as "under 1%" are left out.
+    """
+    raw = pd.read_csv(folder / "published_survey_2020.csv")
+    rows = []
+    for question, target, response, percent in raw[
+        ["question", "target", "response", "percent"]
+    ].itertuples(index=False):
+        column = PUBLISHED.get((str(question), str(target)))
+        value = pd.to_numeric(pd.Series([percent]), errors="coerce").iloc[0]
+        if column is None or pd.isna(value):
+            continue
+        name, category = column if isinstance(column, tuple) else (column, str(response))
+        rows.append((name, category, float(value)))
+    return pd.DataFrame(rows, columns=["question", "category", "percent"])
+
+
 def write_csv(df: pd.DataFrame, path: Path, float_format: str | None = None) -> None:
     with atomic_path(path) as tmp:
         df.to_csv(tmp, index=False, float_format=float_format, lineterminator="\n")
@@ -1800,6 +1842,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     write_csv(model.parameters, out / "truth_parameters_2020.csv", "%.10g")
     write_csv(model.correlations, out / "truth_correlations_2020.csv", "%.10g")
     write_csv(adjacency, out / "region_adjacency.csv")
+    write_csv(published_figures(), out / "published_2020.csv", "%.10g")
 
     national = national_shares(population, probabilities)
     worst = max(abs(national[q.name][k] - q.target[k]) for q in QUESTIONS for k in q.target)

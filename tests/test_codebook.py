@@ -278,3 +278,33 @@ def test_design_role_errors(tmp_path: Path, text: str, pattern: str) -> None:
 def test_strata_and_clusters_take_no_declared_levels() -> None:
     with pytest.raises(CodebookError, match=r"key 'levels' does not apply to a cluster column"):
         Variable("village", "cluster", levels=("1", "2"))
+
+
+def test_a_recode_table_maps_frame_labels_and_round_trips(tmp_path: Path) -> None:
+    text = (
+        '[variables.region]\nrole = "area"\nlevels = ["Almaty", "Astana"]\n'
+        '[variables.q]\nrole = "outcome"\nlevels = ["yes", "no"]\n'
+        '[recode.region]\n"Almaty city" = "Almaty"\n"Nur-Sultan" = "Astana"\n'
+    )
+    codebook = read_codebook(_write(tmp_path, text))
+    assert codebook.recode == {"region": {"Almaty city": "Almaty", "Nur-Sultan": "Astana"}}
+    again = read_codebook(codebook.to_toml(tmp_path / "again.codebook.toml"))
+    assert again == codebook and again.recode == codebook.recode
+    bad = {
+        '[recode.province]\nA = "Almaty"\n': (
+            r"\[recode.province\] names a column the codebook does not declare"
+        ),
+        "[recode.region]\nA = 1\n": (
+            r'\[recode.region\] must map text to text: "frame label" = "survey label"'
+        ),
+        '[recode.region]\nA = "Almati"\n': (
+            r"maps onto 'Almati', not among 'region''s levels 'Almaty', 'Astana'; the "
+            r"right-hand side is the survey's label"
+        ),
+        'recode = ["region"]\n': r"\[recode\] must hold one table per column",
+    }
+    base = '[variables.region]\nrole = "area"\nlevels = ["Almaty", "Astana"]\n'
+    for table, pattern in bad.items():
+        path = _write(tmp_path, table + base if table.startswith("recode =") else base + table)
+        with pytest.raises(CodebookError, match=r"bad.codebook.toml: .*" + pattern):
+            read_codebook(path)

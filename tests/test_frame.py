@@ -134,3 +134,59 @@ def test_atomic_write_leaves_no_partial_file(
         frame.to_file(target)
     assert target.read_text() == "previous"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out")] == []
+
+
+def test_labels_that_differ_in_spelling_are_matched_only_where_one_fits() -> None:
+    from opinionmap.frame import match_labels
+
+    frame = ["almaty city", "North-Kazakhstan", "Akmola Oblast", "Shymkent", "Abai"]
+    survey = ["Almaty", "Almaty Region", "North Kazakhstan Region", "Akmola", "Shymkent city",
+              "Astana"]  # fmt: skip
+    assert match_labels(frame, survey) == {
+        "almaty city": "Almaty",  # not "Almaty Region": the words but "city" are "Almaty"'s
+        "North-Kazakhstan": "North Kazakhstan Region",
+        "Akmola Oblast": "Akmola",
+        "Shymkent": "Shymkent city",
+    }
+    # "Almaty" fits both Almaty labels once "city" and "region" are set aside: no guess
+    assert match_labels(["Almaty"], ["Almaty city", "Almaty region"]) == {}
+    # two frame labels claiming one survey label alike: neither is mapped
+    assert match_labels(["Kostanai", "Kostanaj"], ["Kostanay"]) == {}
+    # unless one fits it more closely
+    assert match_labels(["Kostanay", "Kostanai"], ["Kostanay region"]) == {
+        "Kostanay": "Kostanay region"
+    }
+    # close spellings, but not a different word
+    assert match_labels(["Kyzylorda", "male"], ["Qyzylorda", "female"]) == {
+        "Kyzylorda": "Qyzylorda"
+    }
+
+
+def test_a_frame_check_suggests_the_recode_table_for_the_codebook() -> None:
+    from opinionmap.codebook import Codebook
+
+    frame = Frame.from_dataframe(
+        pd.DataFrame({
+            "region": ["Almaty city", "Almaty city", "Turkistan", "Turkistan"],
+            "sex": ["Male", "Female", "Male", "Female"], "population": [1, 2, 3, 4]})
+    )  # fmt: skip
+    codebook = Codebook.from_dict({"variables": {
+        "region": {"role": "area", "levels": ["Almaty", "Turkestan region"]},
+        "sex": {"role": "predictor", "levels": ["male", "female"]}}})  # fmt: skip
+    recode, unmatched = frame.suggest_recode(codebook)
+    assert recode == {
+        "region": {"Almaty city": "Almaty", "Turkistan": "Turkestan region"},
+        "sex": {"Male": "male", "Female": "female"},
+    }
+    assert unmatched == {}
+    with pytest.raises(FrameError) as error:
+        frame.check_levels(codebook)
+    message = str(error.value)
+    assert "frame levels 'Almaty city', 'Turkistan' are not in the survey codebook's" in message
+    assert (
+        'Suggested, to add to the codebook:\n[recode.region]\n"Almaty city" = "Almaty"\n'
+        'Turkistan = "Turkestan region"\n\n[recode.sex]\nMale = "male"\nFemale = "female"'
+    ) in message
+    # the suggestion, applied as the codebook applies it, leaves nothing to check
+    with_recode = Codebook.from_dict({**codebook.to_dict(), "recode": recode})
+    frame.recode(with_recode.recode).check_levels(with_recode)

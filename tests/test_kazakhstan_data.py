@@ -41,6 +41,7 @@ GENERATED = (
     "truth_joint_2020.csv",
     "truth_correlations_2020.csv",
     "region_adjacency.csv",
+    "published_2020.csv",
 )
 SURVEY_COLUMNS = [
     "respondent_id",

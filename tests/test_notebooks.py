@@ -81,7 +81,10 @@ def _check_own_survey(nb: nbformat.NotebookNode) -> None:
     assert any('role = "outcome"' in t and "[variables.province]" in t for t in texts), (
         "no codebook"
     )
-    assert any('family = "bernoulli"' in t for t in texts), "no spec"
+    assert any('family = "bernoulli"' in t and "drafted by opinionmap init" in t for t in texts), (
+        "no spec drafted by init"
+    )
+    assert any("report: ces11/project/report/report.html" in t for t in texts), "no run"
     assert any("converged:" in t or "CONVERGED" in t for t in texts), "no convergence verdict"
     assert any(
         len(set(PROVINCE.findall(t))) == 10 and "MRP" in t and "direct" in t for t in texts

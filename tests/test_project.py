@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -15,6 +14,7 @@ from opinionmap.errors import OpinionmapError
 from opinionmap.pipeline import read_project
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "kazakhstan"
+MODELS = Path(__file__).resolve().parents[1] / "models"
 
 
 def _project(tmp_path: Path, questions: tuple[str, ...] = ("presence_usa",)) -> Path:
@@ -57,17 +57,71 @@ def test_a_project_is_read_and_checked(tmp_path: Path) -> None:
         read_project(tmp_path)
 
 
+def test_the_bundled_project_file_holds_what_the_demo_shows() -> None:
+    import opinionmap as om
+
+    project = read_project(om.datasets.project_dir())
+    assert [p.stem for p in project.specs] == sorted(p.stem for p in MODELS.glob("*.toml"))
+    assert project.frame.name == "frame_2020.csv" and project.weight == "population"
+    assert project.codebook is not None and project.codebook.name == "survey_2020.codebook.toml"
+    assert project.survey.name == "survey_2020.csv" and project.out.name == "demo-out"
+    report = project.report
+    assert report.title.startswith("What Kazakhstan's regions want from the world")
+    assert report.area == "region" and report.groups == ("ethnicity", "age", "settlement")
+    assert report.boundaries is not None and len(report.boundaries) == 17
+    assert report.area_names["KZ-SEV"] == "North Kazakhstan Region"
+    assert report.published is not None
+    assert report.published.equals(om.datasets.kazakhstan_published())
+    assert [h for h, _ in report.notes] == ["About the synthetic survey"]
+    assert "SYNTHETIC" in (report.frame_note or "")
+
+
+def test_a_project_file_is_checked(tmp_path: Path) -> None:
+    root = _project(tmp_path)
+    assert read_project(root).report.title == "project: small-area estimates"
+    settings = root / "opinionmap.toml"
+    cases = {
+        'frames = "f.csv"': r"unknown key\(s\) 'frames' at the top level; allowed keys: 'models'",
+        'frame = "census.csv"': r"opinionmap.toml: frame .*census.csv does not exist",
+        "[report]\ntitel = 'x'": r"unknown key\(s\) 'titel' in \[report\]",
+        "[report]\nboundaries = 'areas.shp'": r"'boundaries' must be a table \{ path = \.\.\.",
+        "[report]\nboundaries = { path = 'a.shp', key = 'K', name = 'N' }": r"a.shp does not ex",
+        "[report]\narea_names = { path = 'frame.csv', key = 'code', name = 'name' }": (
+            r"area_names: .*frame.csv has no column 'code', 'name'"
+        ),
+        "[[report.notes]]\nheading = 'x'": r"entries need exactly 'heading' and 'text'",
+        "models = 'specs'": r"no model specs in .*specs",
+        "[report]\nprob = 90": r"'prob' must be between 0 and 1, got 90",
+        "frame = [": r"not valid TOML",
+    }
+    for text, message in cases.items():
+        settings.write_text(text + "\n", encoding="utf-8")
+        with pytest.raises(OpinionmapError, match=message):
+            read_project(root)
+
+
 @pytest.mark.slow
 def test_run_fits_and_reports_a_project(tmp_path: Path) -> None:
     root = _project(tmp_path)
+    # the project file's report settings reach the report; out elsewhere
+    shutil.copy(DATA / "published_2020.csv", root / "published.csv")
+    (root / "opinionmap.toml").write_text(
+        'out = "results"\n[report]\ntitle = "Presence of the USA"\npublished = "published.csv"\n'
+        '[[report.notes]]\nheading = "Fieldwork"\ntext = "Face to face, spring 2020."\n',
+        encoding="utf-8",
+    )
     run = CliRunner().invoke(app, ["run", str(root), "--quick", "--jobs", "1"])
     assert run.exit_code == 0, run.output
     assert "presence_usa: " in run.output and "report written to" in run.output
-    assert (root / "report" / "report.html").stat().st_size > 10_000
-    assert (root / "report" / "fits" / "presence_usa.nc").is_file()
+    page = (root / "results" / "report.html").read_text(encoding="utf-8")
+    assert len(page) > 10_000 and "Presence of the USA" in page
+    assert "Fieldwork" in page and "Face to face, spring 2020." in page
+    national = pd.read_csv(root / "results" / "presence_usa_national.csv")
+    assert national.filter(like="published").notna().any().any(), national.columns
+    assert (root / "results" / "fits" / "presence_usa.nc").is_file()
     # by the codebook's area and by each categorical predictor in the frame
     for table in ("region", "sex", "age", "ethnicity", "settlement"):
-        assert (root / "report" / f"presence_usa_by_{table}.csv").is_file(), table
+        assert (root / "results" / f"presence_usa_by_{table}.csv").is_file(), table
     missing = CliRunner().invoke(app, ["run", str(tmp_path / "nowhere")])
     assert missing.exit_code == 2 and "no such project folder" in missing.output
 
@@ -187,8 +241,8 @@ def _reddit(path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
-def test_drafted_specs_of_real_surveys_fit_and_converge(tmp_path: Path) -> None:
-    """Two real surveys as SPSS and Stata files: init drafts specs that converge as they are."""
+def test_real_surveys_from_file_to_a_converged_report(tmp_path: Path) -> None:
+    """Two real surveys as SPSS and Stata files: init drafts specs that run converges as drafted."""
     import opinionmap as om
 
     _ess_norway(tmp_path / "ess.sav")
@@ -218,13 +272,27 @@ def test_drafted_specs_of_real_surveys_fit_and_converge(tmp_path: Path) -> None:
         "stop": ("reddit", "categorical"),
     }
     for q, (folder, family) in drafted.items():
-        spec = om.read_spec(tmp_path / folder / "models" / f"{q}.toml")
-        assert spec.family == family
+        assert om.read_spec(tmp_path / folder / "models" / f"{q}.toml").family == family
+    # a stand-in census for each: frame_template.csv filled with the survey's own
+    # weighted counts (cells no respondent fell in count 0)
+    for folder, weight in (("ess", "pspwght"), ("reddit", None)):
+        spec = om.read_spec(next((tmp_path / folder / "models").glob("*.toml")))
         survey = om.read_survey(spec.data, tmp_path / folder / "codebook.toml")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            result = om.fit(spec, survey, random_seed=1, progress=False)
+        template = pd.read_csv(tmp_path / folder / "frame_template.csv", dtype=str)
+        columns = [c for c in template.columns if c != "population"]
+        df = survey.data.assign(w=survey.data[weight] if weight else 1.0)
+        counts = df.groupby(columns, observed=True)["w"].sum().rename("population")
+        counts = counts.reset_index().astype({c: str for c in columns})
+        frame = template.drop(columns="population").merge(counts, how="left").fillna(0.0)
+        frame.to_csv(tmp_path / folder / "frame.csv", index=False)
+        ran = runner.invoke(app, ["run", str(tmp_path / folder), "--jobs", "1"])
+        assert ran.exit_code == 0, ran.output
+        page = (tmp_path / folder / "report" / "report.html").read_text(encoding="utf-8")
+        assert "Every question converged" in page, folder
+    for q, (folder, _) in drafted.items():
+        result = om.load(tmp_path / folder / "report" / "fits" / f"{q}.nc")
         assert result.converged, (q, result.verdict)
+        assert (tmp_path / folder / "report" / f"{q}_by_{result.design.area}.csv").is_file()
 
 
 def test_init_guesses_the_questions_and_the_predictors(tmp_path: Path) -> None:
@@ -264,3 +332,72 @@ def test_init_names_what_needs_a_look(tmp_path: Path) -> None:
     # blank areas and negative weights: the survey's own checks, naming rows
     blank = init("blank.csv", "region,sex,q\nA,f,yes\n,m,no\nB,f,yes\nB,m,no\n")
     assert blank.exit_code == 2 and "area column 'region' has 1 blank cell(s)" in blank.output
+
+
+def test_init_maps_the_census_frame_labels_onto_the_survey(tmp_path: Path) -> None:
+    import opinionmap as om
+
+    census = pd.read_csv(DATA / "frame_2020.csv").groupby(["region", "sex"], as_index=False)
+    census = census["population"].sum().rename(columns={"population": "adults"})
+    census["region"] = census["region"].replace({"KZ-AKM": "kz akm", "KZ-ALA": "KZ-ALA city"})
+    census["sex"] = census["sex"].str.capitalize()
+    census.to_csv(tmp_path / "census.csv", index=False)
+    # the frame as it is: its labels differ, and the check suggests the recode
+    survey_codebook = str(DATA / "survey_2020.codebook.toml")
+    check = ["frame", "check", str(tmp_path / "census.csv"), "--weight", "adults"]
+    before = CliRunner().invoke(app, [*check, "--codebook", survey_codebook])
+    assert before.exit_code == 2
+    assert 'Suggested, to add to the codebook:\n[recode.region]\n"kz akm" = "KZ-AKM"' in (
+        before.output
+    )
+    frame = ["--frame", str(tmp_path / "census.csv"), "--frame-weight", "adults"]
+    run, out = _init(tmp_path, "--outcomes", "presence_usa", "--predictors", "sex,age", *frame)
+    assert run.exit_code == 0, run.output
+    codebook = om.read_codebook(out / "codebook.toml")
+    assert codebook.recode == {
+        "region": {"kz akm": "KZ-AKM", "KZ-ALA city": "KZ-ALA"},
+        "sex": {"Male": "male", "Female": "female"},
+    }
+    assert "# suggested by opinionmap init from their spelling" in (
+        (out / "codebook.toml").read_text()
+    )
+    assert (out / "frame.csv").read_bytes() == (tmp_path / "census.csv").read_bytes()
+    assert not (out / "frame_template.csv").exists()
+    assert read_project(out).weight == "adults"
+    assert "check: " in run.output and "no column 'age'" in run.output
+    assert "'kz akm' -> 'KZ-AKM'" in run.output
+    # with the codebook's recode applied, the frame agrees with the survey
+    after = CliRunner().invoke(app, [*check[:2], str(out / "frame.csv"), *check[3:],
+                                     "--codebook", str(out / "codebook.toml")])  # fmt: skip
+    assert after.exit_code == 0, after.output
+    assert "KZ-AKM " in after.output and "kz akm" not in after.output
+    assert "sex: female 53.1%, male 46.9%" in after.output
+    # a frame area the survey never reached is named, not guessed
+    census.loc[0, "region"] = "Zhetisu"
+    census.to_csv(tmp_path / "census.csv", index=False)
+    extra, out = _init(tmp_path, "--outcomes", "presence_usa", "--predictors", "sex", "--force",
+                       *frame)  # fmt: skip
+    assert extra.exit_code == 0, extra.output
+    assert "'region' label(s) 'Zhetisu' match none of the survey's levels" in extra.output
+    # a frame without the areas cannot serve
+    by_sex = census.groupby("sex", as_index=False)["adults"].sum()
+    by_sex.to_csv(tmp_path / "census.csv", index=False)
+    bare, _ = _init(tmp_path, "--outcomes", "presence_usa", "--predictors", "sex", "--force",
+                    *frame)  # fmt: skip
+    assert bare.exit_code == 2 and "the frame has no column 'region'" in bare.output
+
+
+def test_init_notes_zero_weights_and_strata_with_one_sampling_unit(tmp_path: Path) -> None:
+    rows = ["region,sex,q,w,stratum,psu"]
+    rows += [f"R{i % 3},{'fm'[i % 2]},{'yn'[i % 3 == 0]},{0 if i == 5 else 1},"
+             f"{'S1' if i < 30 else 'S2'},{'P1' if i < 30 else f'P{2 + i % 2}'}"
+             for i in range(60)]  # fmt: skip
+    (tmp_path / "d.csv").write_text("\n".join(rows) + "\n")
+    args = ["init", str(tmp_path / "d.csv"), "--area", "region", "--outcomes", "q",
+            "--predictors", "sex", "--weight", "w", "--strata", "stratum", "--cluster", "psu",
+            "--out", str(tmp_path / "p")]  # fmt: skip
+    run = CliRunner().invoke(app, args)
+    assert run.exit_code == 0, run.output
+    assert "check: weight column 'w': 1 respondent(s) weigh 0" in run.output
+    assert "check: strata column 'stratum': stratum(s) 'S1' have one sampling unit" in run.output
+    assert "merge each with a similar stratum" in run.output

@@ -183,6 +183,25 @@ def test_outcome_names_are_enough_in_spss(tmp_path: Path) -> None:
     assert _counts(survey.responses("q")["q"]) == {"more": 2, "same": 1, "less": 1}
 
 
+def test_stata_extended_missing_values_are_missing_codes(tmp_path: Path) -> None:
+    """.a-.z: by their value label where there is one, else as Stata writes them (".b")."""
+    path = tmp_path / "survey.dta"
+    frame = pd.DataFrame({
+        "q": [1.0, 2.0, "a", 1.0, "b", 3.0, 2.0, "a"],
+        "region": ["A", "B", "A", "B", "A", "B", "A", "B"]})  # fmt: skip
+    pyreadstat.write_dta(
+        frame,
+        path,
+        variable_value_labels={"q": {1: "more", 2: "same", 3: "less", "a": "Refused"}},
+        missing_user_values={"q": ["a", "b"]},
+    )
+    survey = read_survey(path, outcomes=["q"], area="region")
+    assert survey.codebook["q"].levels == ("more", "same", "less")
+    assert survey.codebook["q"].missing == ("Refused", ".b")
+    assert _counts(survey.data["q"]) == {"more": 2, "same": 2, "less": 1, "Refused": 2, ".b": 1}
+    assert _counts(survey.responses("q")["q"]) == {"more": 2, "same": 2, "less": 1}
+
+
 def test_outcome_names_are_enough_in_csv(tmp_path: Path) -> None:
     """Don't-know-like labels and blank cells become missing codes; the rest are the levels."""
     path = tmp_path / "survey.csv"

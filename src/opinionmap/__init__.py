@@ -74,6 +74,9 @@ _LAZY = {
     "read_boundaries": "opinionmap.maps",
     "ReportOptions": "opinionmap.report",
     "build_report": "opinionmap.report",
+    "init_project": "opinionmap.project",
+    "read_project": "opinionmap.pipeline",
+    "run_project": "opinionmap.pipeline",
 }
 
 
@@ -129,6 +132,7 @@ __all__ = [
     "effects",
     "fit",
     "fit_frameless",
+    "init_project",
     "load",
     "make_plan",
     "plot_balance",
@@ -143,7 +147,9 @@ __all__ = [
     "read_codebook",
     "read_frame",
     "read_margin",
+    "read_project",
     "read_spec",
     "read_survey",
+    "run_project",
     "summarise_draws",
 ]

@@ -148,14 +148,19 @@ def frame_check(
         Path | None, typer.Option(help="Survey codebook TOML to check the frame's levels against.")
     ] = None,
 ) -> None:
-    """Validate a frame (and its levels against a survey codebook) and print its margins."""
+    """Validate a frame (and its levels against a survey codebook) and print its margins.
+
+    With --codebook, the codebook's [recode] tables are applied first; labels that still
+    differ from the survey's are listed with a suggested [recode] table to add to it.
+    """
     from opinionmap.codebook import read_codebook
     from opinionmap.frame import read_frame
 
     try:
-        frame = read_frame(path, weight=weight)
-        if codebook is not None:
-            frame.check_levels(read_codebook(codebook))
+        book = read_codebook(codebook) if codebook is not None else None
+        frame = read_frame(path, weight=weight, codebook=book)
+        if book is not None:
+            frame.check_levels(book)
     except OpinionmapError as exc:
         raise _fail(exc) from exc
     typer.echo(f"{path}: {frame.n_cells} cells, total {weight} {frame.total:,.0f}")
@@ -550,10 +555,18 @@ def poststratify_command(
             help="A hurdle model's shares of those answering (its non-answer code left out).",
         ),
     ] = False,
+    codebook: Annotated[
+        Path | None,
+        typer.Option(
+            help="Survey codebook: its [recode] tables map the frame's labels, and its "
+            "categorical variables are cells even where coded as numbers."
+        ),
+    ] = None,
     strict: StrictOption = False,
 ) -> None:
     """Poststratify a fit to a frame: shares by area/group with intervals, as a table."""
     from opinionmap._io import write_table
+    from opinionmap.codebook import read_codebook
     from opinionmap.design import NEW_LEVELS, merged_line
     from opinionmap.frame import read_frame
     from opinionmap.poststratification import MRP, poststratify
@@ -566,7 +579,8 @@ def poststratify_command(
         result = load(fit_path)
         columns = _by_columns(by, result)
         _gate(result, strict)
-        frame = read_frame(frame_path, weight=weight)
+        book = read_codebook(codebook) if codebook is not None else None
+        frame = read_frame(frame_path, weight=weight, codebook=book)
         with _warnings_to_stderr():
             estimates = poststratify(
                 result,
@@ -663,8 +677,9 @@ def report_command(
         results = [load(p) for p in fits]
         for result in results:
             _gate(result, strict)
-        frame = read_frame(frame_path, weight=weight)
         survey = _read_survey(survey_path, codebook) if survey_path is not None else None
+        book = survey.codebook if survey is not None else None
+        frame = read_frame(frame_path, weight=weight, codebook=book)
         areas = None
         if boundaries is not None:
             if boundary_key is None or boundary_name is None:
@@ -719,12 +734,12 @@ def demo_command(
 ) -> None:
     """Run the whole pipeline on the bundled Kazakhstan data and write the report.
 
+    This is `opinionmap run` on the bundled project folder, whose opinionmap.toml names
+    the survey's codebook, the frame, the region boundaries and the report's notes.
     On a terminal, a live table shows each question's phase (compiling, warming up,
     sampling with its draws and divergences so far, reporting) and, once done, its
     verdict; elsewhere (a log, a pipe) only one line per question.
     """
-    import os
-
     from opinionmap.demo import run_demo
 
     def run(say: Say, on_done: OnDone, on_progress: OnProgress | None) -> Path:
@@ -733,7 +748,7 @@ def demo_command(
             quick=quick,
             models=models,
             seed=seed,
-            jobs=jobs or min(os.cpu_count() or 1, 4),
+            jobs=jobs or _default_jobs(),
             say=say,
             on_done=on_done,
             on_progress=on_progress,
@@ -760,13 +775,24 @@ def init_command(
     weight: Annotated[str | None, typer.Option(help="The survey weight column.")] = None,
     strata: Annotated[str | None, typer.Option(help="The strata column.")] = None,
     cluster: Annotated[str | None, typer.Option(help="The primary sampling unit column.")] = None,
+    frame: Annotated[
+        Path | None,
+        typer.Option(
+            help="The census frame (.csv or .parquet), copied in; labels that differ from the "
+            "survey's are mapped in the codebook's [recode]."
+        ),
+    ] = None,
+    frame_weight: Annotated[
+        str, typer.Option(help="The frame's population count column.")
+    ] = "population",
     force: Annotated[bool, typer.Option(help="Replace an existing, non-empty folder.")] = False,
 ) -> None:
     """Draft a project folder from a survey file: codebook, one spec per question, frame template.
 
     Levels and missing codes come from the file's labels ("Don't know"-like labels, SPSS
-    user-missing values and blank cells become missing codes); then fill in
-    frame_template.csv, save it as frame.csv and `opinionmap run DIR`.
+    user-missing values, Stata's .a-.z and blank cells become missing codes); then fill
+    in frame_template.csv, save it as frame.csv (or give the census frame with --frame)
+    and `opinionmap run DIR`.
     """
     from opinionmap.project import init_project
 
@@ -781,6 +807,8 @@ def init_command(
             strata=strata,
             cluster=cluster,
             force=force,
+            frame=frame,
+            frame_weight=frame_weight,
         )
     except OpinionmapError as exc:
         raise _fail(exc) from exc
@@ -798,10 +826,19 @@ def init_command(
             "as written, in sorted order unless they form a known scale; check them in "
             "codebook.toml and the specs."
         )
-    typer.echo(
-        f"wrote {draft.folder}: codebook.toml, models/, frame_template.csv, README.md; fill in "
-        f"the template's population, save it as frame.csv, then: opinionmap run {draft.folder}"
-    )
+    for note in draft.notes:
+        typer.secho(f"check: {note}", fg=typer.colors.YELLOW)
+    if frame is None:
+        typer.echo(
+            f"wrote {draft.folder}: codebook.toml, models/, frame_template.csv, "
+            "opinionmap.toml, README.md; fill in the template's population, save it as "
+            f"frame.csv, then: opinionmap run {draft.folder}"
+        )
+    else:
+        typer.echo(
+            f"wrote {draft.folder}: codebook.toml, models/, frame{frame.suffix.lower()} (a copy "
+            f"of {frame}), opinionmap.toml, README.md; then: opinionmap run {draft.folder}"
+        )
 
 
 @app.command("run")
@@ -810,9 +847,14 @@ def run_command(
         Path,
         typer.Argument(
             metavar="DIR",
-            help="A project folder: models/*.toml (naming the survey), codebook.toml, frame.csv.",
+            help="A project folder: models/*.toml (naming the survey), codebook.toml, frame.csv "
+            "and optionally opinionmap.toml.",
         ),
     ],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Output folder (default: the project's, DIR/report)."),
+    ] = None,
     quick: Annotated[
         bool, typer.Option(help="Few draws (a smoke run); the default is each spec's settings.")
     ] = False,
@@ -828,38 +870,38 @@ def run_command(
 
     The report breaks each question down by the survey's area (its codebook's area
     role) and by every categorical predictor the frame has; fits go to
-    DIR/report/fits/.
+    DIR/report/fits/. An opinionmap.toml in the folder may name other places and what
+    the report shows (title, boundaries for maps, published figures, notes).
     """
-    import os
-
-    from opinionmap.demo import QUICK
-    from opinionmap.pipeline import read_project, run_specs
-    from opinionmap.report import ReportOptions
-    from opinionmap.spec import Sampling
+    from opinionmap.demo import sampling
+    from opinionmap.pipeline import read_project, run_project
 
     try:
         project = read_project(folder)
     except OpinionmapError as exc:
         raise _fail(exc) from exc
+    target = out or project.out
 
     def run(say: Say, on_done: OnDone, on_progress: OnProgress | None) -> Path:
-        return run_specs(
-            project.specs,
-            survey_path=project.survey,
-            codebook_path=project.codebook,
-            frame_path=project.frame,
-            weight="population",
-            out=project.out,
-            sampling=(QUICK if quick else Sampling()).merged(seed=seed),
-            report=ReportOptions(title=f"{folder.resolve().name}: small-area estimates"),
-            jobs=jobs or min(os.cpu_count() or 1, 4),
+        return run_project(
+            project,
+            out=target,
+            sampling=sampling(quick=quick, seed=seed),
+            jobs=jobs or _default_jobs(),
             progress=not quick and on_progress is None,
             say=say,
             on_done=on_done,
             on_progress=on_progress,
         )
 
-    _run_live(project.out, run)
+    _run_live(target, run)
+
+
+def _default_jobs() -> int:
+    """Questions fitted at once by default: the CPU cores, at most 4."""
+    import os
+
+    return min(os.cpu_count() or 1, 4)
 
 
 # what a batch run is called with: a line to print, a question done, a question's progress

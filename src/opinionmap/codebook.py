@@ -49,6 +49,10 @@ Codebooks live beside the data as ``<stem>.codebook.toml``::
     missing = ["dont_know"]           # overrides [survey].missing
     missing_policy = "drop"           # or "keep"
 
+    [recode.region]                   # optional: the frame's labels -> the survey's,
+    "Almaty city" = "Almaty"          # applied when a frame is read for this survey
+                                      # (`opinionmap frame check` suggests them)
+
 The file is parsed as data with :mod:`tomllib`; nothing in it is evaluated.
 Levels and missing codes are text: TOML integers are accepted and read as their
 decimal text (``1`` -> ``"1"``), because survey values are compared as labels.
@@ -61,7 +65,7 @@ import tomllib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import tomli_w
 
@@ -115,7 +119,7 @@ _ROLE_KEYS: Final[dict[str, tuple[str, ...]]] = {
     "fpc": ("role", "label", "kind"),
 }
 _VARIABLE_KEYS: Final = ("role", "label", "kind", "levels", "ordered", "missing", "missing_policy")
-_TOP_KEYS: Final = ("survey", "variables")
+_TOP_KEYS: Final = ("survey", "variables", "recode")
 _SURVEY_KEYS: Final = ("title", "missing")
 _SINGLE_ROLES: Final = ("area", "weight", "id", "strata", "cluster", "fpc")
 
@@ -277,6 +281,10 @@ class Codebook:
         ignored when comparing codebooks).
     title
         Free-text title (``[survey].title``).
+    recode
+        ``{column: {frame label: survey label}}`` (``[recode.<column>]``): how a
+        census frame's labels map onto this survey's, applied when a frame is read
+        for it (``read_frame(..., recode=codebook.recode)``; ``opinionmap run``).
 
     Raises
     ------
@@ -300,10 +308,12 @@ class Codebook:
     variables: tuple[Variable, ...]
     source: Path | None = field(default=None, compare=False)
     title: str | None = None
+    recode: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "variables", tuple(self.variables))
         where = _where(self.source)
+        object.__setattr__(self, "recode", _recode_table(self.recode, self.variables, where))
         seen: set[str] = set()
         for v in self.variables:
             if not isinstance(v, Variable):
@@ -402,6 +412,8 @@ class Codebook:
         if self.title is not None:
             out["survey"] = {"title": self.title}
         out["variables"] = {v.name: v.to_dict() for v in self.variables}
+        if self.recode:
+            out["recode"] = {c: dict(m) for c, m in self.recode.items()}
         return out
 
     def to_toml(self, path: str | os.PathLike[str]) -> Path:
@@ -493,7 +505,9 @@ class Codebook:
                 )
             except CodebookError as exc:
                 raise CodebookError(f"{where}: {exc}") from None
-        return cls(tuple(parsed), source=source, title=title)
+        # checked by the codebook itself, as every codebook's recode is
+        recode = cast("Mapping[str, Mapping[str, str]]", d.get("recode", {}))
+        return cls(tuple(parsed), source=source, title=title, recode=recode)
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike[str]) -> Codebook:
@@ -631,6 +645,43 @@ def read_codebook(path: str | os.PathLike[str]) -> Codebook:
 
 
 # -- helpers --------------------------------------------------------------------------
+def _recode_table(
+    recode: Mapping[str, Mapping[str, str]], variables: tuple[Variable, ...], where: str
+) -> dict[str, dict[str, str]]:
+    """``[recode]`` checked: declared categorical columns, text labels, known targets."""
+    if not isinstance(recode, Mapping):
+        raise CodebookError(
+            f"{where}: [recode] must hold one table per column, e.g. [recode.region] with "
+            '"Almaty city" = "Almaty" (frame label = survey label).'
+        )
+    declared = {v.name: v for v in variables}
+    out: dict[str, dict[str, str]] = {}
+    for column, mapping in recode.items():
+        variable = declared.get(column)
+        if variable is None:
+            raise CodebookError(
+                f"{where}: [recode.{column}] names a column the codebook does not declare "
+                f"(variables: {format_values(list(declared))})."
+            )
+        if not isinstance(mapping, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in mapping.items()
+        ):
+            raise CodebookError(
+                f'{where}: [recode.{column}] must map text to text: "frame label" = '
+                f'"survey label"; got {mapping!r}.'
+            )
+        levels = variable.levels
+        unknown = [v for v in mapping.values() if levels and v not in levels]
+        if unknown:
+            raise CodebookError(
+                f"{where}: [recode.{column}] maps onto {format_values(unknown)}, not among "
+                f"{column!r}'s levels {format_values(levels)}; the right-hand side is the "
+                "survey's label."
+            )
+        out[str(column)] = dict(mapping)
+    return out
+
+
 def _where(source: Path | None) -> str:
     return str(source) if source is not None else "<codebook>"
 

@@ -30,6 +30,7 @@ __all__ = [
     "kazakhstan_survey_path",
     "kazakhstan_truth_path",
     "models_dir",
+    "project_dir",
 ]
 
 
@@ -96,6 +97,17 @@ def kazakhstan_boundaries_path() -> Path:
     return path
 
 
+def project_dir() -> Path:
+    """The bundled project folder: ``opinionmap.toml`` naming the models, frame and report.
+
+    ``opinionmap demo`` is ``opinionmap run`` on this folder (the repository's root).
+    """
+    path = data_dir().parent
+    if not (path / "opinionmap.toml").is_file():
+        raise OpinionmapError(f"the bundled project file {path / 'opinionmap.toml'} is missing.")
+    return path
+
+
 def models_dir() -> Path:
     """The folder of model specs for the bundled survey (the repository's ``models/``)."""
     path = data_dir().parent / "models"
@@ -104,49 +116,17 @@ def models_dir() -> Path:
     return path
 
 
-# published_survey_2020.csv rows -> (survey column, category)
-_PUBLISHED = {
-    ("presence", "Russia"): "presence_russia",
-    ("presence", "USA"): "presence_usa",
-    ("presence", "China"): "presence_china",
-    ("presence", "EU"): "presence_eu",
-    ("presence", "Muslim countries"): "presence_muslim",
-    ("model_to_emulate", "Russia"): ("model_country", "russia"),
-    ("model_to_emulate", "USA"): ("model_country", "usa"),
-    ("model_to_emulate", "China"): ("model_country", "china"),
-    ("main_enemy", "China"): ("main_enemy", "china"),
-    ("main_enemy", "USA"): ("main_enemy", "usa"),
-    ("main_enemy", "no enemy"): ("main_enemy", "none"),
-    ("main_friend", "Russia"): ("main_friend", "russia"),
-    ("main_friend", "China"): ("main_friend", "china"),
-    ("main_friend", "USA"): ("main_friend", "usa"),
-    ("main_friend", "no single best friend"): ("main_friend", "none"),
-}
-
-
 def kazakhstan_published() -> pd.DataFrame:
     """The percentages the 2020 article printed, as ``question, category, percent``.
 
-    Shares of all respondents ("don't know" included); rows the article gives
-    only in a chart (EU, Muslim countries) or as "under 1%" are left out.
+    ``published_2020.csv``: shares of all respondents ("don't know" included), in the
+    survey's labels; rows the article gives only in a chart (EU, Muslim countries) or
+    as "under 1%" are left out (``scripts/build_kazakhstan_data.py`` derives it from
+    ``sources/published_survey_2020.csv``).
     """
-    import pandas as pd
+    from opinionmap.report import read_published
 
-    raw = pd.read_csv(data_dir() / "kazakhstan" / "sources" / "published_survey_2020.csv")
-    rows = []
-    for question_raw, target_raw, response, percent in raw[
-        ["question", "target", "response", "percent"]
-    ].itertuples(index=False):
-        target = _PUBLISHED.get((str(question_raw), str(target_raw)))
-        value = pd.to_numeric(pd.Series([percent]), errors="coerce").iloc[0]
-        if target is None or pd.isna(value):
-            continue
-        if isinstance(target, tuple):
-            question, category = target
-        else:
-            question, category = target, str(response)
-        rows.append((question, category, float(value)))
-    return pd.DataFrame(rows, columns=["question", "category", "percent"])
+    return read_published(_kz("published_2020.csv"))
 
 
 def kazakhstan_region_names() -> dict[str, str]:

@@ -7,16 +7,20 @@ once here; :meth:`Frame.from_margins` builds one from published margins by
 raking (:func:`opinionmap.rake`) when the census does not publish the joint
 table.
 
-Frame labels often differ from a survey's (``"M"`` against ``"male"``): map
-them with ``read_frame(..., recode={"sex": {"M": "male", "F": "female"}})`` or
-:meth:`Frame.recode`, then check them against the survey's codebook with
-:meth:`Frame.check_levels`.
+Frame labels often differ from a survey's (``"M"`` against ``"male"``, ``"Almaty
+city"`` against ``"Almaty"``): :meth:`Frame.suggest_recode` proposes a mapping, which
+goes in the codebook's ``[recode.<column>]`` table (applied by ``opinionmap run``) or
+``read_frame(..., recode={"sex": {"M": "male", "F": "female"}})``;
+:meth:`Frame.check_levels` checks the result against the survey's codebook.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
-from collections.abc import Iterable, Mapping, Sequence
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,7 +35,17 @@ from opinionmap.raking import rake
 if TYPE_CHECKING:
     from opinionmap.codebook import Codebook
 
-__all__ = ["Frame", "read_frame", "read_margin"]
+__all__ = ["Frame", "match_labels", "read_frame", "read_margin"]
+
+# words that name the kind of area rather than the area ("Almaty city", "Akmola oblast")
+_GENERIC_WORDS = frozenset(
+    {
+        "city", "town", "region", "regional", "oblast", "oblys", "province", "district",
+        "county", "state", "municipality", "rayon", "raion", "area", "the", "of", "obl", "g",
+    }
+)  # fmt: skip
+# how close two labels' spellings must be (difflib's ratio) to be suggested as one
+_CLOSE_SPELLING = 0.85
 
 
 @dataclass(frozen=True)
@@ -72,12 +86,14 @@ class Frame:
         cells: Sequence[str] | None = None,
         recode: Mapping[str, Mapping[str, str]] | None = None,
         source: Path | None = None,
+        labels: Iterable[str] = (),
     ) -> Frame:
         """Validate a DataFrame as a frame.
 
         ``cells`` defaults to every column except ``weight`` that is not numeric
         (so area-level covariates such as a region's urban share ride along
-        without becoming cell keys).
+        without becoming cell keys), and the columns named in ``labels`` (categories
+        coded as numbers, such as ages in years).
         """
         where = str(source) if source is not None else "<frame>"
         if weight not in df.columns:
@@ -86,10 +102,11 @@ class Frame:
                 "Pass weight='<your count column>' (CLI: --weight)."
             )
         if cells is None:
+            coded = set(labels)
             cells = [
                 c
                 for c in df.columns
-                if c != weight and not pd.api.types.is_numeric_dtype(df[c].dtype)
+                if c != weight and (c in coded or not pd.api.types.is_numeric_dtype(df[c].dtype))
             ]
         cells = list(cells)
         absent = [c for c in cells if c not in df.columns]
@@ -206,6 +223,44 @@ class Frame:
         return Frame(data[list(self.data.columns)], self.cells, self.weight, self.source)
 
     # -- checks against a survey ------------------------------------------------------
+    def suggest_recode(
+        self, codebook: Codebook
+    ) -> tuple[dict[str, dict[str, str]], dict[str, list[str]]]:
+        """How this frame's labels map onto a survey codebook's levels, where they differ.
+
+        For every cell column whose levels the codebook declares, each frame label the
+        codebook does not know is matched (:func:`match_labels`) against the declared
+        levels that no frame label spells exactly. Returns ``(recode, unmatched)``:
+        ``{column: {frame label: survey label}}``, for the codebook's ``[recode]``
+        table, and ``{column: [frame labels]}`` left for the user to map.
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> from opinionmap.codebook import Codebook
+        >>> frame = Frame.from_dataframe(pd.DataFrame({
+        ...     "region": ["Almaty city", "Almaty region", "Abai"], "population": [1, 2, 3]}))
+        >>> codebook = Codebook.from_dict({"variables": {"region": {
+        ...     "role": "area", "levels": ["Almaty", "Almaty region", "Zhetisu"]}}})
+        >>> frame.suggest_recode(codebook)
+        ({'region': {'Almaty city': 'Almaty'}}, {'region': ['Abai']})
+        """
+        recode: dict[str, dict[str, str]] = {}
+        unmatched: dict[str, list[str]] = {}
+        for c in self.cells:
+            if c not in codebook.names or not codebook[c].levels:
+                continue
+            declared = [str(v) for v in codebook[c].levels or ()]
+            frame_levels = self.levels(c)
+            unknown = [lv for lv in frame_levels if lv not in declared]
+            free = [lv for lv in declared if lv not in frame_levels]
+            found = match_labels(unknown, free)
+            if found:
+                recode[c] = found
+            if left := [lv for lv in unknown if lv not in found]:
+                unmatched[c] = left
+        return recode, unmatched
+
     def check_levels(
         self,
         codebook: Codebook,
@@ -256,8 +311,10 @@ class Frame:
                 + (f" {codebook.source}" if getattr(codebook, "source", None) else "")
                 + ":\n  - "
                 + "\n  - ".join(problems)
-                + "\nMap frame labels onto the survey's with read_frame(..., recode={column: "
-                "{frame_label: survey_label}}) or Frame.recode(...)."
+                + "\nMap frame labels onto the survey's with a [recode.<column>] table in the "
+                "codebook (frame label = survey label; applied by opinionmap run and frame "
+                "check), or read_frame(..., recode={column: {frame_label: survey_label}})."
+                + _suggestion(*self.suggest_recode(codebook))
             )
 
     # -- output ---------------------------------------------------------------------
@@ -272,6 +329,7 @@ def read_frame(
     weight: str = "population",
     cells: Sequence[str] | None = None,
     recode: Mapping[str, Mapping[str, str]] | None = None,
+    codebook: Codebook | None = None,
 ) -> Frame:
     """Read and validate a poststratification frame from CSV or Parquet.
 
@@ -286,6 +344,10 @@ def read_frame(
     recode
         Label mapping per column applied before validation, e.g.
         ``{"sex": {"M": "male", "F": "female"}}``.
+    codebook
+        The survey's codebook: its ``[recode]`` tables are applied (after ``recode``),
+        and its categorical variables are cells even where the frame codes them as
+        numbers (ages in years, regions numbered 1-11).
 
     Raises
     ------
@@ -314,7 +376,8 @@ def read_frame(
         if kind == "csv":
             header = set(pd.read_csv(source, nrows=0).columns)
             # cell labels stay text ("01" is not 1); the counts are checked below
-            as_text = [c for c in (*(cells or ()), weight) if c in header]
+            labelled = _categorical(codebook)
+            as_text = [c for c in (*(cells or labelled), weight) if c in header]
             df = pd.read_csv(
                 source,
                 dtype=dict.fromkeys(as_text, "string"),
@@ -327,7 +390,17 @@ def read_frame(
             df = pd.read_parquet(source)
     except (OSError, ValueError, pd.errors.ParserError) as exc:
         raise FrameError(f"{source}: cannot be read as {kind}: {exc}") from exc
-    return Frame.from_dataframe(df, weight=weight, cells=cells, recode=recode, source=source)
+    frame = Frame.from_dataframe(
+        df, weight=weight, cells=cells, recode=recode, source=source, labels=_categorical(codebook)
+    )
+    if codebook is not None and codebook.recode:
+        frame = frame.recode({c: m for c, m in codebook.recode.items() if c in frame.cells})
+    return frame
+
+
+def _categorical(codebook: Codebook | None) -> list[str]:
+    """The codebook's categorical variables (none without one)."""
+    return [v.name for v in codebook or () if v.kind == "categorical"]
 
 
 def read_margin(path: str | os.PathLike[str], *, weight: str = "population") -> pd.DataFrame:
@@ -426,6 +499,84 @@ def _validate(data: pd.DataFrame, cells: tuple[str, ...], weight: str, where: st
             "or add the column that tells them apart "
             "to cells."
         )
+
+
+def match_labels(unknown: Iterable[str], available: Sequence[str]) -> dict[str, str]:
+    """Map each unknown label onto the one available label it stands for, where only one fits.
+
+    Tried in turn, each time among the labels still unmatched: the same words but for
+    case, spacing and punctuation; the same words but for those that name the kind of
+    area ("city", "region", "oblast", "province", "district", ...); the words of one
+    contained in the other's; a spelling at least 85% alike (:mod:`difflib`). Labels that
+    name different kinds of area ("Almaty city", "Almaty region") never match. A label
+    two available labels fit, or an available label two unknown ones claim, is left
+    unmatched: a guess there would be a coin toss.
+
+    Examples
+    --------
+    >>> match_labels(["ALMATY  city", "North-Kazakhstan", "Astana", "Shymkent"],
+    ...              ["Almaty", "North Kazakhstan Region", "Nur-Sultan", "Shymkent city"])
+    {'ALMATY  city': 'Almaty', 'North-Kazakhstan': 'North Kazakhstan Region',
+     'Shymkent': 'Shymkent city'}
+    """
+    left = list(dict.fromkeys(str(u) for u in unknown))
+    free = list(dict.fromkeys(str(a) for a in available))
+    found: dict[str, str] = {}
+
+    def close(a: str, b: str) -> bool:
+        ratio = difflib.SequenceMatcher(None, _words(a, True), _words(b, True)).ratio()
+        return ratio >= _CLOSE_SPELLING
+
+    stages: tuple[Callable[[str, str], bool], ...] = (
+        lambda a, b: _words(a, False) == _words(b, False),
+        lambda a, b: _words(a, True) == _words(b, True),
+        lambda a, b: _contains(_words(a, True).split(), _words(b, True).split()),
+        close,
+    )
+    for same in stages:
+        fits = {u: [a for a in free if same(u, a) and not _kinds_differ(u, a)] for u in left}
+        claims = Counter(a for candidates in fits.values() for a in candidates)
+        for u, candidates in fits.items():
+            if len(candidates) == 1 and claims[candidates[0]] == 1:
+                found[u] = candidates[0]
+        # a label with several fits now would have as many at a looser stage
+        left = [u for u in left if u not in found and not fits[u]]
+        free = [a for a in free if a not in found.values()]
+    return found
+
+
+def _words(label: str, drop_generic: bool) -> str:
+    """A label's words in lower case without punctuation (and the generic ones dropped)."""
+    words = re.sub(r"[\W_]+", " ", label.casefold()).split()
+    if drop_generic:
+        words = [w for w in words if w not in _GENERIC_WORDS] or words
+    return " ".join(words)
+
+
+def _kinds_differ(a: str, b: str) -> bool:
+    """Both labels name a kind of area, and not the same one ("Almaty city", "Almaty region")."""
+    kinds = [set(_words(label, False).split()) & _GENERIC_WORDS for label in (a, b)]
+    return bool(kinds[0] and kinds[1]) and kinds[0] != kinds[1]
+
+
+def _contains(a: list[str], b: list[str]) -> bool:
+    """One non-empty list of words holds every word of the other."""
+    return bool(a and b) and (set(a) <= set(b) or set(b) <= set(a))
+
+
+def _suggestion(recode: Mapping[str, Mapping[str, str]], unmatched: Mapping[str, list[str]]) -> str:
+    """The suggested ``[recode]`` tables and the labels left, for an error message."""
+    import tomli_w
+
+    text = ""
+    if recode:
+        tables = tomli_w.dumps({"recode": {c: dict(m) for c, m in recode.items()}})
+        text += "\nSuggested, to add to the codebook:\n" + tables.rstrip("\n")
+    if unmatched:
+        text += "\nNo suggestion for " + "; ".join(
+            f"{c!r}: {format_values(labels)}" for c, labels in unmatched.items()
+        )
+    return text
 
 
 def _recode(

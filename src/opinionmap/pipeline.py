@@ -12,19 +12,20 @@ from __future__ import annotations
 
 import os
 import threading
+import tomllib
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from opinionmap.errors import OpinionmapError
+from opinionmap.errors import OpinionmapError, check_keys, format_values
 from opinionmap.progress import FitProgress
 from opinionmap.report import ReportOptions, Section, write_report
 from opinionmap.spec import DEFAULT_SAMPLING, ModelSpec, Sampling, read_spec
 
-__all__ = ["Outcome", "Project", "read_project", "run_specs"]
+__all__ = ["PROJECT_FILE", "Outcome", "Project", "read_project", "run_project", "run_specs"]
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,8 @@ def run_specs(
         Model specs (TOML), one question each.
     survey_path, frame_path, weight
         The survey (read with :func:`~opinionmap.read_survey`, its codebook beside
-        it), the frame (:func:`~opinionmap.read_frame`) and the frame's count column.
+        it), the frame (:func:`~opinionmap.read_frame`, its labels mapped by the
+        codebook's ``[recode]``) and the frame's count column.
     out
         Output folder: ``fits/<outcome>.nc``, the report and its tables and figures.
     sampling
@@ -110,7 +112,9 @@ def run_specs(
     # a report left by an earlier run would sit beside this run's fits until it finishes
     (out / "report.html").unlink(missing_ok=True)
     survey = read_survey(survey_path, codebook_path)
-    frame = read_frame(frame_path, weight=weight)
+    # the codebook's [recode] maps the frame's labels onto the survey's; its categorical
+    # variables are cells even where the frame codes them as numbers
+    frame = read_frame(frame_path, weight=weight, codebook=survey.codebook)
     report = report or ReportOptions()
     if not report.labels:
         codebook = survey.codebook
@@ -141,60 +145,273 @@ def run_specs(
     return write_report([sections[s.outcome] for s in specs], frame, out, options=report)
 
 
+# the optional file of a project folder that says where things are and what the report shows
+PROJECT_FILE = "opinionmap.toml"
+_PROJECT_KEYS = ("models", "frame", "weight", "codebook", "out", "report")
+_REPORT_KEYS = (
+    "title",
+    "area",
+    "groups",
+    "published",
+    "frame_note",
+    "boundaries",
+    "area_names",
+    "notes",
+    "prob",
+)
+
+
 @dataclass(frozen=True)
 class Project:
-    """A project folder: the specs in ``models/``, their survey, its codebook and the frame."""
+    """A project folder: the specs in ``models/``, their survey, its codebook, the frame.
+
+    ``report`` holds what the report shows (title, maps, published figures, notes);
+    ``out`` is where ``opinionmap run`` writes (``report/`` in the folder by default).
+    """
 
     folder: Path
     specs: tuple[Path, ...]
     survey: Path
     codebook: Path | None
     frame: Path
-
-    @property
-    def out(self) -> Path:
-        """Where ``opinionmap run`` writes: ``report/`` (fits in ``report/fits/``)."""
-        return self.folder / "report"
+    weight: str = "population"
+    out: Path = Path("report")
+    report: ReportOptions = field(default_factory=ReportOptions)
 
 
-def read_project(folder: str | os.PathLike[str]) -> Project:
-    """A project folder, checked: ``models/*.toml`` naming one survey, and ``frame.csv``.
+def read_project(folder: str | os.PathLike[str], *, models: Path | None = None) -> Project:
+    """A project folder, checked: ``models/*.toml`` naming one survey, and a frame.
 
     The survey is the file the specs' ``data`` names (the same for every spec); the
     codebook is ``codebook.toml`` in the folder, else the one beside the survey; the
-    frame is ``frame.csv`` (or ``frame.parquet``), counts in ``population``.
+    frame is ``frame.csv`` (or ``frame.parquet``), counts in ``population``. An
+    ``opinionmap.toml`` in the folder may say otherwise (keys ``models``, ``frame``,
+    ``weight``, ``codebook``, ``out``, paths relative to it) and what the report shows
+    (a ``[report]`` table: ``title``, ``area``, ``groups``, ``published``, ``frame_note``,
+    ``boundaries = {path, key, name}``, ``area_names = {path, key, name}``,
+    ``[[report.notes]]`` with ``heading`` and ``text``, ``prob``). ``models`` overrides
+    the specs' folder.
     """
     root = Path(folder)
     if not root.is_dir():
         raise OpinionmapError(f"{root}: no such project folder.")
-    specs = tuple(sorted((root / "models").glob("*.toml")))
+    settings = _Settings.read(root)
+    spec_folder = models or settings.path("models", "models")
+    specs = tuple(sorted(spec_folder.glob("*.toml")))
     if not specs:
         raise OpinionmapError(
-            f"{root}: no model specs in {root / 'models'} (one <outcome>.toml per question)."
+            f"{root}: no model specs in {spec_folder} (one <outcome>.toml per question)."
         )
+    if settings.has("frame"):
+        frame = settings.existing("frame")
+    else:
+        frames = [root / n for n in ("frame.csv", "frame.parquet") if (root / n).is_file()]
+        if not frames:
+            raise OpinionmapError(
+                f"{root}: no frame; write frame.csv with the population count of every cell "
+                "of the models' variables in a column named population."
+            )
+        frame = frames[0]
+    codebook = settings.existing("codebook") if settings.has("codebook") else root / "codebook.toml"
+    return Project(
+        root,
+        specs,
+        _one_survey(root, specs),
+        codebook if codebook.is_file() else None,
+        frame,
+        weight=settings.text("weight") or "population",
+        out=settings.path("out", "report"),
+        report=_report_options(settings.table("report")),
+    )
+
+
+def run_project(
+    project: Project,
+    *,
+    out: Path | None = None,
+    sampling: Sampling | None = None,
+    jobs: int = 1,
+    progress: bool = False,
+    say: Callable[[str], None] = lambda _line: None,
+    on_done: Callable[[Outcome], None] = lambda _outcome: None,
+    on_progress: Callable[[str, FitProgress], None] | None = None,
+) -> Path:
+    """Fit every spec of a project (:func:`read_project`) and write its report; return its path.
+
+    ``out`` defaults to the project's (``report/`` in its folder); the other parameters
+    are :func:`run_specs`'s.
+
+    Examples
+    --------
+    >>> import opinionmap as om
+    >>> project = om.read_project(om.datasets.project_dir())
+    >>> [p.stem for p in project.specs][:2], project.report.area, project.weight
+    (['main_enemy', 'main_friend'], 'region', 'population')
+    """
+    return run_specs(
+        project.specs,
+        survey_path=project.survey,
+        codebook_path=project.codebook,
+        frame_path=project.frame,
+        weight=project.weight,
+        out=out or project.out,
+        sampling=sampling,
+        report=project.report,
+        jobs=jobs,
+        progress=progress,
+        say=say,
+        on_done=on_done,
+        on_progress=on_progress,
+    )
+
+
+def _one_survey(root: Path, specs: tuple[Path, ...]) -> Path:
+    """The survey every spec names (``data``); specs naming none or different ones refused."""
     surveys: dict[Path, list[str]] = {}
-    for path in specs:
-        data = read_spec(path).data
+    for spec_path in specs:
+        data = read_spec(spec_path).data
         if data is None:
             raise OpinionmapError(
-                f'{path}: names no survey; add data = "<survey file>" (relative to the spec).'
+                f'{spec_path}: names no survey; add data = "<survey file>" (relative to the spec).'
             )
-        surveys.setdefault(data.resolve(), []).append(path.name)
+        surveys.setdefault(data.resolve(), []).append(spec_path.name)
     if len(surveys) > 1:
         named = "; ".join(f"{s}: {', '.join(n)}" for s, n in surveys.items())
         raise OpinionmapError(
             f"{root}: the specs name different surveys ({named}); a project has one survey."
         )
-    frames = [root / name for name in ("frame.csv", "frame.parquet") if (root / name).is_file()]
-    if not frames:
+    return next(iter(surveys))
+
+
+class _Settings:
+    """Keys of a project file (or of its ``[report]`` table), each checked as it is read."""
+
+    def __init__(self, root: Path, values: dict[str, Any], context: str = "") -> None:
+        self.root = root
+        self.where = root / PROJECT_FILE
+        self.values = values
+        self.context = context  # "[report] " for that table's keys, in messages
+
+    @classmethod
+    def read(cls, root: Path) -> _Settings:
+        """The folder's project file (no keys when there is none); unknown keys refused."""
+        where = root / PROJECT_FILE
+        values: dict[str, Any] = {}
+        if where.is_file():
+            try:
+                with where.open("rb") as fh:
+                    values = tomllib.load(fh)
+            except tomllib.TOMLDecodeError as exc:
+                raise OpinionmapError(f"{where}: not valid TOML: {exc}.") from None
+        check_keys(values, _PROJECT_KEYS, where=str(where), context="at the top level")
+        return cls(root, values)
+
+    def has(self, key: str) -> bool:
+        return key in self.values
+
+    def text(self, key: str) -> str | None:
+        value = self.values.get(key)
+        if value is not None and not (isinstance(value, str) and value):
+            raise OpinionmapError(
+                f"{self.where}: {self.context}{key!r} must be text, got {value!r}."
+            )
+        return value
+
+    def path(self, key: str, default: str) -> Path:
+        return self.root / (self.text(key) or default)
+
+    def existing(self, key: str) -> Path:
+        path = self.root / (self.text(key) or "")
+        if not path.is_file():
+            raise OpinionmapError(f"{self.where}: {self.context}{key} {path} does not exist.")
+        return path
+
+    def table(self, key: str) -> _Settings:
+        value = self.values.get(key, {})
+        if not isinstance(value, dict):
+            raise OpinionmapError(f"{self.where}: [{key}] must be a table.")
+        return _Settings(self.root, value, f"[{key}] ")
+
+
+def _report_options(report: _Settings) -> ReportOptions:
+    """``[report]`` of a project file as :class:`ReportOptions` (files read, paths checked)."""
+    from opinionmap.maps import read_boundaries
+    from opinionmap.report import read_published
+
+    table, root, where = report.values, report.root, report.where
+    check_keys(table, _REPORT_KEYS, where=str(where), context="in [report]")
+    options: dict[str, Any] = {
+        "title": report.text("title") or f"{root.resolve().name}: small-area estimates",
+        "area": report.text("area"),
+        "frame_note": report.text("frame_note"),
+        "notes": _notes(table.get("notes", []), where),
+    }
+    if (groups := table.get("groups")) is not None:
+        if not (isinstance(groups, list) and all(isinstance(g, str) for g in groups)):
+            raise OpinionmapError(f"{where}: [report] 'groups' must be a list of column names.")
+        options["groups"] = tuple(groups)
+    if report.has("published"):
+        options["published"] = read_published(report.existing("published"))
+    if (outlines := _source(table, "boundaries", root, where)) is not None:
+        file, key, name = outlines
+        options["boundaries"] = tuple(read_boundaries(file, key=key, name=name))
+    if (names := _source(table, "area_names", root, where)) is not None:
+        options["area_names"] = _area_names(*names, where)
+    if (prob := table.get("prob")) is not None:
+        if not (isinstance(prob, float) and 0 < prob < 1):
+            raise OpinionmapError(
+                f"{where}: [report] 'prob' must be between 0 and 1, got {prob!r}."
+            )
+        options["prob"] = prob
+    return ReportOptions(**options)
+
+
+def _source(
+    table: dict[str, Any], key: str, root: Path, where: Path
+) -> tuple[Path, str, str] | None:
+    """A ``{ path, key, name }`` entry of ``[report]``: the file and its two columns."""
+    value = table.get(key)
+    if value is None:
+        return None
+    if not (isinstance(value, dict) and set(value) == {"path", "key", "name"}):
         raise OpinionmapError(
-            f"{root}: no frame; write frame.csv with the population count of every cell of "
-            "the models' variables in a column named population."
+            f"{where}: [report] {key!r} must be a table {{ path = ..., key = ..., name = ... }} "
+            f"(the file, the column or attribute of the area codes, and of their names); got "
+            f"{value!r}."
         )
-    codebook = root / "codebook.toml"
-    return Project(
-        root, specs, next(iter(surveys)), codebook if codebook.is_file() else None, frames[0]
-    )
+    file = root / str(value["path"])
+    if not file.is_file():
+        raise OpinionmapError(f"{where}: [report] {key!r}: {file} does not exist.")
+    return file, str(value["key"]), str(value["name"])
+
+
+def _notes(notes: object, where: Path) -> tuple[tuple[str, str], ...]:
+    """``[[report.notes]]``: (heading, text) pairs."""
+    if not (
+        isinstance(notes, list)
+        and all(isinstance(n, dict) and set(n) == {"heading", "text"} for n in notes)
+    ):
+        raise OpinionmapError(
+            f"{where}: [[report.notes]] entries need exactly 'heading' and 'text'."
+        )
+    return tuple((str(n["heading"]), str(n["text"])) for n in notes)
+
+
+def _area_names(file: Path, key: str, name: str, where: Path) -> dict[str, str]:
+    """Area code -> display name from a CSV's two columns."""
+    import pandas as pd
+
+    try:
+        table = pd.read_csv(file, dtype=str)
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise OpinionmapError(f"{file}: cannot be read as CSV: {exc}") from exc
+    absent = [c for c in (key, name) if c not in table.columns]
+    if absent:
+        raise OpinionmapError(
+            f"{where}: [report] area_names: {file} has no column {format_values(absent)} "
+            f"(columns: {format_values(list(table.columns))})."
+        )
+    return dict(zip(table[key], table[name], strict=True))
 
 
 def _describe(spec: ModelSpec, sampling: Sampling) -> str:
@@ -283,7 +500,7 @@ def _fit_and_report(job: _Job) -> Outcome:
         warn=False,
     )
     result.save(job.out / "fits" / f"{q}.nc")
-    frame = read_frame(job.frame_path, weight=job.weight)
+    frame = read_frame(job.frame_path, weight=job.weight, codebook=survey.codebook)
     tell(FitProgress("reporting"))
     section = report_section(result, frame, job.out, survey=survey, options=job.report)
     diagnostics = result.diagnostics

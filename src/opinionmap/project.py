@@ -11,7 +11,12 @@ and writes what ``opinionmap run DIR`` needs but the frame's counts:
   MRP terms (predictors with few levels as fixed effects, others and the area as
   varying intercepts), each choice explained in a comment;
 - ``DIR/frame_template.csv``: every cell of the area and the categorical predictors,
-  with an empty ``population`` column to fill in and save as ``DIR/frame.csv``;
+  with an empty ``population`` column to fill in and save as ``DIR/frame.csv``; or,
+  given the census frame (``--frame``), a copy of it as ``DIR/frame.csv`` and, where its
+  labels differ from the survey's ("Almaty city" against "Almaty"), the suggested
+  mapping as an editable ``[recode]`` table in the codebook;
+- ``DIR/opinionmap.toml``: the report's title, with the keys for maps and published
+  figures commented out;
 - ``DIR/README.md``: the next steps.
 """
 
@@ -22,7 +27,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import product
 from pathlib import Path
 from typing import Any
@@ -30,7 +35,9 @@ from typing import Any
 import pandas as pd
 import tomli_w
 
+from opinionmap.codebook import Codebook
 from opinionmap.errors import OpinionmapError, format_values
+from opinionmap.frame import Frame, read_frame
 from opinionmap.spec import ModelSpec
 from opinionmap.survey import _MISSING_LABELS, Survey, read_file, read_survey
 
@@ -67,6 +74,8 @@ class Draft:
     guessed_outcomes: bool = False
     # the outcomes whose levels are the answers as written (the file has no labels for them)
     unlabelled: tuple[str, ...] = ()
+    # what needs a look before `run`: one line each, naming the variable and the fix
+    notes: tuple[str, ...] = ()
 
 
 def ordered_scale(levels: tuple[str, ...]) -> tuple[str, ...] | None:
@@ -100,8 +109,15 @@ def init_project(
     strata: str | None = None,
     cluster: str | None = None,
     force: bool = False,
+    frame: str | os.PathLike[str] | None = None,
+    frame_weight: str = "population",
 ) -> Draft:
     """Draft a project folder from a survey file (see the module docstring).
+
+    ``frame``: the census frame (``.csv`` or ``.parquet``, counts in ``frame_weight``),
+    copied into the folder; labels of its cells that differ from the survey's are
+    matched (:meth:`~opinionmap.Frame.suggest_recode`) and written as the codebook's
+    ``[recode]`` tables, those left unmatched named in ``Draft.notes``.
 
     ``outcomes=None`` guesses them: the columns with 2-15 distinct values one of which
     reads as a non-answer ("Don't know", "Refused", an SPSS user-missing code), as
@@ -141,9 +157,20 @@ def init_project(
             f"{len(per_area)} levels: an identifier rather than an area? Name the column "
             "of the areas to estimate (region, province, ...) with --area."
         )
+    census = (
+        None if frame is None else read_frame(frame, weight=frame_weight, codebook=survey.codebook)
+    )
+    if census is not None and area not in census.cells:
+        raise OpinionmapError(
+            f"{frame}: the frame has no column {area!r} (cell columns: "
+            f"{format_values(census.cells)}); the areas need one, named as in the survey."
+        )
+    notes = _design_notes(survey)
     staging = Path(tempfile.mkdtemp(prefix=".init-", dir=target.parent.resolve()))
     try:
-        families = _write(survey, source, staging, target, area, predictors)
+        families, frame_notes = _write(
+            survey, source, staging, target, area, predictors, census, frame_weight
+        )
         if target.exists():
             shutil.rmtree(target)
         staging.rename(target)
@@ -151,7 +178,40 @@ def init_project(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     unlabelled = tuple(q for q in outcomes if not raw[1].get(q))
-    return Draft(target, families, tuple(predictors), guessed, guessed_outcomes, unlabelled)
+    return Draft(
+        target,
+        families,
+        tuple(predictors),
+        guessed,
+        guessed_outcomes,
+        unlabelled,
+        (*notes, *frame_notes),
+    )
+
+
+def _design_notes(survey: Survey) -> list[str]:
+    """Zero weights and strata with one sampling unit: allowed, but worth a look."""
+    codebook, df = survey.codebook, survey.data
+    notes = []
+    if codebook.weight is not None:
+        zero = int((df[codebook.weight.name] == 0).sum())
+        if zero:
+            notes.append(
+                f"weight column {codebook.weight.name!r}: {zero} respondent(s) weigh 0; the "
+                "direct estimates leave them out but the models fit their answers: drop them "
+                "from the file if they are outside the population."
+            )
+    if codebook.strata is not None and codebook.cluster is not None:
+        units = df.groupby(codebook.strata.name, observed=True)[codebook.cluster.name].nunique()
+        lonely = [str(s) for s in units.index[units < 2]]
+        if lonely:
+            notes.append(
+                f"strata column {codebook.strata.name!r}: stratum(s) {format_values(lonely)} "
+                "have one sampling unit (PSU), so the direct estimates cannot measure their "
+                "variance there (they centre it on the grand mean); merge each with a similar "
+                "stratum in the file, or leave --strata out."
+            )
+    return notes
 
 
 def _guess_columns(
@@ -179,16 +239,33 @@ def _guess_columns(
 
 
 def _write(
-    survey: Survey, source: Path, folder: Path, target: Path, area: str, predictors: list[str]
-) -> dict[str, str]:
-    """Write the project into ``folder`` (renamed to ``target`` afterwards)."""
+    survey: Survey,
+    source: Path,
+    folder: Path,
+    target: Path,
+    area: str,
+    predictors: list[str],
+    census: Frame | None,
+    frame_weight: str,
+) -> tuple[dict[str, str], list[str]]:
+    """Write the project into ``folder`` (renamed to ``target`` afterwards).
+
+    Returns each outcome's family and what needs a look in the frame.
+    """
     codebook = survey.codebook
     outcomes = [v.name for v in codebook if v.role == "outcome"]
     specs = {q: _draft_spec(survey, q, area, predictors) for q in outcomes}
     # the codebook lists an ordinal outcome's levels in its scale's order, low to high
     scales = {q: spec.levels for q, (spec, _) in specs.items() if spec.family == "ordinal"}
     codebook = codebook.with_levels(scales)
+    notes: list[str] = []
+    if census is not None:
+        recode, unmatched = census.suggest_recode(codebook)
+        codebook = replace(codebook, recode=recode)
+        notes = _frame_notes(census, codebook, survey, area, predictors, unmatched)
     codebook.to_toml(folder / "codebook.toml")
+    if codebook.recode:
+        _comment_recode(folder / "codebook.toml")
     (folder / "models").mkdir()
     data = os.path.relpath(source.resolve(), (target / "models").resolve())
     families: dict[str, str] = {}
@@ -199,6 +276,19 @@ def _write(
         (folder / "models" / f"{q}.toml").write_text(lines + text, encoding="utf-8")
     categorical = [p for p in predictors if codebook[p].kind == "categorical"]
     columns = [area, *categorical]
+    if census is None:
+        _frame_template(survey, columns, folder / "frame_template.csv")
+    else:
+        assert census.source is not None
+        shutil.copyfile(census.source, folder / f"frame{census.source.suffix.lower()}")
+    (folder / "opinionmap.toml").write_text(_project_file(source, frame_weight), encoding="utf-8")
+    numeric = [p for p in predictors if p not in categorical]
+    (folder / "README.md").write_text(_readme(source, columns, numeric, census), encoding="utf-8")
+    return families, notes
+
+
+def _frame_template(survey: Survey, columns: list[str], path: Path) -> None:
+    """Every cell of ``columns`` with an empty population column (refused when huge)."""
     sizes = [len(survey.levels(c)) for c in columns]
     if math.prod(sizes) > MAX_CELLS:
         raise OpinionmapError(
@@ -207,10 +297,59 @@ def _write(
             "predictors (--predictors)."
         )
     cells = pd.DataFrame(list(product(*(survey.levels(c) for c in columns))), columns=columns)
-    cells.assign(population="").to_csv(folder / "frame_template.csv", index=False)
-    numeric = [p for p in predictors if p not in categorical]
-    (folder / "README.md").write_text(_readme(source, columns, numeric), encoding="utf-8")
-    return families
+    cells.assign(population="").to_csv(path, index=False)
+
+
+def _frame_notes(
+    census: Frame,
+    codebook: Codebook,
+    survey: Survey,
+    area: str,
+    predictors: list[str],
+    unmatched: dict[str, list[str]],
+) -> list[str]:
+    """What the census frame lacks or labels differently, after the suggested recode."""
+    where = census.source
+    notes = [
+        f"{where}: {c!r} label(s) {format_values(labels)} match none of the survey's "
+        f"levels; map each in codebook.toml's [recode.{c}] (frame label = survey label), or "
+        "they are areas or groups the survey never reached."
+        for c, labels in unmatched.items()
+    ]
+    if codebook.recode:
+        pairs = "; ".join(
+            ", ".join(f"{k!r} -> {v!r}" for k, v in m.items()) for m in codebook.recode.values()
+        )
+        notes.append(f"{where}: labels mapped onto the survey's in codebook.toml [recode]: {pairs}")
+    wanted = [area, *(p for p in predictors if codebook[p].kind == "categorical")]
+    lacking = [c for c in wanted if c not in census.cells]
+    if lacking:
+        notes.append(
+            f"{where}: no column {format_values(lacking)}; the report estimates it from the "
+            "survey (MrsP) for at most one such variable: drop the others from the formulas, "
+            "or use a frame that has them."
+        )
+    recoded = census.recode({c: m for c, m in codebook.recode.items() if c in census.cells})
+    for c in (c for c in wanted if c in census.cells):
+        absent = sorted(set(survey.levels(c)) - set(recoded.levels(c)))
+        if absent:
+            notes.append(
+                f"{where}: survey levels {format_values(absent)} of {c!r} have no cells in the "
+                "frame, so their respondents cannot be poststratified; add them, or map them "
+                f"in [recode.{c}]."
+            )
+    return notes
+
+
+def _comment_recode(path: Path) -> None:
+    """Say above the codebook's first [recode] table what it is and that it is a suggestion."""
+    text = path.read_text(encoding="utf-8")
+    head, sep, tail = text.partition("\n[recode.")
+    comment = (
+        "\n# [recode.<column>]: the frame's labels (left) mapped onto the survey's (right),\n"
+        "# suggested by opinionmap init from their spelling; check each, edit freely.\n"
+    )
+    path.write_text(head + comment + sep.lstrip("\n") + tail, encoding="utf-8")
 
 
 def _draft_spec(
@@ -274,12 +413,38 @@ def _draft_spec(
     return spec, comments
 
 
-def _readme(source: Path, columns: list[str], numeric: list[str]) -> str:
+def _project_file(source: Path, frame_weight: str) -> str:
+    weight = "" if frame_weight == "population" else tomli_w.dumps({"weight": frame_weight})
+    title = tomli_w.dumps({"title": f"{source.stem}: small-area estimates"})
+    return f"""# What `opinionmap run` reads besides models/*.toml; paths relative to this file.
+# Every key is optional: frame.csv, codebook.toml and report/ are the defaults.
+{weight}
+[report]
+{title}# Maps: a shapefile of the areas, its attribute holding the area codes as the survey
+# spells them, and the one holding their names.
+# boundaries = {{ path = "areas.shp", key = "ADM1_PCODE", name = "ADM1_EN" }}
+# Published national figures, shown beside the estimates: question,category,percent.
+# published = "published.csv"
+# groups = ["sex", "age"]      # breakdowns besides the area (default: the predictors)
+"""
+
+
+def _readme(source: Path, columns: list[str], numeric: list[str], census: Frame | None) -> str:
+    where = " x ".join(columns)
     note = (
-        f"\nNumeric predictors ({', '.join(numeric)}) are not in the template: add their "
+        f"\nNumeric predictors ({', '.join(numeric)}) are not in the frame: add their "
         "value for each cell (e.g. its mean), or drop them from the formulas.\n"
         if numeric
         else ""
+    )
+    frame = (
+        f"Fill in `frame_template.csv` with the population count of every cell\n"
+        f"   ({where}) and save it as `frame.csv` (or build it from census tables\n"
+        "   with `opinionmap frame rake`)."
+        if census is None
+        else f"`frame.csv` is a copy of {census.source}; check `[recode]` in `codebook.toml`\n"
+        "   (the frame's labels mapped onto the survey's) with\n"
+        "   `opinionmap frame check frame.csv --codebook codebook.toml`."
     )
     return f"""# opinionmap project for {source.name}
 
@@ -289,8 +454,7 @@ Drafted by `opinionmap init`. Next steps:
    codes (labels such as "Don't know" and the file's user-missing values are drafted as
    missing).
 2. Check `models/*.toml`: one question each; the comments say why each choice was made.
-3. Fill in `frame_template.csv` with the population count of every cell
-   ({" x ".join(columns)}) and save it as `frame.csv` (or build it from census tables
-   with `opinionmap frame rake`).{note}
-4. `opinionmap run .` fits every question and writes `report/report.html`.
+3. {frame}{note}
+4. `opinionmap.toml` holds the report's title; add boundaries there for maps.
+5. `opinionmap run .` fits every question and writes `report/report.html`.
 """

@@ -702,15 +702,28 @@ def _read_labelled(
         for column in df.columns:
             if pd.api.types.is_string_dtype(df[column]):
                 df[column] = df[column].where(df[column] != "")  # SPSS/Stata blank text
-        labels = dict(meta.variable_value_labels)
+        labels = {c: dict(m) for c, m in meta.variable_value_labels.items()}
         return df, labels, _user_missing(df, meta, labels)
 
     return read
 
 
 def _user_missing(df: pd.DataFrame, meta: Any, labels: _ValueLabels) -> _UserMissing:
-    """The labels of the values an SPSS file declares user-missing, per column."""
+    """The labels of the values a file declares missing, per column.
+
+    SPSS user-missing values (``missing_ranges``) and Stata's extended missing values
+    ``.a``-``.z`` (read as the letters; one without a value label is labelled ``".a"``,
+    so that it reads as Stata writes it).
+    """
     out: _UserMissing = {}
+    for column, letters in dict(getattr(meta, "missing_user_values", None) or {}).items():
+        if column not in df.columns:
+            continue
+        named = labels.setdefault(column, {})
+        for letter in letters:
+            if isinstance(letter, str):
+                label = named.setdefault(letter, f".{letter}")
+                out.setdefault(column, set()).add(_label(label))
     ranges = dict(getattr(meta, "missing_ranges", None) or {})
     for column, spans in ranges.items():
         if column not in df.columns:
