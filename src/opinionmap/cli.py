@@ -23,11 +23,13 @@ from opinionmap import __version__
 from opinionmap.errors import OpinionmapError
 
 if TYPE_CHECKING:
+    from opinionmap.codebook import Codebook
     from opinionmap.diagnostics import Diagnostics
+    from opinionmap.joint import JointResult
     from opinionmap.pipeline import Outcome
     from opinionmap.progress import FitProgress
     from opinionmap.results import FitResult
-    from opinionmap.spec import ModelSpec
+    from opinionmap.spec import ModelSpec, Sampling
     from opinionmap.survey import Survey
 
 app = typer.Typer(
@@ -64,7 +66,7 @@ StrictOption = Annotated[
 ]
 
 
-def _gate(result: FitResult, strict: bool) -> None:
+def _gate(result: FitResult | JointResult, strict: bool) -> None:
     """Print a failed fit's verdict to stderr; under ``--strict`` stop with status 3."""
     if result.converged:
         return
@@ -320,6 +322,7 @@ def fit_command(
     """
     from opinionmap._io import check_writable
     from opinionmap.fitting import FitInterrupted, fit
+    from opinionmap.joint import is_joint_spec
     from opinionmap.spec import Sampling
 
     try:
@@ -334,6 +337,9 @@ def fit_command(
             target_accept=target_accept,
             adaptation=adaptation,
         )
+        if is_joint_spec(spec_path):
+            _gate(_fit_joint(spec_path, out, data, codebook, sampling, progress), strict)
+            return
         spec, survey, data_path = _spec_and_survey(spec_path, data, codebook, "fit")
         typer.echo(f"fitting {spec.outcome} ({spec.family}) on {data_path} ...")
         try:
@@ -354,6 +360,45 @@ def fit_command(
     if result.converged:
         _echo_verdict(result.diagnostics)
     _gate(result, strict)
+
+
+def _fit_joint(
+    spec_path: Path,
+    out: Path,
+    data: Path | None,
+    codebook: Path | None,
+    sampling: Sampling,
+    progress: bool,
+) -> JointResult:
+    """Fit and save a joint spec (several questions, one model); print what was fitted."""
+    from opinionmap.joint import fit_joint, read_joint_spec
+    from opinionmap.spec import Sampling
+
+    spec = read_joint_spec(spec_path)
+    data_path = data or spec.base.data
+    if data_path is None:
+        raise OpinionmapError(
+            f"{spec_path}: no data to fit: give --data PATH or a 'data' key in the spec."
+        )
+    survey = _read_survey(Path(data_path), codebook)
+    typer.echo(
+        f"fitting {', '.join(spec.outcomes)} jointly ({spec.base.family}, trait of "
+        f"{spec.trait} dimension(s)) on {data_path} ..."
+    )
+    try:
+        result = fit_joint(spec, survey, sampling=sampling, progress=progress, warn=False)
+    except KeyboardInterrupt:
+        _interrupted(out, None)
+    result.save(out)
+    jd, settings = result.design, Sampling.from_attrs(result.tree.attrs)
+    typer.echo(
+        f"wrote {out}: {jd.n_respondents} respondents ({jd.dropped} who answered none of the "
+        f"questions dropped) in {jd.design.n_cells} cells, {len(jd.row_cell)} (cell, answers) "
+        f"pairs, {settings.chains} chains x {settings.draws} draws, seed {settings.seed}"
+    )
+    if result.converged:
+        _echo_verdict(result.diagnostics)
+    return result
 
 
 def _names(text: str) -> list[str]:
@@ -555,6 +600,14 @@ def poststratify_command(
             help="A hurdle model's shares of those answering (its non-answer code left out).",
         ),
     ] = False,
+    joint: Annotated[
+        str | None,
+        typer.Option(
+            "--joint",
+            help="A joint model's share giving every answer of a pattern, e.g. "
+            "'presence_usa=less,presence_russia=more': one row per group.",
+        ),
+    ] = None,
     codebook: Annotated[
         Path | None,
         typer.Option(
@@ -569,17 +622,26 @@ def poststratify_command(
     from opinionmap.codebook import read_codebook
     from opinionmap.design import NEW_LEVELS, merged_line
     from opinionmap.frame import read_frame
+    from opinionmap.joint import is_joint_fit
     from opinionmap.poststratification import MRP, poststratify
     from opinionmap.results import load
 
     try:
         _check_outputs(out, None)
+        book = read_codebook(codebook) if codebook is not None else None
+        if is_joint_fit(fit_path):
+            _poststratify_joint(fit_path, frame_path, out, weight, by, joint, prob, book, strict)
+            return
+        if joint is not None:
+            raise OpinionmapError(
+                f"{fit_path}: --joint asks for a pattern of answers to several questions; this "
+                "fit models one question (fit a joint spec: outcomes = [...])."
+            )
         if new_levels not in NEW_LEVELS:
             raise OpinionmapError(f"--new-levels must be 'error' or 'sample', got {new_levels!r}.")
         result = load(fit_path)
         columns = _by_columns(by, result)
         _gate(result, strict)
-        book = read_codebook(codebook) if codebook is not None else None
         frame = read_frame(frame_path, weight=weight, codebook=book)
         with _warnings_to_stderr():
             estimates = poststratify(
@@ -622,6 +684,34 @@ def poststratify_command(
             for r in overall.itertuples()
         )
     )
+
+
+def _poststratify_joint(
+    fit_path: Path,
+    frame_path: Path,
+    out: Path,
+    weight: str,
+    by: str | None,
+    joint: str | None,
+    prob: float | None,
+    codebook: Codebook | None,
+    strict: bool,
+) -> None:
+    """Poststratify a joint fit: each question's shares (an ``outcome`` column) or a pattern's."""
+    from opinionmap._io import write_table
+    from opinionmap.frame import read_frame
+    from opinionmap.joint import load_joint, poststratify_joint
+
+    result = load_joint(fit_path)
+    _gate(result, strict)
+    area = result.design.area
+    columns = ([area] if area else []) if by is None else _names(by)
+    frame = read_frame(frame_path, weight=weight, codebook=codebook)
+    estimates = poststratify_joint(result, frame, by=columns, joint=joint)
+    table = estimates.pattern_summary(prob) if joint else estimates.summary(prob)
+    write_table(table, out)
+    what = f"pattern {estimates.pattern_label}" if joint else "question x category"
+    typer.echo(f"wrote {out}: {len(table)} rows ({', '.join(columns) or 'population'} x {what})")
 
 
 @app.command("report")

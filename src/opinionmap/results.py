@@ -185,6 +185,11 @@ def load(
     source = Path(path)
     tree = _read_tree(source)
     attrs = tree.attrs
+    if "opinionmap_joint" in attrs:
+        raise ProvenanceError(
+            f"{source}: holds a joint model of several questions; read it with "
+            "opinionmap.joint.load_joint."
+        )
     try:
         design = Design.from_tree(tree)
     except DesignError as exc:

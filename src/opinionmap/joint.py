@@ -1,0 +1,995 @@
+"""One model of several questions: correlated area effects and a respondent trait.
+
+A battery of questions that share their answers' scale (the presence of Russia, the
+USA, China, the EU and Muslim countries wanted: less, the same, more) is fitted as one
+model instead of one model per question. For respondent ``i`` and question ``k``
+
+    eta_ik = x_i' beta_k + sum_g u_g[g(i), k] + lambda_k' theta_i,
+
+answered through the question's own cumulative link (ordinal: its own cutpoints) or
+logit (bernoulli: its own intercept), where
+
+- ``u_g[l, :] ~ N(0, diag(sigma_g) R_g diag(sigma_g))``, ``R_g ~ LKJ(2)``: a grouping
+  term's effects (a region's, say) are correlated across the questions; ``R_g`` is
+  reported as ``cor_<term>`` labelled by question;
+- ``theta_i ~ N(0, I_D)`` is a respondent's trait (``D`` = 1 by default, 2 optional),
+  ``lambda_k`` the question's loadings (the first question's first loading positive, and
+  with two dimensions the first question loading on the first only, so the trait's
+  sign and rotation are fixed), which makes answers dependent within a respondent.
+
+Respondents who share their covariate cell and their answers (one "pattern", a
+question they did not answer written ``.``) have the same likelihood, integrated over
+the trait by Gauss-Hermite quadrature, so the likelihood is evaluated once per
+(cell, pattern) and weighted by its respondents: exact up to the quadrature, whose
+nodes (20 for one dimension, 12 x 12 for two) keep its error far below the sampling
+noise (tested against 60 nodes). A question left unanswered (its missing codes, a
+blank) contributes nothing for that respondent; a respondent who answered none is
+dropped and counted.
+
+Estimands are the population's: a question's share of each answer (the trait
+integrated out, not set to 0) and the share giving a pattern of answers to several
+questions, by area and group, draw by draw, weighted by the frame's counts
+(:func:`poststratify_joint`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from scipy.special import expit, log_ndtr, logsumexp
+
+from opinionmap.design import Design, DesignError, as_frame, build_design
+from opinionmap.diagnostics import ConvergenceWarning, Diagnostics, diagnose
+from opinionmap.errors import OpinionmapError, check_keys, format_values
+from opinionmap.results import checksum
+from opinionmap.spec import ModelSpec, Sampling, SpecError
+from opinionmap.summaries import interval_prob, summarise_draws
+
+if TYPE_CHECKING:
+    import pymc as pm
+
+    from opinionmap.frame import Frame
+
+__all__ = [
+    "JointDesign",
+    "JointEstimates",
+    "JointResult",
+    "JointSpec",
+    "build_joint_design",
+    "fit_joint",
+    "is_joint_fit",
+    "is_joint_spec",
+    "load_joint",
+    "parse_pattern",
+    "poststratify_joint",
+    "read_joint_spec",
+]
+
+# the design's outcome column: each respondent's answers to every question, as one label
+PATTERN = "opinionmap_pattern"
+# how a pattern label writes a question left unanswered, and separates the questions
+UNANSWERED = "."
+SEPARATOR = "|"
+# keys a joint spec has besides a spec's
+_JOINT_TOP = ("outcomes", "joint")
+_JOINT_KEYS = ("trait", "quadrature")
+# the attribute that marks a saved fit as a joint model's (its spec, as JSON)
+JOINT_ATTR = "opinionmap_joint"
+# Gauss-Hermite nodes per trait dimension
+QUADRATURE = {0: 1, 1: 20, 2: 12}
+# values held at once when poststratifying: draws x cells x questions x answers x nodes
+_CHUNK_VALUES = 4_000_000
+
+
+@dataclass(frozen=True)
+class JointSpec:
+    """Several questions sharing one right-hand side, family and answers.
+
+    ``base`` is the shared model as a one-question spec (the first question on the
+    left of the formula), which carries the family, link, answers, missing codes,
+    priors, area covariates, sampling settings and the survey file.
+    """
+
+    outcomes: tuple[str, ...]
+    base: ModelSpec
+    trait: int = 1
+    quadrature: int | None = None
+    source: Path | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        where = str(self.source or "<joint spec>")
+        if len(self.outcomes) < 2 or len(set(self.outcomes)) != len(self.outcomes):
+            raise SpecError(
+                f"{where}: outcomes must list two or more different questions, got "
+                f"{format_values(self.outcomes)}."
+            )
+        if self.base.family not in ("ordinal", "bernoulli"):
+            raise SpecError(
+                f"{where}: a joint model joins ordinal or bernoulli questions (one linear "
+                f"predictor each); {format_values(self.outcomes)} are {self.base.family}: fit "
+                "them one by one."
+            )
+        if self.base.hurdle is not None or self.base.merge_below is not None:
+            raise SpecError(
+                f"{where}: [outcome] hurdle and merge_below apply to one-question models; "
+                "a joint model drops each question's missing codes instead."
+            )
+        if isinstance(self.trait, bool) or self.trait not in QUADRATURE:
+            raise SpecError(
+                f"{where}: [joint] trait = {self.trait!r}: give 0 (none), 1 or 2 dimensions."
+            )
+        if self.trait == 2 and len(self.outcomes) < 3:
+            raise SpecError(f"{where}: a two-dimensional trait needs three or more questions.")
+        if self.quadrature is not None and (
+            isinstance(self.quadrature, bool)
+            or not isinstance(self.quadrature, int)
+            or self.quadrature < 3
+        ):
+            raise SpecError(
+                f"{where}: [joint] quadrature = {self.quadrature!r}: give the nodes per trait "
+                "dimension, a whole number of 3 or more."
+            )
+        for term in self.base.group_terms:
+            if term.slopes or term.correlated is not None or not term.intercept:
+                raise SpecError(
+                    f"{where}: term {term.written!r}: a joint model takes varying intercepts "
+                    "(1 | g), correlated across the questions; drop the slopes or the ID."
+                )
+        if self.base.priors.structure:
+            raise SpecError(
+                f"{where}: [priors.structure] is not available in a joint model; its area "
+                "effects are correlated across the questions instead."
+            )
+        clash = [q for q in self.outcomes if q in self.base.variables]
+        if clash:
+            raise SpecError(
+                f"{where}: {format_values(clash)} is both a question and a predictor; a model "
+                "cannot explain a column by itself."
+            )
+
+    @property
+    def rhs(self) -> str:
+        """The shared right-hand side of the formula."""
+        return self.base.formula.split("~", 1)[1].strip()
+
+    @property
+    def nodes(self) -> int:
+        """Gauss-Hermite nodes per trait dimension."""
+        return self.quadrature or QUADRATURE[self.trait]
+
+    def to_json(self) -> str:
+        """The spec as JSON (stored in a saved fit)."""
+        return json.dumps(
+            {
+                "outcomes": list(self.outcomes),
+                "trait": self.trait,
+                "quadrature": self.quadrature,
+                "base": self.base.to_json(),
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> JointSpec:
+        """Inverse of :meth:`to_json`."""
+        raw = json.loads(text)
+        base = ModelSpec.from_json(raw["base"])
+        return cls(tuple(raw["outcomes"]), base, raw["trait"], raw["quadrature"])
+
+    def pattern_spec(self, patterns: Sequence[str]) -> ModelSpec:
+        """The spec whose design aggregates respondents to (cell, pattern of answers)."""
+        return replace(
+            self.base,
+            formula=f"{PATTERN} ~ {self.rhs}",
+            family="categorical",
+            link="logit",
+            levels=tuple(patterns),
+            missing=(),
+        )
+
+
+def is_joint_spec(path: str | os.PathLike[str]) -> bool:
+    """Whether a spec file is a joint spec (it lists ``outcomes``)."""
+    try:
+        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError):
+        return False
+    return "outcomes" in raw
+
+
+def is_joint_fit(path: str | os.PathLike[str]) -> bool:
+    """Whether a saved fit is a joint model's (read from the file's attributes only)."""
+    import h5py
+
+    try:
+        with h5py.File(Path(path), "r") as fh:
+            return JOINT_ATTR in fh.attrs
+    except OSError:
+        return False
+
+
+def read_joint_spec(path: str | os.PathLike[str]) -> JointSpec:
+    """Read a joint spec: a spec file with ``outcomes = [...]`` and ``formula = "~ ..."``.
+
+    Besides a spec's keys, ``outcomes`` (the questions, two or more) and an optional
+    ``[joint]`` table: ``trait`` (dimensions of the respondent trait: 0, 1 (default)
+    or 2) and ``quadrature`` (Gauss-Hermite nodes per dimension). ``[outcome]``
+    gives the answers every question shares and their missing codes.
+
+    Raises
+    ------
+    SpecError
+        Naming the file, the key and the fix.
+    """
+    source = Path(path)
+    if not source.is_file():
+        raise SpecError(f"{source}: no such spec file.")
+    try:
+        raw = tomllib.loads(source.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"{source}: not valid TOML: {exc}") from exc
+    outcomes = raw.get("outcomes")
+    if not (isinstance(outcomes, list) and all(isinstance(q, str) and q for q in outcomes)):
+        raise SpecError(
+            f'{source}: outcomes must list the questions, e.g. outcomes = ["q1", "q2"]; '
+            f"got {outcomes!r}."
+        )
+    formula = raw.get("formula")
+    if not (isinstance(formula, str) and formula.strip().startswith("~")):
+        raise SpecError(
+            f"{source}: a joint spec's formula is the right-hand side its questions share, "
+            f'e.g. formula = "~ 1 + sex + (1 | region)"; got {formula!r}.'
+        )
+    joint = raw.get("joint", {})
+    if not isinstance(joint, Mapping):
+        raise SpecError(f"{source}: [joint] must be a table (trait, quadrature).")
+    check_keys(joint, _JOINT_KEYS, where=str(source), context="in [joint]", error=SpecError)
+    rest = {k: v for k, v in raw.items() if k not in _JOINT_TOP}
+    rest["formula"] = f"{outcomes[0] if outcomes else 'q'} ~ {formula.strip()[1:].strip()}"
+    base = ModelSpec.from_dict(rest, source=source, base=source.parent)
+    return JointSpec(
+        tuple(outcomes),
+        base,
+        trait=joint.get("trait", 1),
+        quadrature=joint.get("quadrature"),
+        source=source,
+    )
+
+
+@dataclass(frozen=True)
+class JointDesign:
+    """A joint model's data: covariate cells, and each (cell, pattern) with its respondents.
+
+    ``design`` is the covariate design (cells' fixed-effect matrix and group indices,
+    built for the pattern of answers as its outcome); ``row_cell``, ``answers`` and
+    ``row_count`` give each distinct (cell, pattern): its cell, the answer to each
+    question by position in the levels (``-1`` not answered) and its respondents.
+    """
+
+    spec: JointSpec
+    design: Design
+    row_cell: np.ndarray = field(repr=False)
+    answers: np.ndarray = field(repr=False)
+    row_count: np.ndarray = field(repr=False)
+    dropped: int = 0
+    area: str | None = None
+
+    @property
+    def n_respondents(self) -> int:
+        """Respondents who answered at least one question."""
+        return int(self.row_count.sum())
+
+    def answered(self) -> pd.Series:
+        """Respondents who answered each question."""
+        counts = ((self.answers >= 0) * self.row_count[:, None]).sum(axis=0)
+        return pd.Series(counts, index=list(self.spec.outcomes), name="respondents")
+
+
+def build_joint_design(spec: JointSpec, survey: Any) -> JointDesign:
+    """Aggregate a survey to (covariate cell, pattern of answers) for a joint spec.
+
+    Raises
+    ------
+    DesignError
+        A question the survey lacks; an answer that is neither a level nor a missing
+        code (naming the question, the answers and the fix); an answer nobody gave to
+        a question; no respondent answering more than one question.
+    """
+    df, source = as_frame(survey)
+    where = source or "<data>"
+    absent = [q for q in spec.outcomes if q not in df.columns]
+    if absent:
+        raise DesignError(
+            f"{where}: the joint spec's question(s) {format_values(absent)} are not columns of "
+            f"the survey; columns: {format_values(list(df.columns), limit=40)}."
+        )
+    levels, missing = spec.base.levels, set(spec.base.missing)
+    codes = np.column_stack(
+        [_answer_codes(df[q], q, levels, missing, where) for q in spec.outcomes]
+    )
+    answered = (codes >= 0).sum(axis=1)
+    if not (answered > 1).any():
+        raise DesignError(
+            f"{where}: no respondent answered more than one of {format_values(spec.outcomes)}; "
+            "a joint model learns from answers given together. Fit them one by one."
+        )
+    keep = answered > 0
+    for k, q in enumerate(spec.outcomes):
+        given = np.bincount(codes[keep, k][codes[keep, k] >= 0], minlength=len(levels))
+        if (given == 0).any():
+            unused = [lv for lv, n in zip(levels, given, strict=True) if n == 0]
+            raise DesignError(
+                f"{where}: nobody answered {q!r} with {format_values(unused)}; a joint model "
+                "needs every answer given to every question (drop the level from [outcome] "
+                "levels, or fit the question apart)."
+            )
+    labels = np.array([_pattern_label(row) for row in codes[keep]], dtype=object)
+    patterns = tuple(sorted(set(labels)))
+    data = df.loc[keep].assign(**{PATTERN: labels})
+    design = build_design(spec.pattern_spec(patterns), data)
+    area = getattr(survey, "area", None)
+    return _joint_design(
+        spec, design, dropped=int((~keep).sum()), area=area if isinstance(area, str) else None
+    )
+
+
+def _joint_design(spec: JointSpec, design: Design, dropped: int, area: str | None) -> JointDesign:
+    """The (cell, pattern) rows of a pattern design."""
+    cell, pattern = np.nonzero(design.counts)
+    decoded = np.array([_decode(p) for p in design.categories], dtype=np.int64)
+    return JointDesign(
+        spec,
+        design,
+        row_cell=cell.astype(np.int64),
+        answers=decoded.reshape(len(design.categories), -1)[pattern],
+        row_count=design.counts[cell, pattern].astype(np.int64),
+        dropped=dropped,
+        area=area,
+    )
+
+
+def _answer_codes(
+    column: pd.Series, question: str, levels: tuple[str, ...], missing: set[str], where: str
+) -> np.ndarray:
+    """Each respondent's answer by position in ``levels``; -1 for a missing code or a blank."""
+    text = column.astype(object).where(column.notna(), None)
+    values = [None if v is None else str(v) for v in text]
+    known = {lv: i for i, lv in enumerate(levels)}
+    odd = sorted({v for v in values if v is not None and v not in known and v not in missing})
+    if odd:
+        raise DesignError(
+            f"{where}: question {question!r} has answers {format_values(odd)} that are neither "
+            f"levels {format_values(levels)} nor missing codes "
+            f"{format_values(sorted(missing)) or 'none'}; add them to [outcome] missing, or "
+            "recode them."
+        )
+    return np.array([known.get(v, -1) if v is not None else -1 for v in values], dtype=np.int64)
+
+
+def _pattern_label(codes: np.ndarray) -> str:
+    return SEPARATOR.join(str(int(c)) if c >= 0 else UNANSWERED for c in codes)
+
+
+def _decode(label: str) -> list[int]:
+    return [-1 if part == UNANSWERED else int(part) for part in label.split(SEPARATOR)]
+
+
+def quadrature(dims: int, nodes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Gauss-Hermite nodes (Q, dims) and log-weights (Q,) for an integral over N(0, I).
+
+    Examples
+    --------
+    >>> x, logw = quadrature(1, 20)
+    >>> round(float(np.exp(logw) @ x[:, 0] ** 2), 10)  # E[theta^2] = 1
+    1.0
+    """
+    if dims == 0:
+        return np.zeros((1, 0)), np.zeros(1)
+    x, w = np.polynomial.hermite_e.hermegauss(nodes)
+    w = w / w.sum()
+    grids = np.meshgrid(*([x] * dims), indexing="ij")
+    weights = np.meshgrid(*([w] * dims), indexing="ij")
+    points = np.column_stack([g.ravel() for g in grids])
+    return points, np.log(np.prod([g.ravel() for g in weights], axis=0))
+
+
+def build_joint_model(jd: JointDesign) -> pm.Model:
+    """The PyMC model of a joint design (see the module docstring)."""
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    from opinionmap.model import _lkj_covariance, ordinal_logp
+
+    spec, design = jd.spec, jd.design
+    base = spec.base
+    k = len(spec.outcomes)
+    coords: dict[str, Any] = {
+        "outcome": list(spec.outcomes),
+        "outcome_": list(spec.outcomes),
+        "coef": list(design.coef_names),
+        **{g.dim: list(g.levels) for g in design.groups},
+    }
+    if base.family == "ordinal":
+        coords["cutpoint"] = list(range(len(base.levels) - 1))
+    if spec.trait:
+        coords["trait"] = list(range(spec.trait))
+    with pm.Model(coords=coords) as model:
+        x = design.X
+        eta = pt.zeros((design.n_cells, k))
+        if x.shape[1]:
+            scale = np.full(x.shape[1], base.priors.fixed)
+            if base.priors.fixed_autoscale:
+                scale = scale / np.where(design.x_sd > 0, design.x_sd, 1.0)
+            beta = pm.Normal("beta", 0.0, scale[None, :], dims=("outcome", "coef"))
+            eta = eta + pt.as_tensor_variable(x) @ beta.T
+        if base.family == "bernoulli":
+            intercept = pm.Normal("Intercept", 0.0, base.priors.intercept, dims="outcome")
+            eta = eta + intercept[None, :]
+        else:
+            cutpoints = pm.Normal(
+                "cutpoints",
+                0.0,
+                base.priors.cutpoints,
+                dims=("outcome", "cutpoint"),
+                transform=pm.distributions.transforms.ordered,
+                initval=np.tile(np.linspace(-1.0, 1.0, len(base.levels) - 1), (k, 1)),
+            )
+        for g in design.groups:
+            chol, corr, sds = _lkj_covariance(f"chol_{g.name}", k, base.priors.group_sd_for(g.name))
+            pm.Deterministic(f"sigma_{g.name}", sds, dims="outcome")
+            pm.Deterministic(f"cor_{g.name}", corr, dims=("outcome", "outcome_"))
+            z = pm.ZeroSumNormal(f"z_{g.name}", sigma=1.0, dims=("outcome", g.dim))
+            u = pm.Deterministic(f"u_{g.name}", (chol @ z).T, dims=(g.dim, "outcome"))
+            eta = eta + u[pt.as_tensor_variable(g.index)]
+        points, logw = quadrature(spec.trait, spec.nodes)
+        rows = eta[pt.as_tensor_variable(jd.row_cell)]  # (R, K)
+        shifted = rows[:, :, None] + pt.zeros((1, 1, len(logw)))
+        if spec.trait:
+            loading = _loadings(spec.trait, k)
+            # (K, D) @ (D, Q) -> (K, Q): each node's shift of each question
+            shifted = shifted + (loading @ pt.as_tensor_variable(points.T))[None, :, :]
+        n_rows, q = len(jd.row_cell), len(logw)
+        total = pt.zeros((n_rows, q))
+        for j in range(k):
+            answer = jd.answers[:, j]
+            given = answer >= 0
+            if not given.any():
+                continue
+            flat = shifted[:, j, :].reshape((n_rows * q,))
+            if base.family == "ordinal":
+                logp = ordinal_logp(flat, cutpoints[j], base.link)
+            else:
+                log_f = _pt_log_cdf(base.link)
+                logp = pt.stack([log_f(-flat), log_f(flat)], axis=1)
+            pick = np.repeat(np.where(given, answer, 0), q)
+            chosen = logp[pt.arange(n_rows * q), pick].reshape((n_rows, q))
+            total = total + chosen * given[:, None]
+        per_row = pt.logsumexp(total + logw[None, :], axis=1)
+        pm.Potential("loglik", pt.sum(per_row * jd.row_count))
+    return model
+
+
+def _loadings(dims: int, k: int) -> Any:
+    """Loadings (K, D), identified so that no sign flip or rotation leaves the likelihood.
+
+    The first question's first loading is positive; with two dimensions the first
+    question loads on the first only and the second question's second loading is positive.
+    """
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    first = pm.HalfNormal("loading_first", 1.0)
+    if dims == 1:
+        rest = pm.Normal("loading_rest", 0.0, 1.0, shape=(k - 1,))
+        values = pt.concatenate([first[None], rest])[:, None]
+    else:
+        second = pm.HalfNormal("loading_second", 1.0)
+        rest = pm.Normal("loading_rest", 0.0, 1.0, shape=(2 * k - 3,))
+        rows = [
+            pt.stack([first, pt.zeros(())]),
+            pt.stack([rest[0], second]),
+            *(pt.stack([rest[1 + 2 * i], rest[2 + 2 * i]]) for i in range(k - 2)),
+        ]
+        values = pt.stack(rows)
+    return pm.Deterministic("loading", values, dims=("outcome", "trait"))
+
+
+def _pt_log_cdf(link: str) -> Any:
+    from opinionmap.model import _log_cdf
+
+    return _log_cdf(link)
+
+
+@dataclass(frozen=True)
+class JointResult:
+    """A fitted joint model: its design, posterior (a DataTree) and convergence diagnostics."""
+
+    spec: JointSpec
+    design: JointDesign
+    tree: xr.DataTree = field(repr=False)
+    diagnostics: Diagnostics
+
+    @property
+    def posterior(self) -> xr.Dataset:
+        """The posterior draws."""
+        return self.tree["posterior"].to_dataset()
+
+    @property
+    def converged(self) -> bool:
+        """Whether every convergence check passed."""
+        return self.diagnostics.converged
+
+    @property
+    def verdict(self) -> str:
+        """One line: converged, or what failed."""
+        return self.diagnostics.verdict()
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the fit as netCDF (h5netcdf), atomically; :func:`load_joint` reads it."""
+        from opinionmap._io import atomic_path
+
+        target = Path(path)
+        with atomic_path(target) as tmp:
+            self.tree.to_netcdf(tmp, engine="h5netcdf")
+        return target
+
+    def correlations(self, term: str, prob: float | None = None) -> pd.DataFrame:
+        """The posterior of a term's correlations across questions: one row per pair.
+
+        Columns ``question_a``, ``question_b``, ``mean``, ``sd``, ``lower``, ``upper``.
+        """
+        name = f"cor_{term}"
+        if name not in self.posterior:
+            terms = [g.name for g in self.design.design.groups]
+            raise OpinionmapError(
+                f"no term {term!r} in this joint model; its terms: {format_values(terms)}."
+            )
+        draws = self.posterior[name].stack(sample=("chain", "draw")).transpose("sample", ...)
+        values = draws.values
+        rows = []
+        outcomes = self.spec.outcomes
+        for a in range(len(outcomes)):
+            for b in range(a + 1, len(outcomes)):
+                rows.append((outcomes[a], outcomes[b], values[:, a, b]))
+        table = _summary(np.column_stack([r[2] for r in rows]), prob)
+        table.insert(0, "question_b", [r[1] for r in rows])
+        table.insert(0, "question_a", [r[0] for r in rows])
+        return table
+
+    def loadings(self, prob: float | None = None) -> pd.DataFrame:
+        """The posterior of each question's trait loadings: one row per question and dimension."""
+        if "loading" not in self.posterior:
+            raise OpinionmapError("this joint model has no respondent trait ([joint] trait = 0).")
+        draws = self.posterior["loading"].stack(sample=("chain", "draw")).transpose("sample", ...)
+        values = draws.values.reshape(draws.shape[0], -1)
+        table = _summary(values, prob)
+        dims = self.spec.trait
+        table.insert(0, "dimension", [d for _ in self.spec.outcomes for d in range(dims)])
+        table.insert(0, "question", [q for q in self.spec.outcomes for _ in range(dims)])
+        return table
+
+
+def fit_joint(
+    spec: JointSpec,
+    survey: Any,
+    *,
+    sampling: Sampling | None = None,
+    random_seed: int | None = None,
+    progress: bool = False,
+    warn: bool = True,
+) -> JointResult:
+    """Fit a joint model with nutpie (as :func:`~opinionmap.fit`'s defaults) and check it.
+
+    ``sampling`` is laid over the spec's ``[sampling]``; ``random_seed`` over both.
+    A fit that did not converge warns (:class:`~opinionmap.ConvergenceWarning`) unless
+    ``warn`` is false; its verdict says what failed.
+    """
+    import nutpie
+    import pytensor
+
+    from opinionmap._compile_cache import compile_pymc_model
+    from opinionmap.fitting import _complete_draws
+
+    settings = spec.base.sampling.merged(sampling, seed=random_seed).resolved(spec.base.family)
+    if settings.sampler != "nutpie":
+        raise OpinionmapError(
+            f"a joint model samples with nutpie; sampler {settings.sampler!r} is not available."
+        )
+    jd = build_joint_design(spec, survey)
+    with pytensor.config.change_flags(numba__fastmath=False), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*BLAS.*", category=UserWarning)
+        compiled = compile_pymc_model(build_joint_model(jd))
+    sampled = nutpie.sample(
+        compiled,
+        draws=settings.draws,
+        tune=settings.tune,
+        chains=settings.chains,
+        cores=settings.cores,
+        seed=settings.seed,
+        save_warmup=False,
+        progress_bar=progress,
+        target_accept=settings.target_accept,
+        adaptation=settings.adaptation,
+    )
+    stats = sampled["sample_stats"].to_dataset()
+    stats = stats[[v for v in stats.data_vars if stats[v].dtype != object]]
+    tree = xr.DataTree.from_dict(
+        {"posterior": sampled["posterior"].to_dataset(), "sample_stats": stats}
+    )
+    posterior, stats, _ = _complete_draws(tree, settings)
+    posterior = posterior.drop_vars([v for v in posterior.data_vars if str(v).startswith("z_")])
+    loglik = joint_log_likelihood(spec, jd, posterior)
+    shape = (posterior.sizes["chain"], posterior.sizes["draw"], -1)
+    groups = {
+        "posterior": posterior,
+        "sample_stats": stats,
+        "log_likelihood": xr.Dataset(
+            {"patterns": (("chain", "draw", "pattern_row"), loglik.reshape(shape))}
+        ),
+    }
+    stored = jd.design.to_tree()
+    groups.update({name: node.to_dataset() for name, node in stored.children.items()})
+    tree = xr.DataTree.from_dict(groups)
+    tree.attrs.update({str(k): v for k, v in stored.attrs.items()})
+    tree.attrs.update(settings.to_attrs())
+    tree.attrs[JOINT_ATTR] = spec.to_json()
+    tree.attrs["opinionmap_joint_dropped"] = jd.dropped
+    if jd.area is not None:
+        tree.attrs["opinionmap_area"] = jd.area
+    tree.attrs["opinionmap_checksum"] = checksum(tree)
+    result = JointResult(spec, jd, tree, diagnose(tree, warn=False))
+    if warn and not result.converged:
+        warnings.warn(result.verdict, ConvergenceWarning, stacklevel=2)
+    return result
+
+
+@dataclass(frozen=True)
+class _Draws:
+    """A joint fit's draws, flattened over (chain, draw)."""
+
+    beta: np.ndarray | None  # (S, K, p)
+    intercept: np.ndarray | None  # (S, K)
+    cutpoints: np.ndarray | None  # (S, K, C-1)
+    effects: dict[str, np.ndarray]  # term -> (S, L, K)
+    loading: np.ndarray | None  # (S, K, D)
+
+    @classmethod
+    def of(cls, post: xr.Dataset, jd: JointDesign) -> _Draws:
+
+        def flat(name: str) -> np.ndarray | None:
+            if name not in post:
+                return None
+            da = post[name]
+            values = da.values
+            return values.reshape(values.shape[0] * values.shape[1], *values.shape[2:])
+
+        effects = {g.name: flat(f"u_{g.name}") for g in jd.design.groups}
+        return cls(
+            flat("beta"),
+            flat("Intercept"),
+            flat("cutpoints"),
+            {k: v for k, v in effects.items() if v is not None},
+            flat("loading"),
+        )
+
+    @property
+    def n_samples(self) -> int:
+        return (
+            int(next(iter(self.effects.values())).shape[0])
+            if self.effects
+            else int(
+                next(v for v in (self.beta, self.intercept, self.cutpoints) if v is not None).shape[
+                    0
+                ]
+            )
+        )
+
+
+def _answer_probabilities(
+    draws: _Draws, spec: JointSpec, eta: np.ndarray, points: np.ndarray
+) -> np.ndarray:
+    """P(answer | cell, trait node): (S, n, K, C, Q) from the linear predictor (S, n, K)."""
+    shift = (
+        np.einsum("skd,qd->skq", draws.loading, points)
+        if draws.loading is not None
+        else np.zeros((eta.shape[0], eta.shape[2], points.shape[0]))
+    )
+    s = eta[..., None] + shift[:, None, :, :]  # (S, n, K, Q)
+    cdf = _cdf(spec.base.link)
+    if spec.base.family == "bernoulli":
+        p1 = cdf(s)
+        return np.stack([1.0 - p1, p1], axis=3)
+    assert draws.cutpoints is not None
+    cuts = draws.cutpoints[:, None, :, :, None]  # (S, 1, K, C-1, 1)
+    below = cdf(cuts - s[:, :, :, None, :])  # (S, n, K, C-1, Q): P(y <= c)
+    zeros = np.zeros_like(below[:, :, :, :1])
+    ones = np.ones_like(below[:, :, :, :1])
+    cumulative = np.concatenate([zeros, below, ones], axis=3)
+    return np.diff(cumulative, axis=3)
+
+
+def _cdf(link: str) -> Any:
+    if link == "probit":
+        return lambda x: np.exp(log_ndtr(x))
+    return expit
+
+
+def _linear_predictor(draws: _Draws, design: Design, frame: pd.DataFrame) -> np.ndarray:
+    """(S, n, K) for frame rows, the training levels only."""
+    coded = design.evaluate(design.with_covariates(frame), new_levels="error")
+    s = draws.n_samples
+    k = next(iter(draws.effects.values())).shape[2] if draws.effects else draws.beta.shape[1]  # type: ignore[union-attr]
+    eta = np.zeros((s, len(frame), k))
+    if draws.beta is not None and coded.X.shape[1]:
+        eta += np.einsum("np,skp->snk", coded.X, draws.beta)
+    if draws.intercept is not None:
+        eta += draws.intercept[:, None, :]
+    for g in coded.groups:
+        eta += draws.effects[g.name][:, g.index, :]
+    return eta
+
+
+def parse_pattern(text: str | Mapping[str, str], spec: JointSpec) -> dict[str, str]:
+    """A pattern of answers, ``"q1=less,q2=more"`` or ``{"q1": "less"}``, checked.
+
+    Raises
+    ------
+    OpinionmapError
+        An unknown question or answer, a question named twice, an empty pattern.
+    """
+    if isinstance(text, Mapping):
+        pairs = [(str(k), str(v)) for k, v in text.items()]
+    else:
+        pairs = []
+        for part in (p.strip() for p in str(text).split(",")):
+            if not part:
+                continue
+            question, sep, answer = part.partition("=")
+            if not sep:
+                raise OpinionmapError(
+                    f"joint pattern {text!r}: {part!r} is not question=answer (e.g. "
+                    f"{spec.outcomes[0]}={spec.base.levels[0]})."
+                )
+            pairs.append((question.strip(), answer.strip()))
+    if not pairs:
+        raise OpinionmapError(
+            f"empty joint pattern; give question=answer pairs, e.g. "
+            f"{spec.outcomes[0]}={spec.base.levels[0]},{spec.outcomes[1]}={spec.base.levels[-1]}."
+        )
+    out: dict[str, str] = {}
+    for question, answer in pairs:
+        if question not in spec.outcomes:
+            raise OpinionmapError(
+                f"joint pattern: unknown question {question!r}; the model's questions: "
+                f"{format_values(spec.outcomes)}."
+            )
+        if question in out:
+            raise OpinionmapError(f"joint pattern: question {question!r} is named twice.")
+        if answer not in spec.base.levels:
+            raise OpinionmapError(
+                f"joint pattern: {answer!r} is not an answer to {question!r}; its answers: "
+                f"{format_values(spec.base.levels)}."
+            )
+        out[question] = answer
+    return out
+
+
+@dataclass(frozen=True)
+class JointEstimates:
+    """Population shares from a joint model, as draws.
+
+    ``shares``: (sample, group, question, answer), each question's share of each
+    answer by ``by`` group; ``pattern``: (sample, group), the share giving every answer
+    of :attr:`joint` (``None`` if none was asked); ``groups``: the ``by`` levels of each
+    group, one row each.
+    """
+
+    shares: xr.DataArray
+    groups: pd.DataFrame
+    by: tuple[str, ...]
+    pattern: xr.DataArray | None = None
+    joint: Mapping[str, str] | None = None
+
+    @property
+    def pattern_label(self) -> str | None:
+        """The pattern as ``q1=a,q2=b``, the ``category`` of its rows."""
+        return None if self.joint is None else ",".join(f"{q}={a}" for q, a in self.joint.items())
+
+    def summary(self, prob: float | None = None) -> pd.DataFrame:
+        """One row per question, group and answer.
+
+        Columns ``outcome``, the ``by`` columns, ``category``, ``mean``, ``sd``,
+        ``lower``, ``upper``.
+        """
+        values = self.shares.values  # (S, G, K, C)
+        s, g = values.shape[:2]
+        table = _summary(values.reshape(s, -1), prob)
+        index = pd.MultiIndex.from_product(
+            [range(g), self.shares["outcome"].values, self.shares["category"].values],
+            names=["group", "outcome", "category"],
+        ).to_frame(index=False)
+        keys = self.groups.iloc[index["group"]].reset_index(drop=True)
+        return pd.concat(
+            [index[["outcome"]], keys, index[["category"]], table.reset_index(drop=True)], axis=1
+        )
+
+    def pattern_summary(self, prob: float | None = None) -> pd.DataFrame:
+        """One row per group: the share giving every answer of the pattern.
+
+        Columns: the ``by`` columns, ``category`` (the pattern, ``q1=a,q2=b``), ``mean``,
+        ``sd``, ``lower``, ``upper``; shares of adults answering the pattern's questions.
+        """
+        if self.pattern is None:
+            raise OpinionmapError("no joint pattern was asked for (joint=...).")
+        table = _summary(self.pattern.values, prob)
+        out = self.groups.reset_index(drop=True).copy()
+        out["category"] = self.pattern_label
+        return pd.concat([out, table.reset_index(drop=True)], axis=1)
+
+
+def poststratify_joint(
+    result: JointResult,
+    frame: Frame | pd.DataFrame,
+    *,
+    by: str | Sequence[str] = (),
+    joint: str | Mapping[str, str] | None = None,
+    weight: str = "population",
+) -> JointEstimates:
+    """Every question's answer shares, and a pattern's share, by ``by`` group, as draws.
+
+    Each frame cell's probabilities integrate the respondent trait out (the same
+    quadrature as the fit), so a pattern's share is that of adults who would give
+    every answer of it, answering those questions; weighted by the cell counts.
+    """
+    from opinionmap.frame import Frame
+
+    spec, jd = result.spec, result.design
+    data = frame.data if isinstance(frame, Frame) else frame
+    count = frame.weight if isinstance(frame, Frame) else weight
+    by = (by,) if isinstance(by, str) else tuple(by)
+    absent = [c for c in (*by, count) if c not in data.columns]
+    if absent:
+        raise OpinionmapError(
+            f"frame: no column {format_values(absent)} (columns: {format_values(data.columns)})."
+        )
+    pattern = parse_pattern(joint, spec) if joint is not None else None
+    draws = _Draws.of(result.posterior, jd)
+    needed = list(dict.fromkeys([*jd.design.spec.variables, *by]))
+    covariates = jd.design.spec.covariates
+    own = [c for c in needed if c in data.columns or covariates is None]
+    cells = data.groupby(own, observed=True, sort=False)[count].sum().reset_index()
+    if by:
+        keys = cells[list(by)].astype(str)
+        groups = keys.drop_duplicates().sort_values(list(by)).reset_index(drop=True)
+        group = keys.merge(groups.reset_index(), how="left", on=list(by))["index"].to_numpy()
+    else:
+        groups = pd.DataFrame(index=[0])
+        group = np.zeros(len(cells), dtype=np.int64)
+    w = cells[count].to_numpy(dtype=float)
+    points, logw = quadrature(spec.trait, spec.nodes)
+    weights = np.exp(logw)
+    s, k, c, n_groups = draws.n_samples, len(spec.outcomes), len(spec.base.levels), len(groups)
+    shares = np.zeros((s, n_groups, k, c))
+    joint_share = np.zeros((s, n_groups))
+    den = np.bincount(group, weights=w, minlength=n_groups)
+    step_cells = max(1, min(len(cells), _CHUNK_VALUES // max(k * c * len(logw) * 50, 1)))
+    step_draws = max(1, _CHUNK_VALUES // max(step_cells * k * c * len(logw), 1))
+    picked = (
+        [(spec.outcomes.index(q), spec.base.levels.index(a)) for q, a in pattern.items()]
+        if pattern
+        else []
+    )
+    for c0 in range(0, len(cells), step_cells):
+        block = cells.iloc[c0 : c0 + step_cells]
+        g, wb = group[c0 : c0 + step_cells], w[c0 : c0 + step_cells]
+        for d0 in range(0, s, step_draws):
+            sub = _subset(draws, slice(d0, min(d0 + step_draws, s)))
+            eta = _linear_predictor(sub, jd.design, block)
+            p = _answer_probabilities(sub, spec, eta, points)  # (s, n, K, C, Q)
+            marginal = p @ weights  # (s, n, K, C)
+            rows = slice(d0, d0 + marginal.shape[0])
+            # (groups, cells) weights: each cell's count in its group's row
+            into = np.zeros((n_groups, len(g)))
+            into[g, np.arange(len(g))] = wb
+            shares[rows] += np.einsum("gn,snkc->sgkc", into, marginal)
+            if picked:
+                both = np.ones((*p.shape[:2], p.shape[-1]))
+                for j, a in picked:
+                    both = both * p[:, :, j, a, :]
+                joint_share[rows] += (both @ weights) @ into.T
+    shares /= den[None, :, None, None]
+    joint_share /= den[None, :]
+    array = xr.DataArray(
+        shares,
+        dims=("sample", "group", "outcome", "category"),
+        coords={"outcome": list(spec.outcomes), "category": list(spec.base.levels)},
+    )
+    pattern_array = xr.DataArray(joint_share, dims=("sample", "group")) if pattern else None
+    return JointEstimates(array, groups, by, pattern_array, pattern)
+
+
+def _summary(values: np.ndarray, prob: float | None) -> pd.DataFrame:
+    """``mean``, ``sd``, ``lower``, ``upper`` of each column of (S, n) draws."""
+    da = xr.DataArray(values[None], dims=("chain", "draw", "item"))
+    return summarise_draws(da, prob=interval_prob(prob)).drop(columns="item")
+
+
+def _subset(draws: _Draws, rows: slice) -> _Draws:
+    def cut(value: np.ndarray | None) -> np.ndarray | None:
+        return None if value is None else value[rows]
+
+    return _Draws(
+        cut(draws.beta),
+        cut(draws.intercept),
+        cut(draws.cutpoints),
+        {k: v[rows] for k, v in draws.effects.items()},
+        cut(draws.loading),
+    )
+
+
+def joint_log_likelihood(spec: JointSpec, jd: JointDesign, posterior: xr.Dataset) -> np.ndarray:
+    """Each (cell, pattern)'s log-likelihood per draw, (S, R): the trait integrated out."""
+    draws = _Draws.of(posterior, jd)
+    points, logw = quadrature(spec.trait, spec.nodes)
+    cells = jd.design.cells
+    out = np.zeros((draws.n_samples, len(jd.row_cell)))
+    step = max(1, _CHUNK_VALUES // max(len(cells) * len(spec.outcomes) * len(logw) * 3, 1))
+    for d0 in range(0, draws.n_samples, step):
+        sub = _subset(draws, slice(d0, d0 + step))
+        eta = _linear_predictor(sub, jd.design, cells)[:, jd.row_cell, :]
+        p = _answer_probabilities(sub, spec, eta, points)  # (s, R, K, C, Q)
+        logp = np.zeros((p.shape[0], p.shape[1], p.shape[-1]))
+        for j in range(len(spec.outcomes)):
+            given = jd.answers[:, j] >= 0
+            pick = np.where(given, jd.answers[:, j], 0)
+            chosen = np.take_along_axis(p[:, :, j], pick[None, :, None, None], axis=2)[:, :, 0]
+            logp += np.log(chosen) * given[None, :, None]
+        out[d0 : d0 + p.shape[0]] = logsumexp(logp + logw[None, None, :], axis=2)
+    return out
+
+
+def load_joint(path: str | os.PathLike[str]) -> JointResult:
+    """Load a joint fit saved by :meth:`JointResult.save`; the file alone is enough.
+
+    Raises
+    ------
+    ProvenanceError
+        Not a joint fit, or its draws or data no longer match what was recorded.
+    """
+    from opinionmap.results import ProvenanceError, _read_tree
+
+    source = Path(path)
+    tree = _read_tree(source)
+    if JOINT_ATTR not in tree.attrs:
+        raise ProvenanceError(
+            f"{source}: a one-question fit, not a joint model's; read it with opinionmap.load."
+        )
+    try:
+        spec = JointSpec.from_json(tree.attrs[JOINT_ATTR])
+        design = Design.from_tree(tree)
+    except (KeyError, ValueError, TypeError, OpinionmapError) as exc:
+        raise ProvenanceError(
+            f"{source}: its joint model's attributes are incomplete or malformed ({exc}); the "
+            "file was modified after fitting. Refit the model."
+        ) from exc
+    if checksum(tree) != tree.attrs.get("opinionmap_checksum") or (
+        design.data_hash != tree.attrs.get("opinionmap_data_hash")
+    ):
+        raise ProvenanceError(
+            f"{source}: the draws or data stored in the file do not match what was recorded "
+            "when it was fitted; the file was modified or damaged. Refit the model."
+        )
+    area = tree.attrs.get("opinionmap_area")
+    jd = _joint_design(
+        spec, design, int(tree.attrs["opinionmap_joint_dropped"]), str(area) if area else None
+    )
+    return JointResult(spec, jd, tree, diagnose(tree, warn=False))

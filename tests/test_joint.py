@@ -1,0 +1,284 @@
+"""One model of several questions: spec, design, errors, and recovery of a known truth."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.special import expit
+
+from opinionmap.design import DesignError
+from opinionmap.errors import OpinionmapError
+from opinionmap.joint import (
+    build_joint_design,
+    fit_joint,
+    parse_pattern,
+    poststratify_joint,
+    quadrature,
+    read_joint_spec,
+)
+from opinionmap.spec import Sampling, SpecError
+
+QUESTIONS = ("q1", "q2", "q3")
+LEVELS = ("less", "same", "more")
+SPEC = """
+outcomes = ["q1", "q2", "q3"]
+formula = "~ 1 + sex + (1 | region)"
+family = "ordinal"
+[outcome]
+levels = ["less", "same", "more"]
+missing = ["dont_know"]
+"""
+
+
+def _spec(tmp_path: Path, text: str = SPEC, extra: str = "") -> Path:
+    path = tmp_path / "joint.toml"
+    path.write_text(text + extra, encoding="utf-8")
+    return path
+
+
+# the truth of the simulation: region effects correlated across the questions, a trait
+CORRELATION = np.array([[1.0, -0.6, 0.3], [-0.6, 1.0, 0.0], [0.3, 0.0, 1.0]])
+SIGMA = np.array([0.6, 0.5, 0.4])
+LOADING = np.array([1.2, -0.9, 0.6])
+SEX = np.array([0.4, -0.3, 0.0])  # female's shift on each question
+CUTPOINTS = np.array([[-0.8, 0.7], [-0.5, 0.9], [-1.0, 0.4]])
+REGIONS = [f"R{i:02d}" for i in range(14)]
+
+
+def _region_effects(seed: int = 7) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    cov = np.diag(SIGMA) @ CORRELATION @ np.diag(SIGMA)
+    u = rng.multivariate_normal(np.zeros(3), cov, size=len(REGIONS))
+    return u - u.mean(axis=0)
+
+
+REGION_EFFECT = _region_effects()
+
+
+def _simulate(n: int, seed: int = 1) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    region = rng.integers(0, len(REGIONS), n)
+    female = rng.integers(0, 2, n)
+    theta = rng.normal(size=n)
+    out = {"region": np.array(REGIONS)[region], "sex": np.where(female, "female", "male")}
+    for k, q in enumerate(QUESTIONS):
+        eta = REGION_EFFECT[region, k] + SEX[k] * female + LOADING[k] * theta
+        latent = eta + rng.logistic(size=n)
+        answer = np.array(LEVELS)[(latent[:, None] > CUTPOINTS[k]).sum(axis=1)].astype(object)
+        answer[rng.random(n) < 0.08] = "dont_know"  # item non-response, at random
+        out[q] = answer
+    return pd.DataFrame(out)
+
+
+def _answer_probabilities(k: int, region: int, female: int, theta: np.ndarray) -> np.ndarray:
+    """P(each answer to question k | region, sex, trait), (nodes, answers)."""
+    eta = (
+        CUTPOINTS[k][None, :]
+        - (REGION_EFFECT[region, k] + SEX[k] * female + LOADING[k] * theta)[:, None]
+    )
+    cdf = np.column_stack([np.zeros(len(theta)), expit(eta), np.ones(len(theta))])
+    return np.diff(cdf, axis=1)
+
+
+def _true_shares() -> pd.DataFrame:
+    """Each region's population share of every answer (equal numbers of men and women)."""
+    points, logw = quadrature(1, 60)
+    rows = []
+    for r, region in enumerate(REGIONS):
+        for k, q in enumerate(QUESTIONS):
+            p = sum(
+                0.5 * np.exp(logw) @ _answer_probabilities(k, r, female, points[:, 0])
+                for female in (0, 1)
+            )
+            rows += [(q, region, a, p[j]) for j, a in enumerate(LEVELS)]
+    return pd.DataFrame(rows, columns=["outcome", "region", "category", "truth"])
+
+
+def _true_pattern(pattern: dict[str, str]) -> pd.Series:
+    """Each region's population share giving every answer of ``pattern``."""
+    points, logw = quadrature(1, 60)
+    out = {}
+    for r, region in enumerate(REGIONS):
+        out[region] = 0.0
+        for female in (0, 1):
+            both = np.ones(len(logw))
+            for q, a in pattern.items():
+                k = QUESTIONS.index(q)
+                both *= _answer_probabilities(k, r, female, points[:, 0])[:, LEVELS.index(a)]
+            out[region] += 0.5 * np.exp(logw) @ both
+    return pd.Series(out)
+
+
+def _frame() -> pd.DataFrame:
+    index = pd.MultiIndex.from_product([REGIONS, ["male", "female"]], names=["region", "sex"])
+    return index.to_frame(index=False).assign(population=1000.0)
+
+
+def test_a_joint_spec_reads_the_shared_model(tmp_path: Path) -> None:
+    spec = read_joint_spec(_spec(tmp_path, extra="[joint]\ntrait = 2\n"))
+    assert spec.outcomes == QUESTIONS and spec.trait == 2 and spec.nodes == 12
+    assert spec.rhs == "1 + sex + (1 | region)"
+    assert spec.base.family == "ordinal" and spec.base.levels == LEVELS
+    assert spec.base.missing == ("dont_know",)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (SPEC.replace('"q3"]', '"q1"]'), r"two or more different questions"),
+        (SPEC.replace('"~ 1', '"q1 ~ 1'), r"formula is the right-hand side its questions share"),
+        (SPEC.replace('"ordinal"', '"categorical"'), r"joins ordinal or bernoulli questions"),
+        (SPEC.replace("(1 | region)", "(1 + sex | region)"), r"takes varying intercepts"),
+        (SPEC + "[joint]\ntrait = 3\n", r"trait = 3: give 0 \(none\), 1 or 2"),
+        (SPEC + "[joint]\ntraits = 1\n", r"unknown key\(s\) 'traits' in \[joint\]"),
+        (SPEC.replace('formula = "~ 1 + sex', 'formula = "~ 1 + q2 + sex'), r"both a question"),
+    ],
+)
+def test_bad_joint_specs_say_what_and_how_to_fix(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(SpecError, match=message):
+        read_joint_spec(_spec(tmp_path, text))
+
+
+def test_the_design_keeps_each_cell_and_pattern_once_with_its_respondents(
+    tmp_path: Path,
+) -> None:
+    spec = read_joint_spec(_spec(tmp_path))
+    data = _simulate(600)
+    data.loc[:4, list(QUESTIONS)] = "dont_know"  # five answered nothing
+    jd = build_joint_design(spec, data)
+    none = int((data[list(QUESTIONS)] == "dont_know").all(axis=1).sum())
+    assert none >= 5 and jd.dropped == none and jd.n_respondents == 600 - none
+    answered = jd.answered()
+    for q in QUESTIONS:
+        assert answered[q] == int((data[q] != "dont_know").sum())
+    # every row is a distinct (cell, pattern); the answers decode the pattern
+    keys = {(c, tuple(a)) for c, a in zip(jd.row_cell, jd.answers, strict=True)}
+    assert len(keys) == len(jd.row_cell) and (jd.answers >= -1).all()
+    first = data.iloc[5]
+    cell = jd.design.cells.index[
+        (jd.design.cells["region"] == first["region"]) & (jd.design.cells["sex"] == first["sex"])
+    ][0]
+    code = [LEVELS.index(first[q]) if first[q] in LEVELS else -1 for q in QUESTIONS]
+    assert any(c == cell and list(a) == code for c, a in zip(jd.row_cell, jd.answers, strict=True))
+
+
+def test_joint_data_errors_name_the_question_and_the_fix(tmp_path: Path) -> None:
+    spec = read_joint_spec(_spec(tmp_path))
+    data = _simulate(200)
+    with pytest.raises(DesignError, match=r"question\(s\) 'q3' are not columns of the survey"):
+        build_joint_design(spec, data.drop(columns="q3"))
+    odd = data.assign(q2=data["q2"].replace({"same": "neither"}))
+    with pytest.raises(DesignError, match=r"'q2' has answers 'neither' that are neither levels"):
+        build_joint_design(spec, odd)
+    alone = data.copy()
+    alone.loc[:, ["q2", "q3"]] = "dont_know"
+    alone.loc[::2, "q1"], alone.loc[1::2, "q1"] = "dont_know", "more"
+    alone.loc[1::2, "q2"] = "dont_know"
+    alone.loc[::2, "q2"] = "less"
+    with pytest.raises(DesignError, match=r"no respondent answered more than one"):
+        build_joint_design(spec, alone)
+    never = data.assign(q3=data["q3"].replace({"more": "same"}))
+    with pytest.raises(DesignError, match=r"nobody answered 'q3' with 'more'"):
+        build_joint_design(spec, never)
+
+
+def test_a_joint_pattern_is_checked(tmp_path: Path) -> None:
+    spec = read_joint_spec(_spec(tmp_path))
+    assert parse_pattern("q2=less, q1=more", spec) == {"q2": "less", "q1": "more"}
+    cases = {
+        "q4=less": r"unknown question 'q4'; the model's questions: 'q1', 'q2', 'q3'",
+        "q1=maybe": r"'maybe' is not an answer to 'q1'; its answers: 'less', 'same', 'more'",
+        "q1=less,q1=more": r"question 'q1' is named twice",
+        "q1": r"'q1' is not question=answer",
+        "": r"empty joint pattern",
+    }
+    for text, message in cases.items():
+        with pytest.raises(OpinionmapError, match=message):
+            parse_pattern(text, spec)
+
+
+@pytest.mark.slow
+def test_a_joint_fit_recovers_correlations_loadings_and_population_shares(
+    tmp_path: Path,
+) -> None:
+    spec = read_joint_spec(_spec(tmp_path))
+    result = fit_joint(
+        spec,
+        _simulate(3000),
+        sampling=Sampling(draws=400, tune=400, chains=2),
+        random_seed=3,
+        warn=False,
+    )
+    assert result.diagnostics.max_rhat < 1.05, result.verdict
+    loadings = result.loadings(prob=0.95)
+    assert ((loadings["lower"] < LOADING) & (loadings["upper"] > LOADING)).all(), loadings
+    correlations = result.correlations("region", prob=0.95)
+    # 14 regions say little about a correlation: the strongest one's sign at least
+    strongest = correlations.set_index(["question_a", "question_b"]).loc[("q1", "q2")]
+    assert strongest["mean"] < 0 and strongest["lower"] < -0.6 < strongest["upper"]
+    estimates = poststratify_joint(result, _frame(), by="region", joint="q1=more,q2=less")
+    table = estimates.summary(prob=0.95).merge(_true_shares())
+    covered = ((table["lower"] <= table["truth"]) & (table["truth"] <= table["upper"])).mean()
+    assert covered >= 0.85, table
+    assert (table["mean"] - table["truth"]).abs().mean() < 0.03
+    # each question's shares sum to one in every region
+    sums = table.groupby(["outcome", "region"])["mean"].sum()
+    np.testing.assert_allclose(sums, 1.0, atol=1e-9)
+    pattern = estimates.pattern_summary(prob=0.95).set_index("region")
+    assert (pattern["category"] == "q1=more,q2=less").all()
+    truth = _true_pattern({"q1": "more", "q2": "less"})
+    inside = (pattern["lower"] <= truth) & (truth <= pattern["upper"])
+    assert inside.mean() >= 0.85, pattern.assign(truth=truth)
+    # the trait makes the pattern likelier than the product of its shares
+    q1_more = table.query("outcome == 'q1' and category == 'more'").set_index("region")["mean"]
+    q2_less = table.query("outcome == 'q2' and category == 'less'").set_index("region")["mean"]
+    assert (pattern["mean"] > q1_more * q2_less).all()
+
+
+@pytest.mark.slow
+def test_the_command_line_fits_saves_and_poststratifies_a_joint_model(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    import opinionmap as om
+    from opinionmap.cli import app
+    from opinionmap.joint import load_joint
+    from opinionmap.results import ProvenanceError
+
+    _simulate(800).to_csv(tmp_path / "survey.csv", index=False)
+    om.Codebook.from_roles(
+        outcomes={q: list(LEVELS) for q in QUESTIONS},
+        predictors=["sex"],
+        area="region",
+        missing=["dont_know"],
+    ).to_toml(tmp_path / "survey.codebook.toml")
+    spec = _spec(tmp_path, SPEC.replace('"ordinal"', '"ordinal"\ndata = "survey.csv"'))
+    _frame().to_csv(tmp_path / "frame.csv", index=False)
+    runner = CliRunner()
+    fitted = runner.invoke(app, ["fit", str(spec), "--out", str(tmp_path / "joint.nc"),
+                                 "--draws", "100", "--tune", "150", "--chains", "2",
+                                 "--seed", "5", "--no-progress"])  # fmt: skip
+    assert fitted.exit_code == 0, fitted.output
+    assert "fitting q1, q2, q3 jointly (ordinal, trait of 1 dimension(s))" in fitted.output
+    result = load_joint(tmp_path / "joint.nc")
+    assert result.spec.outcomes == QUESTIONS and result.design.area == "region"
+    assert result.tree["log_likelihood"]["patterns"].shape[-1] == len(result.design.row_cell)
+    with pytest.raises(ProvenanceError, match=r"holds a joint model of several questions"):
+        om.load(tmp_path / "joint.nc")
+    base = ["poststratify", str(tmp_path / "joint.nc"), "--frame", str(tmp_path / "frame.csv")]
+    shares = runner.invoke(app, [*base, "--out", str(tmp_path / "shares.csv")])
+    assert shares.exit_code == 0, shares.output
+    table = pd.read_csv(tmp_path / "shares.csv")
+    assert list(table.columns[:3]) == ["outcome", "region", "category"]
+    assert len(table) == 3 * len(REGIONS) * 3
+    np.testing.assert_allclose(table.groupby(["outcome", "region"])["mean"].sum(), 1.0)
+    pattern = "q2=less,q1=more"
+    both = runner.invoke(app, [*base, "--joint", pattern, "--out", str(tmp_path / "both.csv")])
+    assert both.exit_code == 0, both.output
+    rows = pd.read_csv(tmp_path / "both.csv")
+    assert len(rows) == len(REGIONS) and (rows["category"] == pattern).all()
+    assert ((rows["lower"] <= rows["mean"]) & (rows["mean"] <= rows["upper"])).all()
+    bad = runner.invoke(app, [*base, "--joint", "q9=less", "--out", str(tmp_path / "x.csv")])
+    assert bad.exit_code == 2 and "unknown question 'q9'" in bad.output
