@@ -77,6 +77,8 @@ _LAZY = {
     "init_project": "opinionmap.project",
     "read_project": "opinionmap.pipeline",
     "run_project": "opinionmap.pipeline",
+    "fit_many": "opinionmap.pipeline",
+    "SavedFit": "opinionmap.pipeline",
 }
 
 
@@ -117,6 +119,7 @@ __all__ = [
     "RakingError",
     "ReportOptions",
     "Sampling",
+    "SavedFit",
     "SpecError",
     "Structure",
     "Survey",
@@ -132,6 +135,7 @@ __all__ = [
     "effects",
     "fit",
     "fit_frameless",
+    "fit_many",
     "init_project",
     "load",
     "make_plan",

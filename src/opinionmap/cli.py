@@ -1,8 +1,8 @@
 """The ``opinionmap`` command line.
 
 A thin layer: every command maps its options onto the library calls the Python
-API offers (``read_survey``, ``read_frame``, ``read_margin``, ``fit``, ``load``,
-``poststratify``, ``build_report``, ``run_demo``) and turns
+API offers (``read_survey``, ``read_frame``, ``read_margin``, ``fit``, ``fit_many``,
+``load``, ``poststratify``, ``build_report``, ``run_demo``) and turns
 :class:`~opinionmap.errors.OpinionmapError` into a one-line message and exit
 status 2, without a traceback.
 """
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from opinionmap.codebook import Codebook
     from opinionmap.diagnostics import Diagnostics
     from opinionmap.joint import JointResult
-    from opinionmap.pipeline import Outcome
+    from opinionmap.pipeline import Outcome, SavedFit
     from opinionmap.progress import FitProgress
     from opinionmap.results import FitResult
     from opinionmap.spec import ModelSpec, Sampling
@@ -844,7 +844,7 @@ def demo_command(
             on_progress=on_progress,
         )
 
-    _run_live(out, run)
+    _run_report(out, run)
 
 
 @app.command("init")
@@ -984,24 +984,118 @@ def run_command(
             on_progress=on_progress,
         )
 
-    _run_live(target, run)
+    _run_report(target, run)
+
+
+@app.command("fit-many")
+def fit_many_command(
+    specs: Annotated[
+        list[Path],
+        typer.Argument(metavar="SPEC.toml...", help="Model specs, each naming its survey (data)."),
+    ],
+    out_dir: Annotated[
+        Path, typer.Option("--out-dir", "-o", help="Folder for the fits: <spec name>.nc each.")
+    ],
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            help="Address of a dask.distributed scheduler (e.g. tcp://10.0.0.5:8786): fit on "
+            "its workers, one fit per worker at a time (default: local processes)."
+        ),
+    ] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(
+            help="Random seed of every fit (default: the spec's sampling table, else drawn and "
+            "recorded in the file)."
+        ),
+    ] = None,
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Fits at once, each in its own local process (default: CPUs, <= 4); not "
+            "with --scheduler.",
+        ),
+    ] = None,
+    draws: Annotated[
+        int | None,
+        typer.Option(help="Draws kept per chain (default: the spec's sampling table, else 1000)."),
+    ] = None,
+    tune: Annotated[
+        int | None,
+        typer.Option(
+            help="Tuning steps per chain (default: the spec's sampling table, else 1000)."
+        ),
+    ] = None,
+    chains: Annotated[
+        int | None, typer.Option(help="Chains (default: the spec's sampling table, else 4).")
+    ] = None,
+) -> None:
+    """Fit several specs, in local processes or on a dask cluster, into DIR/<spec name>.nc.
+
+    Every spec is checked against its survey before any fit starts; each fit's
+    verdict is printed as it finishes. With --scheduler the workers read the specs
+    and surveys and write DIR themselves, so they need the same files at the same
+    paths (a shared file system). The same seed gives the same draws either way.
+    """
+    from opinionmap.pipeline import fit_many
+    from opinionmap.spec import Sampling
+
+    try:
+        sampling = Sampling(draws=draws, tune=tune, chains=chains, seed=seed)
+    except OpinionmapError as exc:
+        raise _fail(exc) from exc
+
+    def run(say: Say, on_done: OnSaved, on_progress: OnProgress | None) -> list[SavedFit]:
+        return fit_many(
+            specs,
+            out_dir=out_dir,
+            client=scheduler,
+            sampling=sampling,
+            jobs=jobs,
+            say=say,
+            on_done=on_done,
+            on_progress=on_progress,
+        )
+
+    saved = _run_live(
+        out_dir,
+        run,
+        label=lambda fitted: fitted.name,
+        done_line=lambda fitted: f"wrote {fitted.path}",
+        interrupted=f"the fits finished so far are in {out_dir}.",
+    )
+    typer.echo(f"{len(saved)} fits written to {out_dir.resolve()}")
 
 
 def _default_jobs() -> int:
     """Questions fitted at once by default: the CPU cores, at most 4."""
-    import os
+    from opinionmap.pipeline import default_jobs
 
-    return min(os.cpu_count() or 1, 4)
+    return default_jobs()
 
 
 # what a batch run is called with: a line to print, a question done, a question's progress
 type Say = Callable[[str], None]
 type OnDone = Callable[[Outcome], None]
 type OnProgress = Callable[[str, FitProgress], None]
+type OnSaved = Callable[[SavedFit], None]
 
 
-def _run_live(out: Path, run: Callable[[Say, OnDone, OnProgress | None], Path]) -> None:
-    """Run a batch of fits with a live board on a terminal (a line per question elsewhere)."""
+def _run_live[O: (Outcome, SavedFit), T](
+    out: Path,
+    run: Callable[[Say, Callable[[O], None], OnProgress | None], T],
+    *,
+    label: Callable[[O], str],
+    done_line: Callable[[O], str],
+    interrupted: str,
+) -> T:
+    """Run a batch of fits with a live board on a terminal (a line per fit elsewhere).
+
+    Each fit's verdict is printed as it finishes, after its ``label``, then its
+    ``done_line``; Ctrl-C prints ``interrupted`` and exits with status 130.
+    """
     import sys
 
     from opinionmap._io import check_writable
@@ -1009,24 +1103,32 @@ def _run_live(out: Path, run: Callable[[Say, OnDone, OnProgress | None], Path]) 
 
     board = Board([]) if sys.stdout.isatty() else None
 
-    def done(outcome: Outcome) -> None:
+    def done(outcome: O) -> None:
         if board is not None:
-            board.finish(outcome.question, outcome.verdict, outcome.converged)
-        _echo_verdict_text(f"{outcome.question}: ", outcome.verdict, outcome.converged)
-        typer.echo(f"report: {outcome.question} section written")
+            board.finish(label(outcome), outcome.verdict, outcome.converged)
+        _echo_verdict_text(f"{label(outcome)}: ", outcome.verdict, outcome.converged)
+        typer.echo(done_line(outcome))
 
     try:
         check_writable(out, folder=True)
         with board.live() if board is not None else contextlib.nullcontext():
-            path = run(typer.echo, done, None if board is None else board.update)
+            return run(typer.echo, done, None if board is None else board.update)
     except OpinionmapError as exc:
         raise _fail(exc) from exc
     except KeyboardInterrupt:
-        typer.secho(
-            f"interrupted: the fits finished so far are in {out / 'fits'}; no report was written.",
-            err=True,
-        )
+        typer.secho(f"interrupted: {interrupted}", err=True)
         raise typer.Exit(code=EXIT_INTERRUPTED) from None
+
+
+def _run_report(out: Path, run: Callable[[Say, OnDone, OnProgress | None], Path]) -> None:
+    """A batch run that writes a report (``run``, ``demo``), with a live board."""
+    path = _run_live(
+        out,
+        run,
+        label=lambda outcome: outcome.question,
+        done_line=lambda outcome: f"report: {outcome.question} section written",
+        interrupted=f"the fits finished so far are in {out / 'fits'}; no report was written.",
+    )
     typer.echo(f"report written to {path.resolve()}")
 
 

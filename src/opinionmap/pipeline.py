@@ -1,11 +1,14 @@
-"""Batch runs: fit several specs in worker processes and build one report from them.
+"""Batch runs: fit several specs in worker processes or on a cluster, and report them.
 
-:func:`run_specs` fits each spec to one survey (several at a time, each in its own
-process), saves each fit to ``OUT/fits/<outcome>.nc`` and has the same process
-write the question's report section (poststratification, tables, figures), so
-that the parent only puts the sections together into ``OUT/report.html``. The
-same seed gives the same draws whatever the number of processes. The bundled
-demo (:mod:`opinionmap.demo`) is one such run.
+:func:`fit_many` fits each spec (several at a time, each in its own process, or as
+tasks on a ``dask.distributed`` cluster, one per worker at a time) and saves it to
+``DIR/<spec stem>.nc``. :func:`run_specs` fits each spec to one survey the same way,
+saves each fit to ``OUT/fits/<outcome>.nc`` and has the same process write the
+question's report section (poststratification, tables, figures), so that the parent
+only puts the sections together into ``OUT/report.html``. Both hand their jobs to
+one runner (local processes, or :mod:`opinionmap.cluster`), and the same seed gives
+the same draws whatever runs them. The bundled demo (:mod:`opinionmap.demo`) is one
+such run.
 """
 
 from __future__ import annotations
@@ -18,14 +21,26 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opinionmap.errors import OpinionmapError, check_keys, format_values
 from opinionmap.progress import FitProgress
 from opinionmap.report import ReportOptions, Section, write_report
 from opinionmap.spec import DEFAULT_SAMPLING, ModelSpec, Sampling, read_spec
 
-__all__ = ["PROJECT_FILE", "Outcome", "Project", "read_project", "run_project", "run_specs"]
+if TYPE_CHECKING:
+    from distributed import Client
+
+__all__ = [
+    "PROJECT_FILE",
+    "Outcome",
+    "Project",
+    "SavedFit",
+    "fit_many",
+    "read_project",
+    "run_project",
+    "run_specs",
+]
 
 
 @dataclass(frozen=True)
@@ -53,6 +68,183 @@ class _Job:
     progress: bool
     # where the worker sends (question, FitProgress): a queue, or None
     events: Any = None
+
+    @property
+    def name(self) -> str:
+        """The spec's name (its file's stem)."""
+        return self.spec_path.stem
+
+
+@dataclass(frozen=True)
+class SavedFit:
+    """A fit :func:`fit_many` saved: its spec's name, its question, file and verdict."""
+
+    name: str  # the spec file's stem, the fit's as well
+    question: str
+    path: Path
+    verdict: str
+    converged: bool
+
+
+@dataclass(frozen=True)
+class _FitJob:
+    """One spec to fit and save, as passed to a worker (absolute paths, not data)."""
+
+    spec_path: Path
+    survey_path: Path
+    path: Path
+    sampling: Sampling
+    progress: bool
+    # where the worker sends (question, FitProgress): a queue, a cluster's topic, or None
+    events: Any = None
+
+    @property
+    def name(self) -> str:
+        """The spec's name (its file's stem)."""
+        return self.spec_path.stem
+
+
+def fit_many(
+    specs: Sequence[str | os.PathLike[str]],
+    *,
+    out_dir: str | os.PathLike[str],
+    client: Client | str | None = None,
+    sampling: Sampling | None = None,
+    jobs: int | None = None,
+    progress: bool = False,
+    say: Callable[[str], None] = lambda _line: None,
+    on_done: Callable[[SavedFit], None] = lambda _fit: None,
+    on_progress: Callable[[str, FitProgress], None] | None = None,
+) -> list[SavedFit]:
+    """Fit every spec to the survey it names and save each fit as ``out_dir/<stem>.nc``.
+
+    Every spec is read and checked against its survey before any fit starts. The
+    fits run in local processes, or, given a ``dask.distributed`` client or
+    scheduler address, as tasks on the cluster's workers, each worker fitting one
+    model at a time (see :mod:`opinionmap.cluster`; the workers must see the specs,
+    the surveys and ``out_dir`` at the same paths). Each file is written whole or
+    not at all. The same seed gives the same draws either way.
+
+    Parameters
+    ----------
+    specs
+        Model specs (TOML), each naming its survey (``data``; the codebook is the
+        ``<stem>.codebook.toml`` beside it). Their file names must differ.
+    out_dir
+        Folder for the fits (created if need be).
+    client
+        A :class:`distributed.Client`, or the address of a scheduler
+        (``tcp://host:8786``) to connect to for this call; ``None`` (default): local
+        processes.
+    sampling
+        Settings laid over each spec's ``[sampling]`` (:class:`~opinionmap.spec.Sampling`),
+        the seed among them; locally, ``cores`` defaults to the CPUs shared among the
+        jobs.
+    jobs
+        Fits at once in local processes (default: the CPUs, at most 4); ``1`` fits in
+        this process. Not with ``client``: a cluster runs one fit per worker.
+    progress
+        Show a progress bar while sampling (only when fitting in this process).
+    say, on_done
+        Called with a line of progress, and with each :class:`SavedFit` as it is saved.
+    on_progress
+        Called with a spec's name (its file's stem) and its
+        :class:`~opinionmap.progress.FitProgress`, for a live display
+        (:class:`~opinionmap.progress.Board`).
+
+    Returns
+    -------
+    list of SavedFit
+        One per spec, in the order given.
+
+    Raises
+    ------
+    OpinionmapError
+        A spec or its survey that fails its checks (naming the file), two specs with
+        the same file name, ``jobs`` with ``client``, or a scheduler that cannot be
+        reached.
+
+    Examples
+    --------
+    >>> import opinionmap as om  # doctest: +SKIP
+    >>> specs = sorted(om.datasets.models_dir().glob("*.toml"))  # doctest: +SKIP
+    >>> saved = om.fit_many(specs, out_dir="fits", client="tcp://10.0.0.5:8786")  # doctest: +SKIP
+    >>> [(s.path.name, s.converged) for s in saved]  # doctest: +SKIP
+    """
+    from opinionmap._io import check_writable
+
+    paths = [Path(p).resolve() for p in specs]
+    folder = check_writable(out_dir, folder=True).resolve()
+    if client is not None and jobs is not None:
+        raise OpinionmapError(
+            f"jobs={jobs} counts local processes; on a cluster each worker fits one model at "
+            "a time: leave jobs (--jobs) out, and add workers for more fits at once."
+        )
+    if jobs is not None and jobs < 1:
+        raise OpinionmapError(f"jobs must be 1 or more, got {jobs}.")
+    checked = _checked_specs(paths)
+    sampling = sampling or Sampling()
+    if client is None:
+        jobs = min(jobs or default_jobs(), len(paths))
+        if sampling.cores is None:
+            sampling = sampling.merged(cores=max(1, (os.cpu_count() or 1) // jobs))
+    work = [
+        _FitJob(path, survey, folder / f"{path.stem}.nc", sampling, progress and jobs == 1)
+        for path, (_spec, survey) in zip(paths, checked, strict=True)
+    ]
+    saved = {}
+    with ExitStack() as stack:
+        cluster = None if isinstance(client, str) else client
+        if isinstance(client, str):
+            from opinionmap.cluster import connect
+
+            cluster = stack.enter_context(connect(client))
+        for i, (job, (spec, _survey)) in enumerate(zip(work, checked, strict=True), start=1):
+            say(f"[{i}/{len(work)}] fitting {_describe(spec, sampling)} -> {job.path.name}")
+            if on_progress is not None:
+                on_progress(job.name, FitProgress("waiting"))
+        for fitted in _execute(_fit_and_save, work, jobs or 1, on_progress, cluster):
+            on_done(fitted)
+            saved[fitted.path] = fitted
+    return [saved[job.path] for job in work]
+
+
+def _checked_specs(paths: list[Path]) -> list[tuple[ModelSpec, Path]]:
+    """Each spec read and checked against its survey (read once each); its survey's path."""
+    from opinionmap.design import build_design
+    from opinionmap.survey import Survey, read_survey
+
+    if not paths:
+        raise OpinionmapError("no model specs to fit.")
+    stems: dict[str, Path] = {}
+    for path in paths:
+        if path.stem in stems:
+            raise OpinionmapError(
+                f"{stems[path.stem]} and {path} would both be saved as {path.stem}.nc; rename one."
+            )
+        stems[path.stem] = path
+    surveys: dict[Path, Survey] = {}
+    checked = []
+    for path in paths:
+        spec = read_spec(path)
+        if spec.data is None:
+            raise OpinionmapError(
+                f'{path}: names no survey; add data = "<survey file>" (relative to the spec).'
+            )
+        data = Path(spec.data).resolve()
+        try:
+            if data not in surveys:
+                surveys[data] = read_survey(data)
+            build_design(spec, surveys[data])
+        except OpinionmapError as exc:
+            raise OpinionmapError(f"{path}: {exc}") from exc
+        checked.append((spec, data))
+    return checked
+
+
+def default_jobs() -> int:
+    """Fits at once in local processes by default: the CPU cores, at most 4."""
+    return min(os.cpu_count() or 1, 4)
 
 
 def run_specs(
@@ -138,7 +330,7 @@ def run_specs(
         for p in spec_paths
     ]
     sections = {}
-    for outcome in _run(work, jobs, on_progress):
+    for outcome in _execute(_fit_and_report, work, jobs, on_progress):
         on_done(outcome)
         sections[outcome.question] = outcome.section
     say("report: putting the sections together")
@@ -419,13 +611,26 @@ def _describe(spec: ModelSpec, sampling: Sampling) -> str:
     return f"{spec.outcome} ({spec.family}, {settings['chains']} x {settings['draws']})"
 
 
-def _run(
-    work: list[_Job], jobs: int, on_progress: Callable[[str, FitProgress], None] | None
-) -> Iterator[Outcome]:
-    """Each job's outcome as soon as it is done (in this process when ``jobs`` is 1)."""
+def _execute[J: (_Job, _FitJob), R](
+    task: Callable[[J], R],
+    work: list[J],
+    jobs: int,
+    on_progress: Callable[[str, FitProgress], None] | None,
+    client: Client | None = None,
+) -> Iterator[R]:
+    """``task`` of each job, yielded as soon as it is done.
+
+    On the cluster of ``client`` when one is given (:func:`opinionmap.cluster.run_on_cluster`),
+    else in ``jobs`` local processes (in this process when ``jobs`` is 1).
+    """
+    if client is not None:
+        from opinionmap.cluster import run_on_cluster
+
+        yield from run_on_cluster(task, work, client, on_progress)
+        return
     if jobs == 1:
         events = None if on_progress is None else _Direct(on_progress)
-        yield from (_fit_and_report(replace(job, events=events)) for job in work)
+        yield from (task(replace(job, events=events)) for job in work)
         return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -440,7 +645,7 @@ def _run(
         pool = stack.enter_context(
             ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_worker_init)
         )
-        futures = [pool.submit(_fit_and_report, job) for job in work]
+        futures = [pool.submit(task, job) for job in work]
         for future in as_completed(futures):
             yield future.result()
 
@@ -486,10 +691,11 @@ def _fit_and_report(job: _Job) -> Outcome:
     survey = read_survey(job.survey_path, job.codebook_path)
     spec = read_spec(job.spec_path)
     q = spec.outcome
+    events = _bound(job.events)
 
     def tell(progress: FitProgress) -> None:
-        if job.events is not None:
-            job.events.put((q, progress))
+        if events is not None:
+            events.put((q, progress))
 
     result = fit(
         spec,
@@ -505,6 +711,39 @@ def _fit_and_report(job: _Job) -> Outcome:
     section = report_section(result, frame, job.out, survey=survey, options=job.report)
     diagnostics = result.diagnostics
     return Outcome(q, diagnostics.verdict(), diagnostics.converged, section)
+
+
+def _fit_and_save(job: _FitJob) -> SavedFit:
+    """Fit one spec to its survey and save it (a worker's task)."""
+    from opinionmap.fitting import fit
+    from opinionmap.survey import read_survey
+
+    spec = read_spec(job.spec_path)
+    events = _bound(job.events)
+
+    def tell(progress: FitProgress) -> None:
+        if events is not None:
+            events.put((job.name, progress))
+
+    result = fit(
+        spec,
+        read_survey(job.survey_path),
+        sampling=job.sampling,
+        progress=job.progress,
+        on_progress=tell,
+        warn=False,
+    )
+    result.save(job.path)
+    diagnostics = result.diagnostics
+    return SavedFit(job.name, spec.outcome, job.path, diagnostics.verdict(), diagnostics.converged)
+
+
+def _bound(events: Any) -> Any:
+    """Where a task puts its progress; a cluster's topic is bound to the task's worker first.
+
+    (The fit reports its progress from other threads, which do not know the worker.)
+    """
+    return events.bound() if hasattr(events, "bound") else events
 
 
 def _worker_init() -> None:
