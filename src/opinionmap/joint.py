@@ -17,14 +17,14 @@ logit (bernoulli: its own intercept), where
   with two dimensions the first question loading on the first only, so the trait's
   sign and rotation are fixed), which makes answers dependent within a respondent.
 
-Respondents who share their covariate cell and their answers (one "pattern", a
-question they did not answer written ``.``) have the same likelihood, integrated over
-the trait by Gauss-Hermite quadrature, so the likelihood is evaluated once per
-(cell, pattern) and weighted by its respondents: exact up to the quadrature, whose
-nodes (20 for one dimension, 12 x 12 for two) keep its error far below the sampling
-noise (tested against 60 nodes). A question left unanswered (its missing codes, a
-blank) contributes nothing for that respondent; a respondent who answered none is
-dropped and counted.
+Respondents are grouped by covariate cell and answers (one "pattern", a question they
+did not answer written ``.``). The sampler sees each respondent's trait (``theta``,
+not stored); without a trait, each (cell, pattern) is one row weighted by its
+respondents. Wherever the trait must be integrated out (the pointwise
+log-likelihood per (cell, pattern), stored for LOO, and every estimand) it is, by
+Gauss-Hermite quadrature with 20 nodes for one dimension and 12 x 12 for two. A
+question left unanswered (its missing codes, a blank) contributes nothing for that
+respondent; a respondent who answered none is dropped and counted.
 
 Estimands are the population's: a question's share of each answer (the trait
 integrated out, not set to 0) and the share giving a pattern of answers to several
@@ -48,7 +48,7 @@ import pandas as pd
 import xarray as xr
 from scipy.special import expit, log_ndtr, logsumexp
 
-from opinionmap.design import Design, DesignError, as_frame, build_design
+from opinionmap.design import Design, DesignError, SurveyData, as_frame, build_design
 from opinionmap.diagnostics import ConvergenceWarning, Diagnostics, diagnose
 from opinionmap.errors import OpinionmapError, check_keys, format_values
 from opinionmap.results import checksum
@@ -294,7 +294,7 @@ class JointDesign:
         return pd.Series(counts, index=list(self.spec.outcomes), name="respondents")
 
 
-def build_joint_design(spec: JointSpec, survey: Any) -> JointDesign:
+def build_joint_design(spec: JointSpec, survey: SurveyData) -> JointDesign:
     """Aggregate a survey to (covariate cell, pattern of answers) for a joint spec.
 
     Raises
@@ -422,6 +422,7 @@ def build_joint_model(jd: JointDesign) -> pm.Model:
         coords["cutpoint"] = list(range(len(base.levels) - 1))
     if spec.trait:
         coords["trait"] = list(range(spec.trait))
+        coords["respondent"] = list(range(jd.n_respondents))
     with pm.Model(coords=coords) as model:
         x = design.X
         eta = pt.zeros((design.n_cells, k))
@@ -450,31 +451,31 @@ def build_joint_model(jd: JointDesign) -> pm.Model:
             z = pm.ZeroSumNormal(f"z_{g.name}", sigma=1.0, dims=("outcome", g.dim))
             u = pm.Deterministic(f"u_{g.name}", (chol @ z).T, dims=(g.dim, "outcome"))
             eta = eta + u[pt.as_tensor_variable(g.index)]
-        points, logw = quadrature(spec.trait, spec.nodes)
-        rows = eta[pt.as_tensor_variable(jd.row_cell)]  # (R, K)
-        shifted = rows[:, :, None] + pt.zeros((1, 1, len(logw)))
         if spec.trait:
+            # every respondent with their own trait (the quadrature's integral, sampled:
+            # 9x faster per draw on the bundled survey, docs/model.md section 13)
+            who = np.repeat(np.arange(len(jd.row_cell)), jd.row_count)
+            cells, answers, weight = jd.row_cell[who], jd.answers[who], np.ones(len(who))
+            theta = pm.Normal("theta", 0.0, 1.0, dims=("respondent", "trait"))
             loading = _loadings(spec.trait, k)
-            # (K, D) @ (D, Q) -> (K, Q): each node's shift of each question
-            shifted = shifted + (loading @ pt.as_tensor_variable(points.T))[None, :, :]
-        n_rows, q = len(jd.row_cell), len(logw)
-        total = pt.zeros((n_rows, q))
+            shifted = eta[pt.as_tensor_variable(cells)] + theta @ loading.T
+        else:
+            # without a trait, respondents alike in cell and answers are one row
+            cells, answers, weight = jd.row_cell, jd.answers, jd.row_count.astype(float)
+            shifted = eta[pt.as_tensor_variable(cells)]
+        total = pt.zeros(())
         for j in range(k):
-            answer = jd.answers[:, j]
-            given = answer >= 0
-            if not given.any():
-                continue
-            flat = shifted[:, j, :].reshape((n_rows * q,))
+            given = answers[:, j] >= 0
             if base.family == "ordinal":
-                logp = ordinal_logp(flat, cutpoints[j], base.link)
+                logp = ordinal_logp(shifted[:, j], cutpoints[j], base.link)
             else:
                 log_f = _pt_log_cdf(base.link)
-                logp = pt.stack([log_f(-flat), log_f(flat)], axis=1)
-            pick = np.repeat(np.where(given, answer, 0), q)
-            chosen = logp[pt.arange(n_rows * q), pick].reshape((n_rows, q))
-            total = total + chosen * given[:, None]
-        per_row = pt.logsumexp(total + logw[None, :], axis=1)
-        pm.Potential("loglik", pt.sum(per_row * jd.row_count))
+                logp = pt.stack([log_f(-shifted[:, j]), log_f(shifted[:, j])], axis=1)
+            # the given answer's log-probability by a constant mask, weighted; an indexed
+            # gather's gradient is slower to compile and run
+            mask = np.eye(len(base.levels))[np.where(given, answers[:, j], 0)]
+            total = total + pt.sum(logp * (mask * (weight * given)[:, None]))
+        pm.Potential("loglik", total)
     return model
 
 
@@ -580,7 +581,7 @@ class JointResult:
 
 def fit_joint(
     spec: JointSpec,
-    survey: Any,
+    survey: SurveyData,
     *,
     sampling: Sampling | None = None,
     random_seed: int | None = None,
@@ -626,7 +627,10 @@ def fit_joint(
         {"posterior": sampled["posterior"].to_dataset(), "sample_stats": stats}
     )
     posterior, stats, _ = _complete_draws(tree, settings)
-    posterior = posterior.drop_vars([v for v in posterior.data_vars if str(v).startswith("z_")])
+    # the non-centred draws and each respondent's trait: sampled, not reported
+    posterior = posterior.drop_vars(
+        [v for v in posterior.data_vars if str(v).startswith("z_") or v == "theta"]
+    )
     loglik = joint_log_likelihood(spec, jd, posterior)
     shape = (posterior.sizes["chain"], posterior.sizes["draw"], -1)
     groups = {
