@@ -10,7 +10,7 @@ import xarray as xr
 
 from opinionmap.design import Design
 from opinionmap.predict import Draws
-from opinionmap.spec import Sampling
+from opinionmap.spec import ModelSpec, Sampling
 
 
 @dataclass(frozen=True)
@@ -19,6 +19,10 @@ class PriorFit:
 
     design: Design
     posterior: xr.Dataset
+
+    @property
+    def spec(self) -> ModelSpec:
+        return self.design.spec
 
     def draws(self) -> Draws:
         return Draws.from_posterior(self.posterior, self.design)

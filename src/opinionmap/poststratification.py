@@ -6,10 +6,24 @@ over the whole population). The result keeps ``chain`` and ``draw``, so any
 summary, contrast or probability ("P(share wanting less China is higher among
 ethnic Kazakhs than Russians)") is computed from the full posterior.
 
+Frame rows equal on every model variable and ``by`` column are merged
+(populations summed), coded with the model's levels and sorted by output group.
+A compiled kernel (:mod:`opinionmap._kernel`, numba) then computes, draw by draw
+in parallel, each cell's linear predictors, its category probabilities and their
+population-weighted sums by group in one pass, never holding draws x cells x
+categories; it covers categorical, ordinal, bernoulli and hurdle models, both
+links, and every kind of term. The NumPy path
+(:func:`~opinionmap.predict.linear_predictor` and
+:func:`~opinionmap.predict.probabilities` over blocks of draws x cells x
+categories, summed as contiguous runs) gives the same estimates to rounding; it
+takes any model the kernel does not cover, and every model when the environment
+variable ``OPINIONMAP_POSTSTRATIFY_KERNEL`` is ``0``.
+
 Memory is bounded whatever the frame size: frame cells and draws are processed
-in chunks (never draws x cells x categories at once), and a dask DataFrame
-frame is processed partition by partition as dask tasks, so the same call runs
-on a ``dask.distributed`` cluster when one is the active scheduler.
+in chunks (the NumPy path holds at most ``chunk_values`` draws x cells x
+categories at once), and a dask DataFrame frame is processed
+partition by partition as dask tasks, so the same call runs on a
+``dask.distributed`` cluster when one is the active scheduler.
 """
 
 from __future__ import annotations
@@ -48,6 +62,7 @@ from opinionmap.summaries import interval_prob, summarise_draws
 if TYPE_CHECKING:
     import dask.dataframe as dd
 
+    from opinionmap._kernel import Kernel
     from opinionmap.results import Fitted
 
 # a poststratification frame: validated (it knows its count column), in memory, or in dask
@@ -319,7 +334,9 @@ def poststratify(
     random_seed
         Seed for ``new_levels="sample"``.
     chunk_values
-        Largest draws x cells x categories block computed at once.
+        Bound on the numbers held at once per chunk of cells and draws: the largest
+        draws x cells x categories block of the NumPy path, or the kernel's
+        coefficients of a block of draws.
     frameless
         When the model uses a categorical survey variable the frame lacks
         (education): its fitted model (:func:`~opinionmap.frameless.fit_frameless`),
@@ -368,7 +385,16 @@ def poststratify(
         warn_if_unconverged(frameless.result, f"the model of {frameless.variable!r}")
         split = _split(frameless, data, new_labels, draws.n_samples, is_dask, random_seed)
     job = _Job(
-        design, draws, tuple(keep), by, tuple(by_levels), new_labels, weight, chunk_values, split
+        design,
+        draws,
+        tuple(keep),
+        by,
+        tuple(by_levels),
+        new_labels,
+        weight,
+        chunk_values,
+        split,
+        _kernel_enabled(),
     )
     if is_dask:
         import dask
@@ -529,7 +555,13 @@ def _surveyed_not_in_frame(design: Design, by: tuple[str, ...], index: pd.Index)
 
 @dataclass(frozen=True)
 class _Job:
-    """The per-partition work: partial numerators (S, G, K) and denominators (G,)."""
+    """The per-partition work: partial numerators (S, G, K) and denominators (G,).
+
+    ``kernel``: whether to use the compiled kernel (:mod:`opinionmap._kernel`) where it
+    covers the model; otherwise, or for a model it does not cover, the NumPy path
+    (:func:`~opinionmap.predict.linear_predictor`, :func:`~opinionmap.predict.probabilities`).
+    Both give the same estimates to rounding.
+    """
 
     design: Design
     draws: Draws
@@ -540,15 +572,66 @@ class _Job:
     weight: str
     chunk_values: int
     split: _Split | None = None
+    kernel: bool = True
 
     def run(self, part: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        design, draws, split = self.design, self.draws, self.split
-        k = len(design.categories)
+        """The partition's weighted sums of category probabilities and its populations."""
+        k = len(self.design.categories)
         n_groups = int(np.prod([len(v) for v in self.by_levels])) if self.by else 1
-        num = np.zeros((draws.n_samples, n_groups, k))
+        num = np.zeros((self.draws.n_samples, n_groups, k))
         den = np.zeros(n_groups)
         if len(part) == 0:
             return num, den
+        cells, group, w = self._cells(part)
+        kernel = None
+        if self.kernel:
+            from opinionmap._kernel import Kernel  # imports numba: only when poststratifying
+
+            kernel = Kernel.for_design(self.design, self.draws)
+        chunk_cells, chunk_draws = self.chunk_sizes(len(cells), kernel)
+        draw_slices = [
+            slice(d0, min(d0 + chunk_draws, self.draws.n_samples))
+            for d0 in range(0, self.draws.n_samples, chunk_draws)
+        ]
+        # one slice of draws: lay its coefficients out once for every chunk of cells
+        tables = (
+            [kernel.table(draw_slices[0])] if kernel is not None and len(draw_slices) == 1 else []
+        )
+        for start in range(0, len(cells), chunk_cells):
+            rows = slice(start, min(start + chunk_cells, len(cells)))
+            coded, split_coded = self._code(cells.iloc[rows])
+            np.add.at(den, group[rows], w[rows])
+            for sl in draw_slices:
+                weights = self._weights(sl, w[rows], split_coded)
+                if kernel is None:
+                    self._add_numpy(sl, coded, weights, group[rows], num)
+                else:
+                    table = tables[0] if tables else kernel.table(sl)
+                    for e, data in enumerate(coded):
+                        kernel.accumulate(
+                            table, kernel.cells(data), weights[..., e], group[rows], num[sl]
+                        )
+        return num, den
+
+    def chunk_sizes(self, n_cells: int, kernel: Kernel | None) -> tuple[int, int]:
+        """Frame cells and draws computed at once, so that memory stays bounded.
+
+        The NumPy path holds (draws x cells x categories) blocks of at most about
+        ``chunk_values`` numbers. The kernel holds none: per draw, it holds its table of
+        coefficients and, when cells are split by a variable the frame lacks, each
+        cell's weight at every level of it; those stay under ``chunk_values`` too.
+        """
+        k, n_samples = len(self.design.categories), self.draws.n_samples
+        if kernel is None:
+            cells = max(1, min(n_cells, self.chunk_values // max(k * 64, 1)))
+            return cells, max(1, self.chunk_values // max(cells * k, 1))
+        levels = 0 if self.split is None else len(self.split.levels) + 1
+        cells = max(1, min(n_cells, self.chunk_values // (64 * max(levels, 1))))
+        per_draw = kernel.values_per_draw + cells * levels
+        return cells, max(1, min(n_samples, self.chunk_values // per_draw))
+
+    def _cells(self, part: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+        """Distinct cells, their output groups and populations, sorted by group."""
         # collapse to distinct (model variables x by) combinations first (NaN kept, so
         # that coding reports it), then sort by output group so that each chunk's
         # weighted sums are contiguous runs (np.add.reduceat, no transposed copies)
@@ -560,42 +643,51 @@ class _Job:
         group = _group_codes(cells, self.by, self.by_levels)
         order = np.argsort(group, kind="stable")
         cells = cells.iloc[order].reset_index(drop=True)
-        group = group[order]
-        w = cells[self.weight].to_numpy(dtype=float)
-        chunk_cells = max(1, min(len(cells), self.chunk_values // max(k * 64, 1)))
-        chunk_draws = max(1, self.chunk_values // max(chunk_cells * k, 1))
-        for start in range(0, len(cells), chunk_cells):
-            rows = slice(start, min(start + chunk_cells, len(cells)))
-            block = cells.iloc[rows]
-            if split is None:
-                coded = [_code_with_new(design, block, self.new_labels)]
-            else:
-                # the block at every level of the variable the frame lacks, and its model's coding
-                coded = [
-                    _code_with_new(design, block.assign(**{split.variable: level}), self.new_labels)
-                    for level in split.levels
-                ]
-                split_coded = _code_with_new(split.design, block, split.new_labels)
-            g = group[rows]
-            wb = w[rows]
-            runs = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
-            np.add.at(den, g, wb)
-            for d0 in range(0, draws.n_samples, chunk_draws):
-                sl = slice(d0, min(d0 + chunk_draws, draws.n_samples))
-                sub = draws.subset(sl)
-                weights = np.broadcast_to(wb[None, :, None], (1, len(wb), 1))
-                if split is not None:
-                    # (S, cells, levels): each frame cell's split, draw by draw
-                    own = split.draws.subset(sl)
-                    shares = probabilities(
-                        split.design, linear_predictor(own, split.design, split_coded), own
-                    )
-                    weights = wb[None, :, None] * shares
-                for e, data in enumerate(coded):
-                    p = probabilities(design, linear_predictor(sub, design, data), sub)
-                    p *= weights[:, :, e : e + 1]
-                    num[sl, g[runs], :] += np.add.reduceat(p, runs, axis=1)
-        return num, den
+        return cells, group[order], cells[self.weight].to_numpy(dtype=float)
+
+    def _code(self, block: pd.DataFrame) -> tuple[list[NewData], NewData | None]:
+        """A block of cells coded for the model, and for the split's model when there is one."""
+        split = self.split
+        if split is None:
+            return [_code_with_new(self.design, block, self.new_labels)], None
+        # the block at every level of the variable the frame lacks, and its model's coding
+        coded = [
+            _code_with_new(self.design, block.assign(**{split.variable: level}), self.new_labels)
+            for level in split.levels
+        ]
+        return coded, _code_with_new(split.design, block, split.new_labels)
+
+    def _weights(self, sl: slice, w: np.ndarray, split_coded: NewData | None) -> np.ndarray:
+        """Each cell's weight: (1, cells, 1), or (S, cells, levels) split draw by draw."""
+        if self.split is None or split_coded is None:
+            return w[None, :, None]
+        # (S, cells, levels): each frame cell's split, draw by draw
+        own = self.split.draws.subset(sl)
+        design = self.split.design
+        shares = probabilities(design, linear_predictor(own, design, split_coded), own)
+        return w[None, :, None] * shares
+
+    def _add_numpy(
+        self,
+        sl: slice,
+        coded: list[NewData],
+        weights: np.ndarray,
+        g: np.ndarray,
+        num: np.ndarray,
+    ) -> None:
+        """Add a chunk's weighted probabilities into ``num``, by the NumPy path."""
+        sub = self.draws.subset(sl)
+        runs = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
+        for e, data in enumerate(coded):
+            p = probabilities(self.design, linear_predictor(sub, self.design, data), sub)
+            p *= weights[:, :, e : e + 1]
+            num[sl, g[runs], :] += np.add.reduceat(p, runs, axis=1)
+
+
+def _kernel_enabled() -> bool:
+    from opinionmap._kernel import enabled
+
+    return enabled()
 
 
 @dataclass(frozen=True)
