@@ -55,6 +55,10 @@ def test_a_project_is_read_and_checked(tmp_path: Path) -> None:
         read_project(root)
     with pytest.raises(OpinionmapError, match=r"no model specs in"):
         read_project(tmp_path)
+    (root / "models" / "joint.toml").write_text('outcomes = ["a", "b"]\nformula = "~ 1"\n')
+    (root / "frame.csv").write_text("region,population\nKZ-AKM,1\n")
+    with pytest.raises(OpinionmapError, match=r"joint.toml: a joint spec .* opinionmap fit"):
+        read_project(root)
 
 
 def test_the_bundled_project_file_holds_what_the_demo_shows() -> None:

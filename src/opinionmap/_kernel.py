@@ -243,8 +243,13 @@ class Kernel:
         ``weights`` is (1, n), every draw's cell weights, or (S, n), each draw's own;
         ``group`` each cell's output group (runs of equal groups sum together).
         """
-        coefficients, offset, cutpoints = table
-        X, unit, scaled, multipliers = cells
+        # every array C-ordered, writeable, with one dtype each, so that one compiled
+        # version serves every model and caller (a float32 posterior, a strided or
+        # read-only view such as np.broadcast_to's each make numba compile another)
+        coefficients, offset, cutpoints = (_canonical(a, float) for a in table)
+        X, multipliers = (_canonical(a, float) for a in (cells[0], cells[3]))
+        unit, scaled = (_canonical(a, np.int64) for a in (cells[1], cells[2]))
+        target = out if out.flags.c_contiguous and out.dtype == np.float64 else np.zeros(out.shape)
         # blocks of draws, several per thread, so that the threads finish together
         block = max(1, min(DRAW_BLOCK, len(coefficients) // (4 * numba.get_num_threads())))
         with _LOCK:
@@ -259,10 +264,17 @@ class Kernel:
                 coefficients,
                 offset,
                 cutpoints,
-                np.ascontiguousarray(weights, dtype=float),
-                np.ascontiguousarray(group, dtype=np.int64),
-                out,
+                _canonical(weights, float),
+                _canonical(group, np.int64),
+                target,
             )
+        if target is not out:
+            out += target
+
+
+def _canonical(array: np.ndarray, dtype: type) -> np.ndarray:
+    """The array C-ordered, writeable and of ``dtype`` (a copy only where it is not)."""
+    return np.require(array, dtype=dtype, requirements=["C", "W"])
 
 
 def _coefficients(group: GroupIndex) -> int:

@@ -459,8 +459,16 @@ def run_project(
 
 def _one_survey(root: Path, specs: tuple[Path, ...]) -> Path:
     """The survey every spec names (``data``); specs naming none or different ones refused."""
+    from opinionmap.joint import is_joint_spec
+
     surveys: dict[Path, list[str]] = {}
     for spec_path in specs:
+        if is_joint_spec(spec_path):
+            raise OpinionmapError(
+                f"{spec_path}: a joint spec (outcomes = [...]); run and the demo fit "
+                f"one-question specs. Fit it with: opinionmap fit {spec_path} --out joint.nc, "
+                "and keep it outside the project's models folder."
+            )
         data = read_spec(spec_path).data
         if data is None:
             raise OpinionmapError(
