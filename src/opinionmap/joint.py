@@ -722,7 +722,9 @@ def _answer_log_probabilities(
     log_cdf = log_f(upper)
     below, above = log_cdf[:, :, :, :-1], log_cdf[:, :, :, 1:]
     gap = below - above  # <= 0: log(F(b) / F(a)) for b < a
-    middle = above + np.where(gap > -0.693, np.log(-np.expm1(gap)), np.log1p(-np.exp(gap)))
+    # both branches are computed; each is used only where it is accurate (and finite)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        middle = above + np.where(gap > -0.693, np.log(-np.expm1(gap)), np.log1p(-np.exp(gap)))
     return np.concatenate([log_cdf[:, :, :, :1], middle, log_f(-upper[:, :, :, -1:])], axis=3)
 
 
