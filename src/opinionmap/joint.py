@@ -407,7 +407,7 @@ def build_joint_model(jd: JointDesign) -> pm.Model:
     import pymc as pm
     import pytensor.tensor as pt
 
-    from opinionmap.model import _lkj_covariance, ordinal_logp
+    from opinionmap.model import _lkj_covariance, _log_cdf, ordinal_logp
 
     spec, design = jd.spec, jd.design
     base = spec.base
@@ -453,7 +453,7 @@ def build_joint_model(jd: JointDesign) -> pm.Model:
             eta = eta + u[pt.as_tensor_variable(g.index)]
         if spec.trait:
             # every respondent with their own trait (the quadrature's integral, sampled:
-            # 9x faster per draw on the bundled survey, docs/model.md section 13)
+            # 9x faster per step on the bundled survey, docs/model.md section 13)
             who = np.repeat(np.arange(len(jd.row_cell)), jd.row_count)
             cells, answers, weight = jd.row_cell[who], jd.answers[who], np.ones(len(who))
             theta = pm.Normal("theta", 0.0, 1.0, dims=("respondent", "trait"))
@@ -469,7 +469,7 @@ def build_joint_model(jd: JointDesign) -> pm.Model:
             if base.family == "ordinal":
                 logp = ordinal_logp(shifted[:, j], cutpoints[j], base.link)
             else:
-                log_f = _pt_log_cdf(base.link)
+                log_f = _log_cdf(base.link)
                 logp = pt.stack([log_f(-shifted[:, j]), log_f(shifted[:, j])], axis=1)
             # the given answer's log-probability by a constant mask, weighted; an indexed
             # gather's gradient is slower to compile and run
@@ -502,12 +502,6 @@ def _loadings(dims: int, k: int) -> Any:
         ]
         values = pt.stack(rows)
     return pm.Deterministic("loading", values, dims=("outcome", "trait"))
-
-
-def _pt_log_cdf(link: str) -> Any:
-    from opinionmap.model import _log_cdf
-
-    return _log_cdf(link)
 
 
 @dataclass(frozen=True)
