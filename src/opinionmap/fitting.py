@@ -241,13 +241,22 @@ def _compile_nutpie(design: Design, plan: Plan) -> Any:
     A new process compiling a model it compiled before loads nutpie's C callbacks from
     the disk cache (:mod:`opinionmap._compile_cache`) instead of building them again.
     """
-    from opinionmap._compile_cache import compile_pymc_model
-
     key = _model_key(design, plan)
     if key in _compiled:
         _compiled.move_to_end(key)
         return _compiled[key]
+    compiled = compile_model(build_model(design, plan))
+    _compiled[key] = compiled
+    while len(_compiled) > _COMPILED_CACHE_SIZE:
+        _compiled.popitem(last=False)
+    return compiled
+
+
+def compile_model(model: Any) -> Any:
+    """A PyMC model compiled for nutpie (its C callbacks from the disk cache when there)."""
     import pytensor
+
+    from opinionmap._compile_cache import compile_pymc_model
 
     # without fastmath: with it, kernels compiled afresh and kernels loaded from
     # PyTensor's disk cache round differently, so the same seed would give different
@@ -256,11 +265,44 @@ def _compile_nutpie(design: Design, plan: Plan) -> Any:
         # PyMC compiles the initial point of an LKJ Cholesky factor (a scan) with the C
         # backend, which warns about BLAS; that function runs once, on a few numbers
         warnings.filterwarnings("ignore", message=".*BLAS.*", category=UserWarning)
-        compiled = compile_pymc_model(build_model(design, plan))
-    _compiled[key] = compiled
-    while len(_compiled) > _COMPILED_CACHE_SIZE:
-        _compiled.popitem(last=False)
-    return compiled
+        return compile_pymc_model(model)
+
+
+def sample_nutpie(
+    compiled: Any,
+    settings: Sampling,
+    progress: bool,
+    on_progress: Callable[[FitProgress], None] = lambda _p: None,
+) -> xr.DataTree:
+    """Posterior and sample statistics of a compiled model, sampled as ``settings`` say."""
+    import nutpie
+
+    tune = int(settings.tune or 0)
+    on_progress(FitProgress("warming up"))
+    tree = nutpie.sample(
+        compiled,
+        draws=settings.draws,
+        tune=settings.tune,
+        chains=settings.chains,
+        cores=settings.cores,
+        seed=settings.seed,
+        save_warmup=False,
+        progress_bar=progress,
+        progress_callback=lambda chains: on_progress(_nutpie_progress(chains, tune)),
+        progress_rate=250,
+        target_accept=settings.target_accept,
+        adaptation=settings.adaptation,
+    )
+    return _posterior_and_stats(tree)
+
+
+def _posterior_and_stats(tree: Any) -> xr.DataTree:
+    """A sampler's posterior and numeric sample statistics as one DataTree."""
+    stats = tree["sample_stats"].to_dataset()
+    stats = stats[[v for v in stats.data_vars if stats[v].dtype != object]]
+    return xr.DataTree.from_dict(
+        {"posterior": tree["posterior"].to_dataset(), "sample_stats": stats}
+    )
 
 
 def _sample(
@@ -275,12 +317,8 @@ def _sample(
     outcome = design.spec.outcome
     on_progress(FitProgress("compiling"))
     if settings.sampler == "nutpie":
-        import nutpie
-
         _log.info("compiling %s ...", outcome)
         compiled = _compile_nutpie(design, plan)
-        tune = int(settings.tune or 0)
-        on_progress(FitProgress("warming up"))
         _log.info(
             "sampling %s: %d chains x %d draws after %d tuning steps ...",
             outcome,
@@ -288,20 +326,7 @@ def _sample(
             settings.draws,
             settings.tune,
         )
-        tree = nutpie.sample(
-            compiled,
-            draws=settings.draws,
-            tune=settings.tune,
-            chains=settings.chains,
-            cores=settings.cores,
-            seed=settings.seed,
-            save_warmup=False,
-            progress_bar=progress,
-            progress_callback=lambda chains: on_progress(_nutpie_progress(chains, tune)),
-            progress_rate=250,
-            target_accept=settings.target_accept,
-            adaptation=settings.adaptation,
-        )
+        return sample_nutpie(compiled, settings, progress, on_progress)
     else:
         import pymc as pm
 
@@ -327,11 +352,7 @@ def _sample(
                 target_accept=settings.target_accept,
                 compute_convergence_checks=False,
             )
-    stats = tree["sample_stats"].to_dataset()
-    stats = stats[[v for v in stats.data_vars if stats[v].dtype != object]]
-    return xr.DataTree.from_dict(
-        {"posterior": tree["posterior"].to_dataset(), "sample_stats": stats}
-    )
+    return _posterior_and_stats(tree)
 
 
 def _nutpie_progress(chains: Sequence[Any], tune: int) -> FitProgress:

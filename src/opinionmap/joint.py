@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import json
 import os
-import tomllib
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -51,8 +50,8 @@ from scipy.special import log_expit, log_ndtr, logsumexp
 from opinionmap.design import Design, DesignError, SurveyData, as_frame, build_design
 from opinionmap.diagnostics import ConvergenceWarning, Diagnostics, diagnose
 from opinionmap.errors import OpinionmapError, check_keys, format_values
-from opinionmap.results import checksum
-from opinionmap.spec import ModelSpec, Sampling, SpecError
+from opinionmap.results import SavedTree, checksum
+from opinionmap.spec import ModelSpec, Sampling, SpecError, read_spec_file
 from opinionmap.summaries import interval_prob, summarise_draws
 
 if TYPE_CHECKING:
@@ -200,10 +199,9 @@ class JointSpec:
 def is_joint_spec(path: str | os.PathLike[str]) -> bool:
     """Whether a spec file is a joint spec (it lists ``outcomes``)."""
     try:
-        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError):
+        return "outcomes" in read_spec_file(path)[1]
+    except SpecError:
         return False
-    return "outcomes" in raw
 
 
 def is_joint_fit(path: str | os.PathLike[str]) -> bool:
@@ -230,13 +228,7 @@ def read_joint_spec(path: str | os.PathLike[str]) -> JointSpec:
     SpecError
         Naming the file, the key and the fix.
     """
-    source = Path(path)
-    if not source.is_file():
-        raise SpecError(f"{source}: no such spec file.")
-    try:
-        raw = tomllib.loads(source.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise SpecError(f"{source}: not valid TOML: {exc}") from exc
+    source, raw = read_spec_file(path)
     outcomes = raw.get("outcomes")
     if not (isinstance(outcomes, list) and all(isinstance(q, str) and q for q in outcomes)):
         raise SpecError(
@@ -505,37 +497,16 @@ def _loadings(dims: int, k: int) -> Any:
 
 
 @dataclass(frozen=True)
-class JointResult:
-    """A fitted joint model: its design, posterior (a DataTree) and convergence diagnostics."""
+class JointResult(SavedTree):
+    """A fitted joint model: its design, posterior (a DataTree) and convergence diagnostics.
+
+    ``save`` writes it as netCDF, atomically; :func:`load_joint` reads it.
+    """
 
     spec: JointSpec
     design: JointDesign
     tree: xr.DataTree = field(repr=False)
     diagnostics: Diagnostics
-
-    @property
-    def posterior(self) -> xr.Dataset:
-        """The posterior draws."""
-        return self.tree["posterior"].to_dataset()
-
-    @property
-    def converged(self) -> bool:
-        """Whether every convergence check passed."""
-        return self.diagnostics.converged
-
-    @property
-    def verdict(self) -> str:
-        """One line: converged, or what failed."""
-        return self.diagnostics.verdict()
-
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the fit as netCDF (h5netcdf), atomically; :func:`load_joint` reads it."""
-        from opinionmap._io import atomic_path
-
-        target = Path(path)
-        with atomic_path(target) as tmp:
-            self.tree.to_netcdf(tmp, engine="h5netcdf")
-        return target
 
     def correlations(self, term: str, prob: float | None = None) -> pd.DataFrame:
         """The posterior of a term's correlations across questions: one row per pair.
@@ -588,11 +559,7 @@ def fit_joint(
     A fit that did not converge warns (:class:`~opinionmap.ConvergenceWarning`) unless
     ``warn`` is false; its verdict says what failed.
     """
-    import nutpie
-    import pytensor
-
-    from opinionmap._compile_cache import compile_pymc_model
-    from opinionmap.fitting import _complete_draws
+    from opinionmap.fitting import _complete_draws, compile_model, sample_nutpie
 
     # "auto" is a diagonal mass matrix: on simulated surveys the loadings' bulk ESS was
     # 35-143 with it against 14 with the low-rank one (docs/model.md section 13)
@@ -602,26 +569,7 @@ def fit_joint(
             f"a joint model samples with nutpie; sampler {settings.sampler!r} is not available."
         )
     jd = build_joint_design(spec, survey)
-    with pytensor.config.change_flags(numba__fastmath=False), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*BLAS.*", category=UserWarning)
-        compiled = compile_pymc_model(build_joint_model(jd))
-    sampled = nutpie.sample(
-        compiled,
-        draws=settings.draws,
-        tune=settings.tune,
-        chains=settings.chains,
-        cores=settings.cores,
-        seed=settings.seed,
-        save_warmup=False,
-        progress_bar=progress,
-        target_accept=settings.target_accept,
-        adaptation=settings.adaptation,
-    )
-    stats = sampled["sample_stats"].to_dataset()
-    stats = stats[[v for v in stats.data_vars if stats[v].dtype != object]]
-    tree = xr.DataTree.from_dict(
-        {"posterior": sampled["posterior"].to_dataset(), "sample_stats": stats}
-    )
+    tree = sample_nutpie(compile_model(build_joint_model(jd)), settings, progress)
     posterior, stats, _ = _complete_draws(tree, settings)
     # the non-centred draws and each respondent's trait: sampled, not reported
     posterior = posterior.drop_vars(

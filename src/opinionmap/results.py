@@ -38,7 +38,7 @@ from opinionmap.summaries import interval_prob
 if TYPE_CHECKING:
     from arviz_stats.utils import ELPDDataLOO
 
-__all__ = ["FitResult", "Fitted", "ProvenanceError", "checksum", "load"]
+__all__ = ["FitResult", "Fitted", "ProvenanceError", "SavedTree", "checksum", "load"]
 
 # the groups a fit's checksum covers: everything sampled or computed from the samples
 CHECKSUM_GROUPS = ("posterior", "sample_stats", "log_likelihood")
@@ -69,13 +69,10 @@ class Fitted(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class FitResult:
-    """A fitted model: the ArviZ ``DataTree``, its spec and design, and diagnostics."""
+class SavedTree:
+    """What every fit has: its ArviZ ``DataTree``, its diagnostics, and a file to go to."""
 
     tree: xr.DataTree
-    spec: ModelSpec
-    design: Design
     diagnostics: Diagnostics
 
     @property
@@ -93,6 +90,28 @@ class FitResult:
         """The convergence verdict: the key figures, or every failed check and the fix."""
         return self.diagnostics.verdict()
 
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the fit as netCDF (h5netcdf), atomically.
+
+        Examples
+        --------
+        >>> result.save("fit.nc")  # doctest: +SKIP
+        """
+        target = Path(path)
+        with atomic_path(target) as tmp:
+            self.tree.to_netcdf(tmp, engine="h5netcdf")
+        return target
+
+
+@dataclass(frozen=True)
+class FitResult(SavedTree):
+    """A fitted model: the ArviZ ``DataTree``, its spec and design, and diagnostics."""
+
+    tree: xr.DataTree
+    spec: ModelSpec
+    design: Design
+    diagnostics: Diagnostics
+
     @property
     def plan(self) -> Plan:
         """How the model was parameterised (which terms were centred and paired)."""
@@ -106,18 +125,6 @@ class FitResult:
     def draws(self) -> Draws:
         """Parameters flattened over (chain, draw), for NumPy work."""
         return Draws.from_posterior(self.posterior, self.design)
-
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the fit as netCDF (h5netcdf), atomically.
-
-        Examples
-        --------
-        >>> result.save("fit.nc")  # doctest: +SKIP
-        """
-        target = Path(path)
-        with atomic_path(target) as tmp:
-            self.tree.to_netcdf(tmp, engine="h5netcdf")
-        return target
 
     def summary(
         self, *, prob: float | None = None, var_names: Sequence[str] | None = None

@@ -64,6 +64,7 @@ __all__ = [
     "Sampling",
     "SpecError",
     "read_spec",
+    "read_spec_file",
 ]
 
 Family = Literal["categorical", "ordinal", "bernoulli"]
@@ -889,13 +890,7 @@ class ModelSpec:
     @classmethod
     def from_toml(cls, path: str | os.PathLike[str]) -> ModelSpec:
         """Read a spec file. Relative ``data`` paths are resolved against its folder."""
-        source = Path(path)
-        if not source.is_file():
-            raise SpecError(f"{source}: no such spec file.")
-        try:
-            raw = tomllib.loads(source.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise SpecError(f"{source}: not valid TOML: {exc}") from exc
+        source, raw = read_spec_file(path)
         return cls.from_dict(raw, source=source, base=source.parent)
 
     @classmethod
@@ -928,6 +923,17 @@ def _data_path(data: Any, where: str, base: Path | None) -> Path | None:
     if base is not None and not path.is_absolute():
         path = (base / path).resolve()
     return path
+
+
+def read_spec_file(path: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]]:
+    """A spec file's path and its TOML tables, as read (nothing in it is evaluated)."""
+    source = Path(path)
+    if not source.is_file():
+        raise SpecError(f"{source}: no such spec file.")
+    try:
+        return source, tomllib.loads(source.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"{source}: not valid TOML: {exc}") from exc
 
 
 def read_spec(path: str | os.PathLike[str]) -> ModelSpec:
