@@ -153,10 +153,11 @@ class Model:
         np.add.at(out, (cell, answer), 1)
         return out
 
-    def fit(self, data: pd.DataFrame, args: argparse.Namespace, seed: int) -> Fitted:
-        """Sample the model with a survey's counts."""
-        counts = self.counts(data)
-        result = nutpie.sample(
+    def sample(
+        self, counts: np.ndarray, args: argparse.Namespace, seed: int, **options: Any
+    ) -> Any:
+        """Nutpie's draws with these counts (``options``: more of ``nutpie.sample``'s)."""
+        return nutpie.sample(
             self.compiled.with_data(counts=counts.astype(float)),
             draws=args.draws,
             tune=args.draws,
@@ -164,7 +165,13 @@ class Model:
             seed=seed,
             progress_bar=False,
             target_accept=DEFAULT_SAMPLING["target_accept"],
+            **options,
         )
+
+    def fit(self, data: pd.DataFrame, args: argparse.Namespace, seed: int) -> Fitted:
+        """Sample the model with a survey's counts."""
+        counts = self.counts(data)
+        result = self.sample(counts, args, seed)
         return Fitted(dataclasses.replace(self.template, counts=counts), result.posterior)
 
 

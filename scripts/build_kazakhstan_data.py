@@ -21,6 +21,10 @@ given seed) into ``--out`` (default ``data/kazakhstan``):
 - ``truth_parameters_2020.csv``, ``truth_correlations_2020.csv``: every parameter
   and correlation matrix of the true opinion model;
 - ``region_adjacency.csv``: regions that share a border;
+- ``frame_district_2020.csv``: the frame's cells split over the 2018 districts by an
+  ASSUMED rule (no district populations are bundled), for district-level models;
+- ``districts_2020.csv``, ``district_adjacency.csv``: the districts (code, region, name,
+  kind) and the districts that share a border;
 - ``published_2020.csv``: the article's national percentages as ``question,category,percent``
   in the survey's labels (the demo report shows them beside its national estimates).
 
@@ -1675,6 +1679,54 @@ SLIVER_FRACTION = 1e-3
 ADJACENCY_TOLERANCE = 1e-4
 
 
+def district_frame(frame: pd.DataFrame, districts: pd.DataFrame) -> pd.DataFrame:
+    """The frame's cells split over the districts of their region, by an ASSUMED rule.
+
+    No district populations are bundled, so each region's urban adults are split over its
+    districts in proportion to URBAN_UNIT_WEIGHT (the regional centre 20, another town of
+    regional significance 4, a raion's towns 1, a city district 1) and its rural adults
+    equally over its raions; within a district and settlement, the mix of sex, age and
+    ethnicity is the region's. Summed over districts, every cell is the frame's cell.
+    (The true population's split is a Dirichlet draw around these shares, and each
+    district has its own ethnic mix: the district frame errs as a real assumed one would.)
+    """
+    shares = []
+    for region, units in districts.groupby("region", sort=False):
+        for settlement in SETTLEMENTS:
+            if settlement == "rural":
+                units = units[units["kind"] == "raion"]
+                weight = np.ones(len(units))
+            else:
+                weight = units["kind"].map(URBAN_UNIT_WEIGHT).to_numpy(dtype=float)
+            shares.append(
+                pd.DataFrame(
+                    {
+                        "region": region,
+                        "settlement": settlement,
+                        "district": units["district"].to_numpy(),
+                        "share": weight / weight.sum(),
+                    }
+                )
+            )
+    split = frame.merge(pd.concat(shares), on=["region", "settlement"], how="inner")
+    split["population"] = (split["population"] * split["share"]).round(4)
+    split = split[split["population"] > 0]
+    order = {d: i for i, d in enumerate(districts["district"])}
+    split = split.sort_values(
+        [*CELLS, "district"], key=lambda c: c.map(order) if c.name == "district" else c
+    )
+    return split[["region", "district", *CELLS[1:], "population"]].reset_index(drop=True)
+
+
+def district_adjacency(path: Path = DISTRICT_BOUNDARIES) -> pd.DataFrame:
+    """Pairs of districts whose 2018 outlines touch (within the tolerance), slivers dropped."""
+    pairs = adjacency_from_boundaries(
+        path, key="ADM2_PCODE", sliver_fraction=SLIVER_FRACTION, tolerance=ADJACENCY_TOLERANCE
+    )
+    assert (pairs["neighbour"] != "").all(), "every district has a neighbour"
+    return pairs.rename(columns={"area": "district_a", "neighbour": "district_b"})
+
+
 def region_adjacency(path: Path = BOUNDARIES) -> pd.DataFrame:
     """Pairs of regions whose 2018 outlines touch (within the tolerance), slivers dropped."""
     pairs = adjacency_from_boundaries(
@@ -1829,6 +1881,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     joint = truth_joint(population, model)
     survey = draw_survey(frame, population, model, args.seed)
     adjacency = region_adjacency()
+    by_district = district_frame(frame, districts)
+    district_pairs = district_adjacency()
 
     write_csv(frame, out / "frame_2020.csv", "%.4f")
     write_csv(covariates, out / "region_covariates_2020.csv", "%.10g")
@@ -1843,6 +1897,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     write_csv(model.correlations, out / "truth_correlations_2020.csv", "%.10g")
     write_csv(adjacency, out / "region_adjacency.csv")
     write_csv(published_figures(), out / "published_2020.csv", "%.10g")
+    write_csv(by_district, out / "frame_district_2020.csv", "%.4f")
+    write_csv(districts, out / "districts_2020.csv")
+    write_csv(district_pairs, out / "district_adjacency.csv")
 
     national = national_shares(population, probabilities)
     worst = max(abs(national[q.name][k] - q.target[k]) for q in QUESTIONS for k in q.target)
@@ -1850,7 +1907,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"wrote {out}: {len(frame)} frame cells, {len(survey)} respondents, "
         f"{survey['psu'].nunique()} sampling points in {survey['stratum'].nunique()} strata, "
         f"{len(population)} true cells in {population['district'].nunique()} districts, "
-        f"{len(adjacency)} neighbour pairs; worst calibration error {worst * 100:.2g} pp; "
+        f"{len(adjacency)} neighbour pairs; {len(by_district)} district frame cells, "
+        f"{len(district_pairs)} district neighbour pairs; "
+        f"worst calibration error {worst * 100:.2g} pp; "
         f"raking error {frame.attrs['raking'].max_relative_error:.2g}; "
         f"alpha={covariates.attrs['alpha']:.6f} gamma={covariates.attrs['gamma']:.6f} "
         f"urban shift={covariates.attrs['urban_shift']:.6f}; {time.perf_counter() - started:.1f} s"

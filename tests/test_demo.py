@@ -74,10 +74,20 @@ def test_demo_writes_a_report_with_every_question_region_and_map(demo: tuple[Pat
     names = om.datasets.kazakhstan_region_names()
     for code, name in names.items():
         assert f"{name} ({code})" in html
-    # one embedded map per question, plus MRP-vs-direct and PPC figures
-    assert len(re.findall(r'alt="map of ', html)) == len(QUESTIONS)
-    # and the first screen's balance maps of the five presence questions
-    assert len(re.findall(r"src=\"data:image/png;base64,", html)) == 3 * len(QUESTIONS) + 1
+    # one embedded map per question and presence_muslim's by district, plus MRP-vs-direct
+    # and PPC figures, and the first screen's balance maps of the five presence questions
+    assert len(re.findall(r'alt="map of ', html)) == len(QUESTIONS) + 1
+    assert 'alt="map of presence_muslim by district"' in html
+    assert len(re.findall(r"src=\"data:image/png;base64,", html)) == 3 * len(QUESTIONS) + 2
+    # every district estimated, the 95 with respondents said; no other question by district
+    by_district = pd.read_csv(out / "presence_muslim_by_district.csv")
+    assert by_district["district"].nunique() == 216
+    assert (by_district.drop_duplicates("district")["n_respondents"] > 0).sum() == 95
+    assert "95 of 216 districts have respondents" in html
+    assert sorted(p.name for p in out.glob("*_by_district.csv")) == [
+        "presence_muslim_by_district.csv"
+    ]
+    assert (out / "presence_muslim_map_district.png").stat().st_size > 50_000
     # published figures appear beside the national estimates
     national = pd.read_csv(out / "presence_russia_national.csv")
     assert national.set_index("category").loc["more", "published"] == pytest.approx(0.26)
@@ -141,6 +151,26 @@ def test_report_command_on_saved_fits(demo: tuple[Path, str], tmp_path: Path) ->
     assert "<title>My report</title>" in html
     assert 'id="presence_china"' in html and 'id="main_enemy"' in html
     assert 'id="presence_russia"' not in html
+    # the district fit mapped by district with --subarea, inside the regions' outlines
+    regions = om.datasets.kazakhstan_boundaries_path()
+    districts = om.datasets.kazakhstan_district_boundaries_path()
+    frame = om.datasets.kazakhstan_district_frame_path()
+    base = ["report", str(out / "fits" / "presence_muslim.nc"), "--frame", str(frame)]
+    maps = ["--boundaries", str(regions), "--boundary-key", "ISO_3166_2"]
+    result = runner.invoke(
+        app,
+        [*base, "--out", str(tmp_path / "d"), *maps, "--boundary-name", "ADM1_EN",
+         "--subarea", "district", "--subarea-boundaries", str(districts),
+         "--subarea-key", "ADM2_PCODE", "--subarea-name", "ADM2_EN"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "d" / "presence_muslim_map_district.png").stat().st_size > 50_000
+    bad = runner.invoke(app, [*base, "--out", str(tmp_path / "e"), "--subarea", "distrct"])
+    assert bad.exit_code == 2 and "subarea 'distrct' is not a column of the frame" in bad.output
+    bad = runner.invoke(
+        app, [*base, "--out", str(tmp_path / "e"), "--subarea-boundaries", str(districts)]
+    )
+    assert bad.exit_code == 2 and "--subarea-key and --subarea-name" in bad.output
 
 
 @pytest.mark.slow

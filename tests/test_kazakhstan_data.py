@@ -42,6 +42,9 @@ GENERATED = (
     "truth_correlations_2020.csv",
     "region_adjacency.csv",
     "published_2020.csv",
+    "frame_district_2020.csv",
+    "districts_2020.csv",
+    "district_adjacency.csv",
 )
 SURVEY_COLUMNS = [
     "respondent_id",
@@ -614,6 +617,79 @@ def test_adjacency_makes_geographic_sense(neighbours):
     assert not neighbours["KZ-AKM"] & {"KZ-ALA", "KZ-ALM", "KZ-YUZ"}
 
 
+# -- districts -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def district_table() -> pd.DataFrame:
+    return _csv("districts_2020.csv")
+
+
+def test_districts_are_the_2018_boundaries(district_table):
+    with shapefile.Reader(str(GEO / "kaz_admbnda_adm2_2018.shp")) as reader:
+        records = {r["ADM2_PCODE"]: r.as_dict() for r in reader.records()}
+    assert sorted(district_table["district"]) == sorted(records)
+    for row in district_table.itertuples(index=False):
+        assert (row.region, row.name) == (
+            records[row.district]["ISO_3166_2"],
+            records[row.district]["ADM2_EN"],
+        )
+    kinds = district_table.groupby("region")["kind"].value_counts().unstack(fill_value=0)
+    # the three cities are city districts only; every oblast has one regional centre
+    assert set(kinds.index[kinds["city district"] > 0]) == {"KZ-AST", "KZ-ALA", "KZ-SHY"}
+    assert (kinds.drop(["KZ-AST", "KZ-ALA", "KZ-SHY"])["regional centre"] == 1).all()
+
+
+def test_district_adjacency_makes_geographic_sense(district_table):
+    pairs = _csv("district_adjacency.csv")
+    assert list(pairs.columns) == ["district_a", "district_b"]
+    assert (pairs["district_a"] < pairs["district_b"]).all() and not pairs.duplicated().any()
+    region = dict(zip(district_table["district"], district_table["region"], strict=True))
+    near: dict[str, set[str]] = {d: set() for d in district_table["district"]}
+    for a, b in pairs.itertuples(index=False):
+        near[a].add(b)
+        near[b].add(a)
+    assert all(near.values()), [d for d, n in near.items() if not n]
+    # Kokshetau (Akmola's centre) lies inside Zerendi raion and touches nothing else
+    assert near["KZ111000"] == {"KZ115600"}
+    # Almaty city's districts touch each other and, across the city border, Almaty Region
+    assert {region[d] for d in near["KZ751110"]} <= {"KZ-ALA", "KZ-ALM"}
+    # neighbouring districts in different regions are in neighbouring regions
+    regions = _csv("region_adjacency.csv")
+    touching = {frozenset(p) for p in regions.itertuples(index=False)}
+    crossing = {
+        frozenset((region[a], region[b]))
+        for a, b in pairs.itertuples(index=False)
+        if region[a] != region[b]
+    }
+    assert crossing <= touching
+
+
+def test_the_district_frame_splits_every_frame_cell(frame, district_table):
+    split = _csv("frame_district_2020.csv")
+    columns = ["region", "district", "sex", "age", "ethnicity", "settlement", "population"]
+    assert list(split.columns) == columns
+    keys = ["region", "sex", "age", "ethnicity", "settlement"]
+    summed = split.groupby(keys)["population"].sum()
+    whole = frame[frame["population"] > 0].set_index(keys)["population"]
+    assert summed.index.sort_values().equals(whole.index.sort_values())
+    # each split part is rounded to 4 decimals, at most 20 parts a cell
+    assert np.abs(summed.reindex(whole.index) - whole).max() <= 20 * 5e-5
+    # every district is in the frame, in its own region; rural adults only in raions
+    region = dict(zip(district_table["district"], district_table["region"], strict=True))
+    assert set(split["district"]) == set(district_table["district"])
+    assert (split["district"].map(region) == split["region"]).all()
+    kinds = dict(zip(district_table["district"], district_table["kind"], strict=True))
+    kind = split["district"].map(kinds)
+    assert set(kind[split["settlement"] == "rural"]) == {"raion"}
+    # a regional centre holds 20 times a raion's urban adults (the assumed weights)
+    urban = split[split["settlement"] == "urban"].groupby("district")["population"].sum()
+    akmola = district_table[district_table["region"] == "KZ-AKM"].set_index("district")["kind"]
+    centre = urban[akmola.index[akmola == "regional centre"]].iloc[0]
+    raion = urban[akmola.index[akmola == "raion"]]
+    assert np.allclose(centre / raion, 20.0, rtol=1e-3)
+
+
 # -- the build script ----------------------------------------------------------------
 
 
@@ -633,7 +709,9 @@ def script():
 
 def test_rebuild_is_byte_identical(script, tmp_path, capsys):
     assert script.main(["--out", str(tmp_path)]) == 0
-    assert re.search(r"816 frame cells, 1200 respondents", capsys.readouterr().out)
+    printed = capsys.readouterr().out
+    assert re.search(r"816 frame cells, 1200 respondents", printed)
+    assert re.search(r"9096 district frame cells, 517 district neighbour pairs", printed)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(GENERATED)
     for name in GENERATED:
         assert (tmp_path / name).read_bytes() == (DATA / name).read_bytes(), name

@@ -16,7 +16,6 @@ from opinionmap.maps import (
     plot_balance,
     plot_choropleth,
     plot_mrp_vs_direct,
-    read_boundaries,
 )
 
 
@@ -38,9 +37,45 @@ def test_bundled_boundaries_have_the_17_frame_regions() -> None:
 
 
 def test_districts_can_be_read() -> None:
-    path = om.datasets.kazakhstan_boundaries_path().with_name("kaz_admbnda_adm2_2018.shp")
-    districts = read_boundaries(path, key="ADM2_PCODE", name="ADM2_EN")
+    districts = om.datasets.kazakhstan_districts()
     assert len(districts) == 216
+    frame = om.read_frame(om.datasets.kazakhstan_district_frame_path())
+    assert sorted(a.key for a in districts) == sorted(frame.levels("district"))
+    assert om.datasets.kazakhstan_district_names()["KZ111000"] == "Kokshetau"
+
+
+def test_district_map_has_region_outlines_and_no_labels(tmp_path: Path) -> None:
+    truth = pd.read_csv(om.datasets.data_dir() / "kazakhstan" / "truth_district_2020.csv")
+    t = truth[truth["question"] == "presence_muslim"].rename(
+        columns={"response": "category", "share": "mean"}
+    )
+    t = t.assign(lower=t["mean"] * 0.8, upper=t["mean"] * 1.2)[
+        ["district", "category", "mean", "lower", "upper"]
+    ]
+    path = tmp_path / "districts.png"
+    fig = plot_choropleth(
+        t,
+        om.datasets.kazakhstan_districts(),
+        area="district",
+        categories=["more"],
+        outlines=om.datasets.kazakhstan_regions(),
+        path=path,
+    )
+    assert path.stat().st_size > 20_000
+    estimate, width = fig.axes[0], fig.axes[1]
+    # 216 districts filled, then the 17 regions' outlines drawn over them
+    assert len(estimate.collections) == 2 and len(width.collections) == 2
+    assert len(estimate.collections[1].get_segments()) >= 17
+    # 216 names would be unreadable: none by default (the 17 regions are named)
+    assert len(estimate.texts) == 0
+    widths = width.collections[0].get_array()
+    assert np.nanmax(widths) == pytest.approx(0.4 * t.query("category == 'more'")["mean"].max())
+    regions = plot_choropleth(
+        pd.DataFrame({"region": ["KZ-SEV"], "category": ["more"], "mean": [0.3]}),
+        om.datasets.kazakhstan_regions(),
+        area="region",
+    )
+    assert len(regions.axes[0].texts) == 17
 
 
 @pytest.mark.parametrize("suffix", ["png", "svg"])

@@ -66,7 +66,7 @@ def test_the_bundled_project_file_holds_what_the_demo_shows() -> None:
 
     project = read_project(om.datasets.project_dir())
     assert [p.stem for p in project.specs] == sorted(p.stem for p in MODELS.glob("*.toml"))
-    assert project.frame.name == "frame_2020.csv" and project.weight == "population"
+    assert project.frame.name == "frame_district_2020.csv" and project.weight == "population"
     assert project.codebook is not None and project.codebook.name == "survey_2020.codebook.toml"
     assert project.survey.name == "survey_2020.csv" and project.out.name == "demo-out"
     report = project.report
@@ -78,6 +78,9 @@ def test_the_bundled_project_file_holds_what_the_demo_shows() -> None:
     assert report.published.equals(om.datasets.kazakhstan_published())
     assert [h for h, _ in report.notes] == ["About the synthetic survey"]
     assert "SYNTHETIC" in (report.frame_note or "")
+    # the district map of the one spec with district effects
+    assert report.subarea == "district"
+    assert report.subarea_boundaries is not None and len(report.subarea_boundaries) == 216
 
 
 def test_a_project_file_is_checked(tmp_path: Path) -> None:
@@ -96,6 +99,8 @@ def test_a_project_file_is_checked(tmp_path: Path) -> None:
         "[[report.notes]]\nheading = 'x'": r"entries need exactly 'heading' and 'text'",
         "models = 'specs'": r"no model specs in .*specs",
         "[report]\nprob = 90": r"'prob' must be between 0 and 1, got 90",
+        "[report]\nsubarea = 3": r"'subarea' must be text, got 3",
+        "[report]\nsubarea_boundaries = 'd.shp'": r"'subarea_boundaries' must be a table",
         "frame = [": r"not valid TOML",
     }
     for text, message in cases.items():
@@ -126,6 +131,12 @@ def test_run_fits_and_reports_a_project(tmp_path: Path) -> None:
     # by the codebook's area and by each categorical predictor in the frame
     for table in ("region", "sex", "age", "ethnicity", "settlement"):
         assert (root / "results" / f"presence_usa_by_{table}.csv").is_file(), table
+    # a subarea the frame lacks is named before anything is fitted
+    (root / "opinionmap.toml").write_text('[report]\nsubarea = "district"\n', encoding="utf-8")
+    run = CliRunner().invoke(app, ["run", str(root), "--quick"])
+    assert run.exit_code == 2
+    assert "subarea 'district' is not a column of the frame" in run.output
+    assert "fitting" not in run.output
     missing = CliRunner().invoke(app, ["run", str(tmp_path / "nowhere")])
     assert missing.exit_code == 2 and "no such project folder" in missing.output
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from opinionmap.spec import (
+    LOW_RANK_MAX_PARAMETERS,
     FixedTerm,
     GroupTerm,
     ModelSpec,
@@ -147,6 +148,11 @@ def test_every_sampler_setting_in_one_object(tmp_path: Path) -> None:
     assert auto == {"ordinal": "low_rank", "bernoulli": "low_rank", "categorical": "diag"}
     assert Sampling(adaptation="diag").resolved("ordinal").adaptation == "diag"
     assert Sampling(adaptation="low_rank").resolved("categorical").adaptation == "low_rank"
+    # a large model (hundreds of district effects) takes the diagonal one; a choice stays
+    big = LOW_RANK_MAX_PARAMETERS + 1
+    assert Sampling().resolved("ordinal", LOW_RANK_MAX_PARAMETERS).adaptation == "low_rank"
+    assert Sampling().resolved("ordinal", big).adaptation == "diag"
+    assert Sampling(adaptation="low_rank").resolved("ordinal", big).adaptation == "low_rank"
     # one setting left open gets a seed of its own, drawn and then fixed
     assert Sampling().resolved().seed != Sampling().resolved().seed
     # what a fit stores, and reads back

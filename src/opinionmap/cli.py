@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from opinionmap.codebook import Codebook
     from opinionmap.diagnostics import Diagnostics
     from opinionmap.joint import JointResult
+    from opinionmap.maps import Area
     from opinionmap.pipeline import Outcome, SavedFit
     from opinionmap.progress import FitProgress
     from opinionmap.results import FitResult
@@ -751,6 +752,21 @@ def report_command(
         str | None,
         typer.Option(help="The shapefile's attribute holding the area names (e.g. ADM1_EN)."),
     ] = None,
+    subarea: Annotated[
+        str | None,
+        typer.Option(
+            help="A finer area column of the frame (districts): mapped for fits with a term on it."
+        ),
+    ] = None,
+    subarea_boundaries: Annotated[
+        Path | None, typer.Option(help="Shapefile (.shp) of the finer areas.")
+    ] = None,
+    subarea_key: Annotated[
+        str | None, typer.Option(help="Its attribute holding the area codes (e.g. ADM2_PCODE).")
+    ] = None,
+    subarea_name: Annotated[
+        str | None, typer.Option(help="Its attribute holding the area names (e.g. ADM2_EN).")
+    ] = None,
     title: Annotated[str, typer.Option(help="Report title.")] = "opinionmap report",
     prob: ProbOption = None,
     strict: StrictOption = False,
@@ -758,7 +774,6 @@ def report_command(
     """Build the HTML report (plus CSV tables and PNG figures) for your own fits."""
     from opinionmap._io import check_writable
     from opinionmap.frame import read_frame
-    from opinionmap.maps import read_boundaries
     from opinionmap.report import ReportOptions, build_report, read_published
     from opinionmap.results import load
 
@@ -770,23 +785,20 @@ def report_command(
         survey = _read_survey(survey_path, codebook) if survey_path is not None else None
         book = survey.codebook if survey is not None else None
         frame = read_frame(frame_path, weight=weight, codebook=book)
-        areas = None
-        if boundaries is not None:
-            if boundary_key is None or boundary_name is None:
-                raise OpinionmapError(
-                    f"{boundaries}: name the attributes holding each area's code and name with "
-                    "--boundary-key and --boundary-name (e.g. ADM1_PCODE and ADM1_EN)."
-                )
-            areas = tuple(read_boundaries(boundaries, key=boundary_key, name=boundary_name))
         options = ReportOptions(
             area=area,
             groups=None if groups is None else tuple(_names(groups)),
-            boundaries=areas,
+            boundaries=_outlines(boundaries, boundary_key, boundary_name, "--boundary"),
+            subarea=subarea,
+            subarea_boundaries=_outlines(
+                subarea_boundaries, subarea_key, subarea_name, "--subarea"
+            ),
             labels=_question_labels(survey),
             published=read_published(published_path) if published_path is not None else None,
             title=title,
             prob=prob,
         )
+        options.check_frame(frame, frame_path)
         with _warnings_to_stderr():
             path = build_report(
                 results, frame, out, survey=survey, options=options, progress=typer.echo
@@ -794,6 +806,22 @@ def report_command(
     except OpinionmapError as exc:
         raise _fail(exc) from exc
     typer.echo(f"report written to {path}")
+
+
+def _outlines(
+    path: Path | None, key: str | None, name: str | None, flag: str
+) -> tuple[Area, ...] | None:
+    """Boundaries from a shapefile and the attributes naming its areas' codes and names."""
+    from opinionmap.maps import read_boundaries
+
+    if path is None:
+        return None
+    if key is None or name is None:
+        raise OpinionmapError(
+            f"{path}: name the attributes holding each area's code and name with "
+            f"{flag}-key and {flag}-name (e.g. ADM1_PCODE and ADM1_EN)."
+        )
+    return tuple(read_boundaries(path, key=key, name=name))
 
 
 def _question_labels(survey: Survey | None) -> dict[str, str]:

@@ -23,6 +23,11 @@ __all__ = [
     "kazakhstan_adjacency_path",
     "kazakhstan_boundaries_path",
     "kazakhstan_codebook_path",
+    "kazakhstan_district_adjacency_path",
+    "kazakhstan_district_boundaries_path",
+    "kazakhstan_district_frame_path",
+    "kazakhstan_district_names",
+    "kazakhstan_districts",
     "kazakhstan_frame_path",
     "kazakhstan_published",
     "kazakhstan_region_names",
@@ -69,6 +74,15 @@ def kazakhstan_frame_path() -> Path:
     return _kz("frame_2020.csv")
 
 
+def kazakhstan_district_frame_path() -> Path:
+    """``frame_district_2020.csv``: the frame's cells split over the 216 districts of 2018.
+
+    Columns region, district, sex, age, ethnicity, settlement, population. No district
+    populations are bundled: the split is an ASSUMED rule (``data/kazakhstan/README.md``).
+    """
+    return _kz("frame_district_2020.csv")
+
+
 def kazakhstan_survey_path() -> Path:
     """``survey_2020.csv``: the synthetic 1,200-respondent survey (see its README)."""
     return _kz("survey_2020.csv")
@@ -89,12 +103,26 @@ def kazakhstan_adjacency_path() -> Path:
     return _kz("region_adjacency.csv")
 
 
-def kazakhstan_boundaries_path() -> Path:
-    """The 2018 first-level boundary shapefile (17 units, matching the 2020 frame)."""
-    path = data_dir() / "geo" / "kazakhstan" / "kaz_admbnda_adm1_2018.shp"
+def kazakhstan_district_adjacency_path() -> Path:
+    """``district_adjacency.csv``: pairs of districts that share a border (517 pairs)."""
+    return _kz("district_adjacency.csv")
+
+
+def _geo(name: str) -> Path:
+    path = data_dir() / "geo" / "kazakhstan" / name
     if not path.exists():
         raise OpinionmapError(f"bundled boundary file {path} is missing.")
     return path
+
+
+def kazakhstan_boundaries_path() -> Path:
+    """The 2018 first-level boundary shapefile (17 units, matching the 2020 frame)."""
+    return _geo("kaz_admbnda_adm1_2018.shp")
+
+
+def kazakhstan_district_boundaries_path() -> Path:
+    """The 2018 second-level boundary shapefile (216 districts, key ``ADM2_PCODE``)."""
+    return _geo("kaz_admbnda_adm2_2018.shp")
 
 
 def project_dir() -> Path:
@@ -135,6 +163,21 @@ def kazakhstan_region_names() -> dict[str, str]:
 
     table = pd.read_csv(_kz("region_covariates_2020.csv"))
     return dict(zip(table["region"], table["name"], strict=True))
+
+
+def kazakhstan_district_names() -> dict[str, str]:
+    """District code (ADM2_PCODE) -> English name, from ``districts_2020.csv``."""
+    import pandas as pd
+
+    table = pd.read_csv(_kz("districts_2020.csv"))
+    return dict(zip(table["district"], table["name"], strict=True))
+
+
+def kazakhstan_districts() -> list[Area]:
+    """The outlines of the 216 districts of 2018 (the district frame's areas), for maps."""
+    from opinionmap.maps import read_boundaries
+
+    return read_boundaries(kazakhstan_district_boundaries_path(), key="ADM2_PCODE", name="ADM2_EN")
 
 
 def kazakhstan_regions() -> list[Area]:

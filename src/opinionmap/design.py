@@ -227,6 +227,22 @@ class Design:
         return int(self.respondent_cell.shape[0])
 
     @property
+    def n_parameters(self) -> int:
+        """About how many values one linear predictor's model samples.
+
+        Fixed effects, cutpoints (or intercept), every level's varying effects (twice
+        for a BYM2 term, its spatial and unstructured parts) and their SDs; what
+        ``adaptation="auto"`` weighs (:data:`~opinionmap.spec.LOW_RANK_MAX_PARAMETERS`).
+        """
+        n = len(self.coefs) + len(self.categories) - 1
+        for g in self.groups:
+            per_level = max(1, len(g.coefs))
+            graph = self.graph(g.name)
+            parts = 2 if graph is not None and graph.kind == "bym2" else 1
+            n += parts * per_level * len(g.levels) + per_level
+        return n
+
+    @property
     def has_intercept(self) -> bool:
         """Whether the linear predictor has an intercept (never for ordinal)."""
         return self.spec.intercept and self.spec.family != "ordinal"

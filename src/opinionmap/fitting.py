@@ -128,6 +128,11 @@ def fit(
     >>> result = om.fit(spec, om.read_survey(spec.data), random_seed=1)  # doctest: +SKIP
     >>> print(result.diagnostics.verdict())  # doctest: +SKIP
     """
+    if log_likelihood not in ("auto", "respondent", "pattern"):
+        raise OpinionmapError(
+            f"log_likelihood must be 'auto', 'respondent' or 'pattern', got {log_likelihood!r}."
+        )
+    design = build_design(spec, survey, aggregate=aggregate)
     settings = spec.sampling.merged(
         sampling,
         draws=draws,
@@ -138,12 +143,7 @@ def fit(
         sampler=sampler,
         target_accept=target_accept,
         adaptation=adaptation,
-    ).resolved(spec.family if spec.hurdle is None else "hurdle")
-    if log_likelihood not in ("auto", "respondent", "pattern"):
-        raise OpinionmapError(
-            f"log_likelihood must be 'auto', 'respondent' or 'pattern', got {log_likelihood!r}."
-        )
-    design = build_design(spec, survey, aggregate=aggregate)
+    ).resolved(spec.family if spec.hurdle is None else "hurdle", design.n_parameters)
     if design.merged:
         _log.info("%s: %s", spec.outcome, merged_line(design))
     plan = make_plan(design)

@@ -34,7 +34,17 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
     from matplotlib.ticker import Formatter
 
-__all__ = ["Area", "plot_balance", "plot_choropleth", "plot_mrp_vs_direct", "read_boundaries"]
+__all__ = [
+    "LABEL_AREAS",
+    "Area",
+    "plot_balance",
+    "plot_choropleth",
+    "plot_mrp_vs_direct",
+    "read_boundaries",
+]
+
+#: Maps of at most this many areas name each area on it by default.
+LABEL_AREAS = 40
 
 
 @dataclass(frozen=True)
@@ -140,7 +150,8 @@ def plot_choropleth(
     categories: Sequence[str] | None = None,
     title: str | None = None,
     path: str | os.PathLike[str] | None = None,
-    labels: bool = True,
+    labels: bool | None = None,
+    outlines: Sequence[Area] | None = None,
 ) -> Figure:
     """Map an estimate by area, with its interval width in a second row.
 
@@ -158,6 +169,12 @@ def plot_choropleth(
         Which categories to map, one panel each (default: all in the table).
     path
         Write the figure (``.png``, ``.svg`` or ``.pdf``).
+    labels
+        Write each area's name and value on it (default: when there are at most
+        :data:`LABEL_AREAS` areas; districts are too many to read).
+    outlines
+        Larger areas drawn over the map as lines, e.g. the regions over a district
+        map (:func:`opinionmap.datasets.kazakhstan_regions`).
 
     Returns
     -------
@@ -178,6 +195,8 @@ def plot_choropleth(
     width = (sub["upper"] - sub["lower"]) if has_width else None
     wmax = float(np.nanmax(width)) if width is not None and len(width) else 1.0
     fig, axes = _map_axes(areas, len(cats), rows, title)
+    if labels is None:
+        labels = len(areas) <= LABEL_AREAS
     for j, category in enumerate(cats):
         data = table[table["category"] == category].set_index(
             table[table["category"] == category][area].astype(str)
@@ -187,6 +206,8 @@ def plot_choropleth(
             panels.append((1, data["upper"] - data["lower"], "YlOrRd", (0.0, wmax)))
         for row, series, cmap, limits in panels:
             coll = _draw_areas(axes[row, j], areas, series, cmap, limits, labels)
+            if outlines is not None:
+                _draw_outlines(axes[row, j], outlines)
             if row == 0:
                 axes[row, j].set_title(str(category), fontsize=11)
             if j == len(cats) - 1:
@@ -369,7 +390,7 @@ def _draw_areas(
         array=np.asarray(colours, dtype=float),
         cmap=plt.get_cmap(cmap).with_extremes(bad="#dddddd"),
         edgecolors="white",
-        linewidths=0.5,
+        linewidths=0.5 if len(areas) <= LABEL_AREAS else 0.25,
     )
     coll.set_clim(*limits)
     ax.add_collection(coll)
@@ -388,6 +409,14 @@ def _draw_areas(
                 path_effects=[pe.withStroke(linewidth=2, foreground="white")],
             )
     return coll
+
+
+def _draw_outlines(ax: Any, areas: Sequence[Area]) -> None:
+    """The outlines of ``areas`` as dark lines over a map."""
+    from matplotlib.collections import LineCollection
+
+    rings = [ring for a in areas for ring in a.rings]
+    ax.add_collection(LineCollection(rings, colors="#333333", linewidths=0.7))
 
 
 def plot_mrp_vs_direct(

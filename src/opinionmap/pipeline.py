@@ -308,6 +308,7 @@ def run_specs(
     # variables are cells even where the frame codes them as numbers
     frame = read_frame(frame_path, weight=weight, codebook=survey.codebook)
     report = report or ReportOptions()
+    report.check_frame(frame, frame_path)
     if not report.labels:
         codebook = survey.codebook
         labels = {
@@ -350,6 +351,8 @@ _REPORT_KEYS = (
     "area_names",
     "notes",
     "prob",
+    "subarea",
+    "subarea_boundaries",
 )
 
 
@@ -381,8 +384,8 @@ def read_project(folder: str | os.PathLike[str], *, models: Path | None = None) 
     ``weight``, ``codebook``, ``out``, paths relative to it) and what the report shows
     (a ``[report]`` table: ``title``, ``area``, ``groups``, ``published``, ``frame_note``,
     ``boundaries = {path, key, name}``, ``area_names = {path, key, name}``,
-    ``[[report.notes]]`` with ``heading`` and ``text``, ``prob``). ``models`` overrides
-    the specs' folder.
+    ``[[report.notes]]`` with ``heading`` and ``text``, ``prob``, ``subarea`` and
+    ``subarea_boundaries = {path, key, name}``). ``models`` overrides the specs' folder.
     """
     root = Path(folder)
     if not root.is_dir():
@@ -543,6 +546,7 @@ def _report_options(report: _Settings) -> ReportOptions:
     options: dict[str, Any] = {
         "title": report.text("title") or f"{root.resolve().name}: small-area estimates",
         "area": report.text("area"),
+        "subarea": report.text("subarea"),
         "frame_note": report.text("frame_note"),
         "notes": _notes(table.get("notes", []), where),
     }
@@ -555,6 +559,9 @@ def _report_options(report: _Settings) -> ReportOptions:
     if (outlines := _source(table, "boundaries", root, where)) is not None:
         file, key, name = outlines
         options["boundaries"] = tuple(read_boundaries(file, key=key, name=name))
+    if (outlines := _source(table, "subarea_boundaries", root, where)) is not None:
+        file, key, name = outlines
+        options["subarea_boundaries"] = tuple(read_boundaries(file, key=key, name=name))
     if (names := _source(table, "area_names", root, where)) is not None:
         options["area_names"] = _area_names(*names, where)
     if (prob := table.get("prob")) is not None:

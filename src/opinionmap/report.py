@@ -92,6 +92,13 @@ class ReportOptions:
         The report's title.
     prob
         Interval width (default :func:`~opinionmap.summaries.interval_prob`).
+    subarea
+        A finer area column of the frame (districts within regions). A question whose
+        model has a term on it gets a table (CSV) and, with ``subarea_boundaries``, a
+        map by it, the areas drawn inside ``boundaries``; questions without such a term
+        are not broken down by it (their estimates would differ by composition only).
+    subarea_boundaries
+        Outlines of the finer areas, as ``boundaries``.
     """
 
     area: str | None = None
@@ -104,6 +111,17 @@ class ReportOptions:
     notes: tuple[tuple[str, str], ...] = ()
     title: str = "opinionmap report"
     prob: float | None = None
+    subarea: str | None = None
+    subarea_boundaries: tuple[Area, ...] | None = field(default=None, repr=False)
+
+    def check_frame(self, frame: Frame, where: object) -> None:
+        """Refuse a ``subarea`` that is not a column of the frame (``where``: its file)."""
+        if self.subarea is not None and self.subarea not in frame.data.columns:
+            raise OpinionmapError(
+                f"report: subarea {self.subarea!r} is not a column of the frame {where} "
+                f"(columns: {format_values(list(frame.data.columns))}); add it to the "
+                "frame's cells or leave the subarea out."
+            )
 
     def area_of(self, result: FitResult) -> str:
         """The area column for a fit: the option, else the survey's area the fit recorded."""
@@ -215,6 +233,7 @@ def build_report(
         The report's path.
     """
     options = options or ReportOptions()
+    options.check_frame(frame, "passed to build_report")
     say = progress or (lambda _msg: None)
     sections = []
     for result in results:
@@ -376,6 +395,7 @@ def report_section(
         ).to_html(index=False, border=0),
         *_answering_part(result, est, options, prob, out),
         *_area_part(result, by_area, national, area, label, out, options),
+        *_subarea_part(result, frame, national, label, out, options, frameless),
     ]
     if survey is not None:
         parts += _direct_part(result, survey, by_area, top, area, label, out, options, prob)
@@ -569,16 +589,11 @@ def _area_part(
     categories = list(result.design.categories)
     parts = [f"<h3>By {html.escape(area)}</h3>"]
     if options.boundaries is not None:
-        # the (up to) three most common answers, or the top of an ordered scale, one colour scale
-        if result.spec.family == "ordinal":
-            cats = list(result.design.answers[-3:][::-1])
-        else:
-            cats = list(national.sort_values("mean", ascending=False)["category"][:3])
         fig = plot_choropleth(
             by_area,
             list(options.boundaries),
             area=area,
-            categories=cats,
+            categories=_mapped(result, national),
             title=f"{label}: share by {area}",
         )
         path = save_figure(fig, out / f"{q}_map.png", close=True)
@@ -589,6 +604,56 @@ def _area_part(
     if names:
         wide.index = [f"{names.get(k, k)} ({k})" for k in wide.index]
     parts.append(_pct(wide.reset_index(), categories).to_html(index=False, border=0))
+    return parts
+
+
+def _mapped(result: FitResult, national: pd.DataFrame) -> list[str]:
+    """The answers a map shows: the top three of an ordered scale, else the three most common."""
+    if result.spec.family == "ordinal":
+        return list(result.design.answers[-3:][::-1])
+    return list(national.sort_values("mean", ascending=False)["category"][:3])
+
+
+def _subarea_part(
+    result: FitResult,
+    frame: Frame,
+    national: pd.DataFrame,
+    label: str,
+    out: Path,
+    options: ReportOptions,
+    frameless: FramelessModel | None,
+) -> list[str]:
+    """The map and CSV by the finer area, for a model with a term on it."""
+    sub = options.subarea
+    if sub is None or sub not in result.spec.variables or sub not in frame.data.columns:
+        return []
+    q = result.spec.outcome
+    prob = interval_prob(options.prob)
+    table = poststratify(result, frame, by=[sub], frameless=frameless).summary(prob=prob)
+    csv = write_table(table, out / f"{q}_by_{sub}.csv")
+    counts = table.drop_duplicates(sub)["n_respondents"]
+    graph = result.design.graph(sub)
+    borrows = ", which borrows from their neighbours" if graph and graph.kind == "bym2" else ""
+    parts = [
+        f"<h3>By {html.escape(sub)}</h3>",
+        f'<p class="note">{int((counts > 0).sum())} of {len(counts)} {html.escape(sub)}s '
+        f"have respondents; the others' estimates rest on the model alone (their "
+        f"{html.escape(options.area_of(result))}, their population's make-up and the "
+        f"{html.escape(sub)} effects' prior{borrows}), with wider {prob:.0%} intervals. "
+        f"Every {html.escape(sub)}'s estimate: "
+        f'<a href="{html.escape(csv.name)}">{html.escape(csv.name)}</a>.</p>',
+    ]
+    if options.subarea_boundaries is not None:
+        fig = plot_choropleth(
+            table,
+            list(options.subarea_boundaries),
+            area=sub,
+            categories=_mapped(result, national),
+            title=f"{label}: share by {sub}",
+            outlines=options.boundaries,
+        )
+        path = save_figure(fig, out / f"{q}_map_{sub}.png", close=True)
+        parts.append(_img(path, f"map of {q} by {sub}"))
     return parts
 
 

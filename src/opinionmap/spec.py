@@ -55,6 +55,7 @@ __all__ = [
     "AUTO_ADAPTATION",
     "DEFAULT_SAMPLING",
     "FAMILIES",
+    "LOW_RANK_MAX_PARAMETERS",
     "SAMPLERS",
     "SAMPLING_KEYS",
     "FixedTerm",
@@ -97,6 +98,10 @@ ADAPTATIONS: tuple[str, ...] = ("auto", "diag", "low_rank")
 # nutpie's mass matrix by family (docs/model.md section 9); others, hurdle models among them
 # (two independent parts: a low-rank update costs more than it saves), "diag"
 AUTO_ADAPTATION: dict[str, str] = {"ordinal": "low_rank", "bernoulli": "low_rank"}
+#: "auto" takes the diagonal mass matrix for a model with more parameters than this
+#: (Design.n_parameters), whatever its family: nutpie's low-rank updates grow with the
+#: dimension and cost more than they save (docs/model.md section 9).
+LOW_RANK_MAX_PARAMETERS = 100
 SAMPLING_KEYS: tuple[str, ...] = (
     "draws",
     "tune",
@@ -437,17 +442,20 @@ class Sampling:
             values.update({k: v for k, v in layer.items() if v is not None})
         return Sampling(**values)
 
-    def resolved(self, family: str | None = None) -> Sampling:
+    def resolved(self, family: str | None = None, n_parameters: int | None = None) -> Sampling:
         """Every setting filled: these values, else the defaults (cores and seed at call time).
 
         With the model's ``family`` (``"hurdle"`` for a hurdle model),
         ``adaptation="auto"`` becomes the mass matrix for it (:data:`AUTO_ADAPTATION`;
-        ``"diag"`` for others and for samplers other than nutpie).
+        ``"diag"`` for others, for samplers other than nutpie, and for models of more
+        than :data:`LOW_RANK_MAX_PARAMETERS` parameters, ``n_parameters``).
         """
         values: dict[str, Any] = {**DEFAULT_SAMPLING, **self.to_dict()}
         if values["adaptation"] == "auto" and family is not None:
             nutpie = values["sampler"] == "nutpie"
-            values["adaptation"] = AUTO_ADAPTATION.get(family, "diag") if nutpie else "diag"
+            small = n_parameters is None or n_parameters <= LOW_RANK_MAX_PARAMETERS
+            chosen = AUTO_ADAPTATION.get(family, "diag")
+            values["adaptation"] = chosen if nutpie and small else "diag"
         if values.get("cores") is None:
             values["cores"] = min(values["chains"], os.cpu_count() or 1)
         if values.get("seed") is None:
