@@ -7,6 +7,9 @@ Two data sets:
 - ``sim_100000``: 100,000 simulated respondents, ``vote ~ 1 + sex + education +
   (1 | area) + (1 | age_band) + (1 | ethnicity)`` with 50 areas, 3 categories,
   reference ``no`` (see ``common.simulate_survey``).
+- ``yrbss``: openintro/yrbss, a real survey of US high-school students (13,047 who
+  gave every answer used), ``helmet ~ 1 + gender + hispanic + (1 | grade) + (1 | race)
+  + (1 | age)``, 4 categories, reference ``never`` (see ``common.yrbss``).
 
 Each fit runs in a fresh Python process, Bambi first, then opinionmap, and is
 timed as a whole (imports, compilation, sampling, post-processing). Bambi runs
@@ -17,7 +20,7 @@ on a 2-core machine, so its 2 chains run one after the other; ``--bambi-cores 2`
 runs them side by side, as opinionmap (nutpie) does. Usage::
 
     .venv/bin/python benchmarks/bench_bambi.py [--quick] [--skip-bambi-large]
-        [--cache warm|cold] [--only chile|sim_100000] [--seeds 1 2 3]
+        [--cache warm|cold] [--only chile|sim_100000|yrbss] [--seeds 1 2 3]
         [--bambi-cores 2] [--bambi-timeout 1200]
 """
 
@@ -44,12 +47,13 @@ from common import (
     run_reported,
     save_results,
     simulate_survey,
+    yrbss,
 )
 
 TOOLS = ("bambi", "opinionmap")
 LARGE_N = 100_000
 SIM_SEED = 2026
-TARGET_RATIO = {"chile": 2.0, f"sim_{LARGE_N}": 10.0}
+TARGET_RATIO = {"chile": 2.0, f"sim_{LARGE_N}": 10.0, "yrbss": 10.0}
 
 
 def parse_args() -> argparse.Namespace:
@@ -64,7 +68,7 @@ def parse_args() -> argparse.Namespace:
         default="warm",
         help="warm: caches primed by a short untimed run; cold: empty caches per fit",
     )
-    parser.add_argument("--only", choices=("chile", f"sim_{LARGE_N}"), help="one data set")
+    parser.add_argument("--only", choices=("chile", f"sim_{LARGE_N}", "yrbss"), help="one data set")
     parser.add_argument(
         "--bambi-timeout", type=float, default=1200.0, help="seconds before Bambi is stopped"
     )
@@ -82,8 +86,13 @@ def parse_args() -> argparse.Namespace:
 
 
 def datasets(only: str | None) -> list[Dataset]:
-    names = [only] if only else ["chile", f"sim_{LARGE_N}"]
-    return [chile() if n == "chile" else simulate_survey(LARGE_N, SIM_SEED) for n in names]
+    names = [only] if only else ["chile", f"sim_{LARGE_N}", "yrbss"]
+    makers = {
+        "chile": chile,
+        "yrbss": yrbss,
+        f"sim_{LARGE_N}": lambda: simulate_survey(LARGE_N, SIM_SEED),
+    }
+    return [makers[n]() for n in names]
 
 
 def run_tool(

