@@ -40,10 +40,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import tempfile
 import time
 import warnings
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -216,12 +214,6 @@ def part_bundled(args: argparse.Namespace) -> None:
 def part_truth(args: argparse.Namespace) -> None:
     import validate_mrp as vm
 
-    gen = vm.generator()
-    src = gen.read_sources()
-    frame_df, covariates = gen.build_frame(src)
-    districts = gen.read_districts(src.regions)
-    population = gen.build_population(frame_df, districts, gen.DEFAULT_SEED)
-    truth_model = gen.true_model(population, covariates, districts, gen.DEFAULT_SEED)
     bundled = om.read_survey(vm.DATA / "survey_2020.csv")
     frame = om.read_frame(vm.DATA / "frame_2020.csv")
     everyone = pd.read_csv(vm.DATA / "truth_2020.csv").rename(columns={"response": "category"})
@@ -234,32 +226,27 @@ def part_truth(args: argparse.Namespace) -> None:
                      for name, spec in variants(base).items()}  # fmt: skip
     fit_args = argparse.Namespace(draws=500, chains=2)
     records = []
-    codebook = vm.DATA / "survey_2020.codebook.toml"
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory() as folder:
-        for r in range(1, args.truth_replicates + 1):
-            path = Path(folder) / "survey.csv"
-            gen.draw_survey(frame_df, population, truth_model, r).to_csv(path, index=False)
-            survey = om.read_survey(path, codebook)
-            for i, q in enumerate(QUESTIONS):
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    est = {name: om.poststratify(model.fit(survey.data, fit_args, 1000 * r + i),
-                                                 frame, by=["region"])
-                           for name, model in models[q].items()}  # fmt: skip
-                tables = {
-                    ("everyone", "hurdle"): est["hurdle"],
-                    ("everyone", "categorical"): est["categorical"],
-                    ("answering", "hurdle"): est["hurdle"].answering(),
-                    ("answering", "dropped"): est["dropped"],
-                }
-                for (shares, name), e in tables.items():
-                    table = e.summary(prob=1 - vm.ALPHA).rename(columns={"mean": "estimate"})
-                    t = everyone if shares == "everyone" else answering
-                    t = t[t["question"] == q][["region", "category", "share"]]
-                    records.append({"replicate": r, "question": q, "shares": shares,
-                                    "model": name, **vm.scores(table, t)})  # fmt: skip
-            print(f"replicate {r}: {time.perf_counter() - start:.0f} s", flush=True)
+    for r, survey in vm.replicate_surveys(args.truth_replicates):
+        for i, q in enumerate(QUESTIONS):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                est = {name: om.poststratify(model.fit(survey.data, fit_args, 1000 * r + i),
+                                             frame, by=["region"])
+                       for name, model in models[q].items()}  # fmt: skip
+            tables = {
+                ("everyone", "hurdle"): est["hurdle"],
+                ("everyone", "categorical"): est["categorical"],
+                ("answering", "hurdle"): est["hurdle"].answering(),
+                ("answering", "dropped"): est["dropped"],
+            }
+            for (shares, name), e in tables.items():
+                table = e.summary(prob=1 - vm.ALPHA).rename(columns={"mean": "estimate"})
+                t = everyone if shares == "everyone" else answering
+                t = t[t["question"] == q][["region", "category", "share"]]
+                records.append({"replicate": r, "question": q, "shares": shares,
+                                "model": name, **vm.scores(table, t)})  # fmt: skip
+        print(f"replicate {r}: {time.perf_counter() - start:.0f} s", flush=True)
     results = pd.DataFrame(records)
     rows = []
     grouped = results.groupby(["question", "shares", "model"], sort=False)

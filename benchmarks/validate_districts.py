@@ -51,7 +51,6 @@ import dataclasses
 import json
 import os
 import re
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -68,7 +67,7 @@ from validate_mrp import (
     ROOT,
     Fitted,
     Model,
-    generator,
+    replicate_surveys,
     scores,
     truth_answering,
 )
@@ -233,12 +232,6 @@ def main() -> None:
         args.questions = record["settings"]["questions"]
         report(pd.DataFrame(record["records"]), pd.DataFrame(record["fits"]), args)
         return
-    gen = generator()
-    src = gen.read_sources()
-    frame_df, covariates = gen.build_frame(src)
-    districts = gen.read_districts(src.regions)
-    population = gen.build_population(frame_df, districts, gen.DEFAULT_SEED)
-    truth_model = gen.true_model(population, covariates, districts, gen.DEFAULT_SEED)
     bundled = om.read_survey(DATA / "survey_2020.csv")
     frame = om.read_frame(DATA / "frame_district_2020.csv")
     truth_region, truth_district = truth_answering(), truth_districts()
@@ -256,35 +249,30 @@ def main() -> None:
             print(f"{q}, {name}: {specs[q][name]} ({compile_s[q][name]:.0f} s)", flush=True)
     records: list[dict[str, Any]] = []
     fit_records: list[dict[str, Any]] = []
-    codebook = DATA / "survey_2020.codebook.toml"
     out = results_path("validate_districts")
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory() as folder:
-        for r in range(1, args.replicates + 1):
-            path = Path(folder) / "survey.csv"
-            gen.draw_survey(frame_df, population, truth_model, r).to_csv(path, index=False)
-            survey = om.read_survey(path, codebook)
-            for i, q in enumerate(args.questions):
-                fits = {}
-                for j, name in enumerate(MODELS):
-                    seed = 1000 * r + i + 500 * j
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore")
-                        fits[name], fit = models[q][name].timed(survey.data, args, seed)
-                    fit_records.append({"replicate": r, "question": q, "model": name, **fit})
-                truths = {
-                    "district": truth_district[truth_district["question"] == q],
-                    "region": truth_region[truth_region["question"] == q],
-                }
+    for r, survey in replicate_surveys(args.replicates):
+        for i, q in enumerate(args.questions):
+            fits = {}
+            for j, name in enumerate(MODELS):
+                seed = 1000 * r + i + 500 * j
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    rows = replicate(q, survey, fits, frame, truths)
-                records += [{"replicate": r, "question": q, **row} for row in rows]
-            wall_s = time.perf_counter() - start
-            # kept after every replicate, so that a run stopped early keeps what it did
-            write_record(out, vars(args), replicates_done=r, specs=specs, compile_s=compile_s,
-                         wall_s=wall_s, records=records, fits=fit_records)  # fmt: skip
-            print(f"replicate {r}: {wall_s:.0f} s", flush=True)
+                    fits[name], fit = models[q][name].timed(survey.data, args, seed)
+                fit_records.append({"replicate": r, "question": q, "model": name, **fit})
+            truths = {
+                "district": truth_district[truth_district["question"] == q],
+                "region": truth_region[truth_region["question"] == q],
+            }
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                rows = replicate(q, survey, fits, frame, truths)
+            records += [{"replicate": r, "question": q, **row} for row in rows]
+        wall_s = time.perf_counter() - start
+        # kept after every replicate, so that a run stopped early keeps what it did
+        write_record(out, vars(args), replicates_done=r, specs=specs, compile_s=compile_s,
+                     wall_s=wall_s, records=records, fits=fit_records)  # fmt: skip
+        print(f"replicate {r}: {wall_s:.0f} s", flush=True)
     report(pd.DataFrame(records), pd.DataFrame(fit_records), args)
     print(f"wrote {out}")
 

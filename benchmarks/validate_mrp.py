@@ -40,6 +40,7 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -227,14 +228,28 @@ def estimates(
     return {k: v[["region", "category", "estimate", "lower", "upper"]] for k, v in out.items()}
 
 
-def main() -> None:
-    args = parse_args()
+def replicate_surveys(replicates: int) -> Iterator[tuple[int, om.Survey]]:
+    """Surveys 1, 2, ... drawn from the synthetic truth by the bundled design (seed: number).
+
+    The true population and opinion model are built once, at the first survey; each
+    survey is read with the bundled codebook, as a user would read it.
+    """
     gen = generator()
     src = gen.read_sources()
     frame_df, covariates = gen.build_frame(src)
     districts = gen.read_districts(src.regions)
     population = gen.build_population(frame_df, districts, gen.DEFAULT_SEED)
     truth_model = gen.true_model(population, covariates, districts, gen.DEFAULT_SEED)
+    codebook = DATA / "survey_2020.codebook.toml"
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "survey.csv"
+        for r in range(1, replicates + 1):
+            gen.draw_survey(frame_df, population, truth_model, r).to_csv(path, index=False)
+            yield r, om.read_survey(path, codebook)
+
+
+def main() -> None:
+    args = parse_args()
     bundled = om.read_survey(DATA / "survey_2020.csv")
     frame = om.read_frame(DATA / "frame_2020.csv")
     truth = truth_answering()
@@ -248,29 +263,24 @@ def main() -> None:
         models[q] = (Model(spec, frame.data, bundled), Model(region_only, frame.data, bundled))
     compile_s = time.perf_counter() - start
     records = []
-    codebook = DATA / "survey_2020.codebook.toml"
-    with tempfile.TemporaryDirectory() as folder:
-        for r in range(1, args.replicates + 1):
-            path = Path(folder) / "survey.csv"
-            gen.draw_survey(frame_df, population, truth_model, r).to_csv(path, index=False)
-            survey = om.read_survey(path, codebook)
-            for i, q in enumerate(args.questions):
-                mrp_model, region_model = models[q]
-                seed = 1000 * r + i
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    tables = estimates(
-                        q,
-                        survey,
-                        mrp_model.fit(survey.data, args, seed),
-                        region_model.fit(survey.data, args, seed + 500),
-                        frame,
-                    )
-                t = truth[truth["question"] == q][["region", "category", "share"]]
-                for method, table in tables.items():
-                    records.append({"replicate": r, "question": q, "method": method,
-                                    **scores(table, t)})  # fmt: skip
-            print(f"replicate {r}: {time.perf_counter() - start:.0f} s", flush=True)
+    for r, survey in replicate_surveys(args.replicates):
+        for i, q in enumerate(args.questions):
+            mrp_model, region_model = models[q]
+            seed = 1000 * r + i
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                tables = estimates(
+                    q,
+                    survey,
+                    mrp_model.fit(survey.data, args, seed),
+                    region_model.fit(survey.data, args, seed + 500),
+                    frame,
+                )
+            t = truth[truth["question"] == q][["region", "category", "share"]]
+            for method, table in tables.items():
+                records.append({"replicate": r, "question": q, "method": method,
+                                **scores(table, t)})  # fmt: skip
+        print(f"replicate {r}: {time.perf_counter() - start:.0f} s", flush=True)
     results = pd.DataFrame(records)
     report(results, args)
     out = results_path("validate_mrp")

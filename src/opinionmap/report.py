@@ -589,15 +589,9 @@ def _area_part(
     categories = list(result.design.categories)
     parts = [f"<h3>By {html.escape(area)}</h3>"]
     if options.boundaries is not None:
-        fig = plot_choropleth(
-            by_area,
-            list(options.boundaries),
-            area=area,
-            categories=_mapped(result, national),
-            title=f"{label}: share by {area}",
+        parts.append(
+            _map(result, by_area, options.boundaries, area, national, label, out / f"{q}_map.png")
         )
-        path = save_figure(fig, out / f"{q}_map.png", close=True)
-        parts.append(_img(path, f"map of {q} by {area}"))
     wide = by_area.pivot(index=area, columns="category", values="mean")[categories]
     wide.insert(0, "n_respondents", by_area.drop_duplicates(area).set_index(area)["n_respondents"])
     names = options.area_names
@@ -607,11 +601,35 @@ def _area_part(
     return parts
 
 
-def _mapped(result: FitResult, national: pd.DataFrame) -> list[str]:
-    """The answers a map shows: the top three of an ordered scale, else the three most common."""
+def _map(
+    result: FitResult,
+    table: pd.DataFrame,
+    boundaries: Sequence[Area],
+    area: str,
+    national: pd.DataFrame,
+    label: str,
+    path: Path,
+    outlines: Sequence[Area] | None = None,
+) -> str:
+    """A question's map by ``area`` written to ``path``, as an HTML image.
+
+    It shows the top three answers of an ordered scale, else the three most common, on
+    one colour scale, with their interval widths below.
+    """
     if result.spec.family == "ordinal":
-        return list(result.design.answers[-3:][::-1])
-    return list(national.sort_values("mean", ascending=False)["category"][:3])
+        categories = list(result.design.answers[-3:][::-1])
+    else:
+        categories = list(national.sort_values("mean", ascending=False)["category"][:3])
+    fig = plot_choropleth(
+        table,
+        list(boundaries),
+        area=area,
+        categories=categories,
+        title=f"{label}: share by {area}",
+        outlines=outlines,
+    )
+    saved = save_figure(fig, path, close=True)
+    return _img(saved, f"map of {result.spec.outcome} by {area}")
 
 
 def _subarea_part(
@@ -644,16 +662,9 @@ def _subarea_part(
         f'<a href="{html.escape(csv.name)}">{html.escape(csv.name)}</a>.</p>',
     ]
     if options.subarea_boundaries is not None:
-        fig = plot_choropleth(
-            table,
-            list(options.subarea_boundaries),
-            area=sub,
-            categories=_mapped(result, national),
-            title=f"{label}: share by {sub}",
-            outlines=options.boundaries,
-        )
-        path = save_figure(fig, out / f"{q}_map_{sub}.png", close=True)
-        parts.append(_img(path, f"map of {q} by {sub}"))
+        path = out / f"{q}_map_{sub}.png"
+        boundaries, outlines = options.subarea_boundaries, options.boundaries
+        parts.append(_map(result, table, boundaries, sub, national, label, path, outlines))
     return parts
 
 
