@@ -21,6 +21,9 @@ data); the others find it compiled. Surveys:
 - ``gss_vocab``: carData/GSSvocab, US General Social Survey 1978-2016 (27,360 with every
   column): words right of ten (ordinal, 11 answers) by year, gender, native birth, age
   group, education group.
+- ``yrbss``: openintro/YRBSS, US Youth Risk Behavior Surveillance System (13,047 with
+  every column): helmet use when cycling (categorical, 4 answers) by gender, Hispanic,
+  grade, race, age in years (grade and age go together: confounded terms).
 
 Prints, per survey and setting, the fits that converged by the package's own criteria
 (R-hat <= 1.01, bulk and tail ESS >= 400, no divergences, no saturated tree depth,
@@ -41,7 +44,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from common import print_and_record
+from common import print_and_record, yrbss
 
 import opinionmap as om
 
@@ -146,6 +149,11 @@ def gss_vocab() -> Case:
     )
 
 
+def _yrbss() -> Case:
+    data = yrbss()
+    return Case("yrbss", data.frame, data.formula, "categorical", data.levels)
+
+
 CASES: dict[str, Callable[[], Case]] = {
     "ces11_importance": lambda: ces11("importance"),
     "ces11_abortion": lambda: ces11("abortion"),
@@ -153,6 +161,7 @@ CASES: dict[str, Callable[[], Case]] = {
     "wvs": wvs,
     "beps": beps,
     "gss_vocab": gss_vocab,
+    "yrbss": _yrbss,
 }
 SETTINGS: dict[str, dict[str, object]] = {"defaults (4 x 1,000)": {}, "2 x 1,000": {"chains": 2}}
 

@@ -8,6 +8,7 @@ draws of every shipped spec for the same seed.
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pandas as pd
@@ -18,7 +19,7 @@ import opinionmap as om
 from opinionmap import datasets
 from opinionmap.design import build_design
 from opinionmap.model import build_model
-from opinionmap.plan import Plan, TermPlan, make_plan
+from opinionmap.plan import Plan, TermPlan, confounded_terms, make_plan
 from opinionmap.spec import ModelSpec, Priors
 
 # weights per linear predictor of (region, region:ethnicity), and the one centred
@@ -92,8 +93,67 @@ def test_requested_parameterisations_and_the_plan_table() -> None:
             "pilot_sd": None,
             "paired_with": None,
             "structure": "exchangeable",
+            "confounded_with": None,
         }
     ]
+
+
+def _school(seed: int = 0, n: int = 4_000) -> pd.DataFrame:
+    """Students: grade 9-12, age mostly grade + 5 or 6 (the two go together), a region."""
+    rng = np.random.default_rng(seed)
+    grade = rng.integers(9, 13, n)
+    age = grade + 5 + (rng.random(n) < 0.5)
+    region = rng.choice([f"r{i}" for i in range(8)], n)
+    return pd.DataFrame(
+        {
+            "y": rng.choice(["a", "b", "c"], n),
+            "grade": grade.astype(str),
+            "age": age.astype(str),
+            "region": region,
+        }
+    )
+
+
+def test_terms_whose_levels_go_together_are_non_centred() -> None:
+    """Age and grade: their SDs trade off, either may reach zero; region is left to the rule."""
+    spec = ModelSpec(
+        formula="y ~ 1 + (1 | grade) + (1 | age) + (1 | region)",
+        family="categorical",
+        levels=("a", "b", "c"),
+    )
+    design = build_design(spec, _school())
+    assert confounded_terms(design) == {"grade": "age", "age": "grade"}
+    plan = make_plan(design)
+    assert plan.term("grade").weight == plan.term("age").weight == (1.0, 1.0)
+    assert plan.term("grade").confounded_with == "age"
+    assert plan.term("age").confounded_with == "grade"
+    # and their SDs are sampled jointly (polar coordinates, the same prior)
+    assert plan.pairs == (("grade", "age"),)
+    assert plan.term("grade").paired_with == "age"
+    # unrelated to both: the weight rule, computed from the pilot
+    assert plan.term("region").confounded_with is None
+    assert plan.term("region").fraction is not None
+    table = plan.table().set_index("term")
+    assert table.loc["age", "confounded_with"].tolist() == ["grade", "grade"]
+    assert Plan.from_json(plan.to_json()) == plan
+    # an explicit choice stays
+    chosen = dataclasses.replace(spec, priors=Priors(parameterization=(("age", "centered"),)))
+    assert make_plan(build_design(chosen, _school())).term("age").weight == (0.0, 0.0)
+
+
+def test_unrelated_and_formula_nested_terms_are_not_confounded() -> None:
+    spec = ModelSpec(
+        formula="y ~ 1 + (1 | grade) + (1 | region) + (1 | region:grade)",
+        family="categorical",
+        levels=("a", "b", "c"),
+    )
+    design = build_design(spec, _school())
+    assert confounded_terms(design) == {}
+    # a plan stored before this rule (no confounded_with key) still reads
+    raw = json.loads(make_plan(design).to_json())
+    for term in raw["terms"]:
+        del term["confounded_with"]
+    assert Plan.from_json(json.dumps(raw)) == make_plan(design)
 
 
 def test_the_graph_follows_the_plan() -> None:

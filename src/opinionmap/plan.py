@@ -15,8 +15,13 @@ maths and the measured reasons are in ``docs/model.md``.
   ``"auto"`` sets ``w = 1 / (1 + s**2 I)``: ``I`` the Fisher information of a
   typical level (median respondents per level x one respondent's information at
   the observed shares), ``s`` = :func:`pilot_fraction` x :func:`pilot_group_sd`.
+- **Confounded terms** (:func:`confounded_terms`): a term whose levels go together
+  with another term's (Cramér's V of their respondents' levels >= :data:`CONFOUNDED`,
+  as age in years and school grade) is non-centred: the two SDs trade off, and
+  either can reach zero, where a centred form diverges.
 - **Paired SDs** (:func:`sd_pairs`): a main term and a two-factor interaction whose
-  SDs trade off are sampled in polar coordinates with the same prior.
+  SDs trade off, or two confounded terms, are sampled in polar coordinates with the
+  same prior.
 - **Centring** (:func:`numeric_means`): columns with a numeric variable enter
   centred at their respondent means.
 """
@@ -36,10 +41,12 @@ from opinionmap.spec import Parameterization
 __all__ = [
     "ANGLE",
     "CENTRED",
+    "CONFOUNDED",
     "PILOT_FRACTION",
     "RADIUS",
     "Plan",
     "TermPlan",
+    "confounded_terms",
     "is_auxiliary",
     "make_plan",
     "noncentering_weight",
@@ -51,6 +58,8 @@ __all__ = [
 ]
 
 PILOT_FRACTION = 0.5
+# Cramér's V from which two grouping terms count as confounded (see confounded_terms)
+CONFOUNDED = 0.5
 # suffix of the intercept / cutpoints sampled at the numeric predictors' means
 CENTRED = "_at_means"
 # prefixes of the polar coordinates of a paired main term's and interaction's SDs
@@ -78,6 +87,9 @@ class TermPlan:
         What an ``auto`` weight was computed from (empty / ``None`` otherwise).
     paired_with
         The term whose SD is sampled jointly with this one's, if any.
+    confounded_with
+        The term whose levels go together with this one's (:func:`confounded_terms`),
+        which made an ``auto`` term non-centred; ``None`` otherwise.
     structure
         The term's structured prior (``"rw1"``, ``"rw2"``, ``"bym2"``), sampled
         non-centred in its eigenbasis (:mod:`opinionmap.structure`),
@@ -94,6 +106,7 @@ class TermPlan:
     information: tuple[float, ...] = ()
     paired_with: str | None = None
     structure: str | None = None
+    confounded_with: str | None = None
 
     @property
     def parameterization(self) -> Literal["centered", "noncentered", "partial"]:
@@ -114,7 +127,8 @@ class Plan:
     terms
         One per varying-intercept term, in formula order.
     pairs
-        ``(main term, interaction)`` whose SDs are sampled in polar coordinates.
+        ``(main term, interaction)`` or two confounded terms, whose SDs are sampled
+        in polar coordinates (:func:`sd_pairs`).
     centre
         The value each fixed-effect column is centred at (0 for dummies), or
         ``None`` when no column is centred.
@@ -168,6 +182,7 @@ class Plan:
                     "information": list(t.information),
                     "paired_with": t.paired_with,
                     "structure": t.structure,
+                    "confounded_with": t.confounded_with,
                 }
                 for t in self.terms
             ],
@@ -198,6 +213,7 @@ class Plan:
                     information=tuple(float(v) for v in t["information"]),
                     paired_with=t["paired_with"],
                     structure=t.get("structure"),
+                    confounded_with=t.get("confounded_with"),
                 )
                 for t in raw["terms"]
             ),
@@ -219,6 +235,7 @@ def _term_rows(t: TermPlan, prefix: str) -> list[dict[str, Any]]:
             "pilot_sd": t.pilot_sd[min(i, len(t.pilot_sd) - 1)] if t.pilot_sd else None,
             "paired_with": t.paired_with,
             "structure": t.structure or "exchangeable",
+            "confounded_with": t.confounded_with,
         }
         for i, w in enumerate(t.weight)
     ]
@@ -243,7 +260,10 @@ def make_plan(design: Design) -> Plan:
         return replace(make_plan(answered), hurdle=make_plan(hurdle))
     pairs = sd_pairs(design)
     partner = {**pairs, **{b: a for a, b in pairs.items()}}
-    terms = tuple(_term_plan(design, g, partner.get(g.name)) for g in design.groups)
+    confounded = confounded_terms(design)
+    terms = tuple(
+        _term_plan(design, g, partner.get(g.name), confounded.get(g.name)) for g in design.groups
+    )
     centred = design.has_intercept or design.spec.family == "ordinal"
     centre = numeric_means(design) if centred else None
     return Plan(
@@ -253,7 +273,12 @@ def make_plan(design: Design) -> Plan:
     )
 
 
-def _term_plan(design: Design, group: GroupIndex, paired_with: str | None = None) -> TermPlan:
+def _term_plan(
+    design: Design,
+    group: GroupIndex,
+    paired_with: str | None = None,
+    confounded_with: str | None = None,
+) -> TermPlan:
     requested = design.spec.priors.parameterization_for(group.name)
     width = _width(design)
     graph = design.graph(group.name)
@@ -273,6 +298,14 @@ def _term_plan(design: Design, group: GroupIndex, paired_with: str | None = None
         return TermPlan(group.name, requested, (0.0,) * width, paired_with=paired_with)
     if requested == "noncentered":
         return TermPlan(group.name, requested, (1.0,) * width, paired_with=paired_with)
+    if confounded_with is not None:
+        return TermPlan(
+            group.name,
+            requested,
+            (1.0,) * width,
+            paired_with=paired_with,
+            confounded_with=confounded_with,
+        )
     per_level = design.respondents_per_level(group)
     fraction = pilot_fraction(int((per_level > 0).sum()))
     pilot = pilot_group_sd(design, group)
@@ -293,14 +326,64 @@ def _term_plan(design: Design, group: GroupIndex, paired_with: str | None = None
 def noncentering_weight(design: Design, group: GroupIndex) -> np.ndarray:
     """The weight ``w`` in ``u = sigma**w * z`` for a term, one per linear predictor.
 
-    0 is centred, 1 non-centred; ``"auto"`` uses the rule in the module docstring.
+    0 is centred, 1 non-centred; ``"auto"`` uses the rules in the module docstring.
     """
-    return np.asarray(_term_plan(design, group).weight, dtype=float)
+    return np.asarray(make_plan(design).term(group.name).weight, dtype=float)
 
 
 def parameterization(design: Design, group: GroupIndex) -> str:
     """``"centered"``, ``"noncentered"`` or ``"partial"`` for a grouping term."""
-    return _term_plan(design, group).parameterization
+    return make_plan(design).term(group.name).parameterization
+
+
+def confounded_terms(design: Design) -> dict[str, str]:
+    """Grouping terms whose levels go together with another term's: ``{term: other}``.
+
+    Two terms are confounded when Cramér's V of the table of respondents by their
+    levels is at least :data:`CONFOUNDED` (age in years and school grade: 0.65 on a real
+    survey; unrelated terms of real surveys: 0.03-0.10). Terms nested by the formula
+    (``region`` and ``region:ethnicity``, whose SDs :func:`sd_pairs` handles) are not
+    compared; terms nested in the data (districts within regions) are confounded. Each
+    term names the first other term it is confounded with, in formula order.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from opinionmap.spec import ModelSpec
+    >>> from opinionmap.design import build_design
+    >>> age = ["14", "15", "16", "16", "17", "18"] * 10
+    >>> grade = ["9", "9", "10", "11", "11", "12"] * 10
+    >>> df = pd.DataFrame({"y": list("aabbab") * 10, "age": age, "grade": grade})
+    >>> spec = ModelSpec(
+    ...     formula="y ~ 1 + (1 | age) + (1 | grade)", family="bernoulli", levels=("a", "b")
+    ... )
+    >>> confounded_terms(build_design(spec, df))
+    {'age': 'grade', 'grade': 'age'}
+    """
+    n_cell = design.counts.sum(axis=1)
+    out: dict[str, str] = {}
+    for i, a in enumerate(design.groups):
+        for b in design.groups[i + 1 :]:
+            if set(a.factors) <= set(b.factors) or set(b.factors) <= set(a.factors):
+                continue
+            if _cramers_v(a, b, n_cell) >= CONFOUNDED:
+                out.setdefault(a.name, b.name)
+                out.setdefault(b.name, a.name)
+    return out
+
+
+def _cramers_v(a: GroupIndex, b: GroupIndex, weight: np.ndarray) -> float:
+    """Cramér's V of the table of ``weight`` (respondents per cell) by two terms' levels."""
+    known = (a.index >= 0) & (b.index >= 0)
+    table = np.zeros((len(a.levels), len(b.levels)))
+    np.add.at(table, (a.index[known], b.index[known]), weight[known])
+    table = table[table.sum(axis=1) > 0][:, table.sum(axis=0) > 0]
+    total = table.sum()
+    if min(table.shape) < 2 or total <= 0:
+        return 0.0
+    expected = table.sum(axis=1, keepdims=True) * table.sum(axis=0, keepdims=True) / total
+    chi2 = float(((table - expected) ** 2 / expected).sum())
+    return float(np.sqrt(chi2 / (total * (min(table.shape) - 1))))
 
 
 def _width(design: Design) -> int:
@@ -463,12 +546,14 @@ def is_auxiliary(name: str) -> bool:
 
 
 def sd_pairs(design: Design) -> dict[str, str]:
-    """Main terms whose SD is sampled jointly with an interaction's: ``{main: interaction}``.
+    """Terms whose SDs are sampled jointly, in polar coordinates: ``{main: interaction}``.
 
     For each two-factor interaction (in formula order) whose factors have terms of
     their own not yet paired, the factor whose levels hold the largest share of
     respondents in the other factor's most common level (on the Kazakhstan survey:
-    region, as most regions' respondents are mostly of one ethnicity).
+    region, as most regions' respondents are mostly of one ethnicity). Then each two
+    exchangeable terms that :func:`confounded_terms` finds, neither paired yet (age and
+    school grade: the one first in the formula is the key).
 
     Examples
     --------
@@ -500,4 +585,11 @@ def sd_pairs(design: Design) -> dict[str, str]:
         # most common level there, as a share of all respondents
         axis = max(free, key=lambda a: float(table.max(axis=1 - a).sum()) / total)
         pairs[group.factors[axis]] = group.name
+    # confounded exchangeable terms trade their SDs off in the same way
+    paired = {*pairs, *pairs.values()}
+    for a, b in confounded_terms(design).items():
+        unpaired = {a, b}.isdisjoint(paired | correlated)
+        if unpaired and design.graph(a) is None and design.graph(b) is None:
+            pairs[a] = b
+            paired |= {a, b}
     return pairs
