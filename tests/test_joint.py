@@ -12,6 +12,8 @@ from scipy.special import expit
 from opinionmap.design import DesignError
 from opinionmap.errors import OpinionmapError
 from opinionmap.joint import (
+    _start,
+    anchor_order,
     build_joint_design,
     fit_joint,
     parse_pattern,
@@ -215,6 +217,7 @@ def test_a_joint_fit_recovers_correlations_loadings_and_population_shares(
     # the loadings mix slowly with a sampled trait (bulk ESS ~20-150 in 800 draws:
     # docs/model.md section 13), so their signs and rough size are what is asserted
     loadings = result.loadings(prob=0.95).set_index("question")["mean"]
+    assert result.tree.attrs["opinionmap_joint_anchors"] == '["q1"]'
     assert loadings["q1"] > 0.5 and loadings["q2"] < -0.4 and loadings["q3"] > 0.2, loadings
     correlations = result.correlations("region", prob=0.95)
     # 14 regions say little about a correlation: the strongest one's sign at least
@@ -237,6 +240,19 @@ def test_a_joint_fit_recovers_correlations_loadings_and_population_shares(
     q1_more = table.query("outcome == 'q1' and category == 'more'").set_index("region")["mean"]
     q2_less = table.query("outcome == 'q2' and category == 'less'").set_index("region")["mean"]
     assert (pattern["mean"] > q1_more * q2_less).all()
+
+
+def test_the_trait_is_anchored_on_the_question_that_loads_most(tmp_path: Path) -> None:
+    """q1 (true loading 1.2) anchors the sign wherever it stands; chains start on its side."""
+    text = SPEC.replace('["q1", "q2", "q3"]', '["q2", "q3", "q1"]')
+    spec = read_joint_spec(_spec(tmp_path, text))
+    jd = build_joint_design(spec, _simulate(3000))
+    assert anchor_order(jd) == (2,)
+    first, second = anchor_order(jd, dims=2)
+    assert first == 2 and second in (0, 1)
+    start = _start(jd, (2,))
+    # q1 starts at +1.5; q2 (true loading -0.9) on the other side, q3 (0.6) on q1's
+    assert start[2] == 1.5 and start[0] < 0 < start[1]
 
 
 @pytest.mark.slow

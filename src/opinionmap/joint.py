@@ -13,9 +13,10 @@ logit (bernoulli: its own intercept), where
   term's effects (a region's, say) are correlated across the questions; ``R_g`` is
   reported as ``cor_<term>`` labelled by question;
 - ``theta_i ~ N(0, I_D)`` is a respondent's trait (``D`` = 1 by default, 2 optional),
-  ``lambda_k`` the question's loadings (the first question's first loading positive, and
-  with two dimensions the first question loading on the first only, so the trait's
-  sign and rotation are fixed), which makes answers dependent within a respondent.
+  ``lambda_k`` the question's loadings (the anchor question's first loading positive,
+  and with two dimensions the anchor loading on the first only and a second anchor's
+  second loading positive, so the trait's sign and rotation are fixed:
+  :func:`anchor_order`), which makes answers dependent within a respondent.
 
 Respondents are grouped by covariate cell and answers (one "pattern", a question they
 did not answer written ``.``). The sampler sees each respondent's trait (``theta``,
@@ -51,7 +52,7 @@ from opinionmap.design import Design, DesignError, SurveyData, as_frame, build_d
 from opinionmap.diagnostics import ConvergenceWarning, Diagnostics, diagnose
 from opinionmap.errors import OpinionmapError, check_keys, format_values
 from opinionmap.results import SavedTree, checksum
-from opinionmap.spec import ModelSpec, Sampling, SpecError, read_spec_file
+from opinionmap.spec import ModelSpec, Priors, Sampling, SpecError, read_spec_file
 from opinionmap.summaries import interval_prob, summarise_draws
 
 if TYPE_CHECKING:
@@ -64,6 +65,7 @@ __all__ = [
     "JointEstimates",
     "JointResult",
     "JointSpec",
+    "anchor_order",
     "build_joint_design",
     "fit_joint",
     "is_joint_fit",
@@ -84,6 +86,9 @@ _JOINT_TOP = ("outcomes", "joint")
 _JOINT_KEYS = ("trait", "quadrature")
 # the attribute that marks a saved fit as a joint model's (its spec, as JSON)
 JOINT_ATTR = "opinionmap_joint"
+# c in sqrt(1 + c lambda^2): a N(0, lambda^2) shift inside the link is close to dividing
+# the linear predictor by it (exact for probit; logit: (16 sqrt(3) / (15 pi))^2)
+ATTENUATION = {"probit": 1.0, "logit": (16.0 * np.sqrt(3.0) / (15.0 * np.pi)) ** 2}
 # Gauss-Hermite nodes per trait dimension
 QUADRATURE = {0: 1, 1: 20, 2: 12}
 # values held at once when poststratifying: draws x cells x questions x answers x nodes
@@ -395,11 +400,21 @@ def quadrature(dims: int, nodes: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def build_joint_model(jd: JointDesign) -> pm.Model:
-    """The PyMC model of a joint design (see the module docstring)."""
+    """The PyMC model of a joint design (see the module docstring).
+
+    Sampled on the marginal scale: ``beta_marginal``, ``cutpoints_marginal_at_means``
+    (or ``Intercept_marginal_at_means``) and the area effects' SDs are each question's
+    effects averaged over the trait, which the question's scale ``sqrt(1 + c |lambda_k|^2)``
+    turns into the conditional ones the likelihood uses (stored as ``beta``, ``cutpoints``
+    or ``Intercept``, ``sigma_<term>`` and ``u_<term>``); numeric columns enter centred at
+    their respondent means; a main term's and its interaction's SDs are paired as in
+    single-question models (docs/model.md section 13).
+    """
     import pymc as pm
     import pytensor.tensor as pt
 
-    from opinionmap.model import _lkj_covariance, _log_cdf, ordinal_logp
+    from opinionmap.model import _log_cdf, ordinal_logp
+    from opinionmap.plan import numeric_means
 
     spec, design = jd.spec, jd.design
     base = spec.base
@@ -415,33 +430,53 @@ def build_joint_model(jd: JointDesign) -> pm.Model:
     if spec.trait:
         coords["trait"] = list(range(spec.trait))
         coords["respondent"] = list(range(jd.n_respondents))
+    centre = numeric_means(design)
     with pm.Model(coords=coords) as model:
-        x = design.X
-        eta = pt.zeros((design.n_cells, k))
-        if x.shape[1]:
-            scale = np.full(x.shape[1], base.priors.fixed)
-            if base.priors.fixed_autoscale:
-                scale = scale / np.where(design.x_sd > 0, design.x_sd, 1.0)
-            beta = pm.Normal("beta", 0.0, scale[None, :], dims=("outcome", "coef"))
-            eta = eta + pt.as_tensor_variable(x) @ beta.T
-        if base.family == "bernoulli":
-            intercept = pm.Normal("Intercept", 0.0, base.priors.intercept, dims="outcome")
-            eta = eta + intercept[None, :]
+        if spec.trait:
+            anchors = anchor_order(jd, spec.trait)
+            loading = _loadings(spec.trait, anchors, _start(jd, anchors))
+            # a N(0, |lambda_k|^2) shift attenuates a question's effects by this factor
+            scale = pt.sqrt(1.0 + ATTENUATION[base.link] * pt.sum(loading**2, axis=1))
         else:
-            cutpoints = pm.Normal(
-                "cutpoints",
+            scale = pt.ones(k)
+        x = design.X if centre is None else design.X - centre[None, :]
+        eta = pt.zeros((design.n_cells, k))
+        shift = pt.zeros(k)
+        if x.shape[1]:
+            sd = np.full(x.shape[1], base.priors.fixed)
+            if base.priors.fixed_autoscale:
+                sd = sd / np.where(design.x_sd > 0, design.x_sd, 1.0)
+            beta_m = pm.Normal("beta_marginal", 0.0, sd[None, :], dims=("outcome", "coef"))
+            beta = pm.Deterministic("beta", beta_m * scale[:, None], dims=("outcome", "coef"))
+            eta = eta + pt.as_tensor_variable(x) @ beta.T
+            if centre is not None:
+                shift = beta @ centre
+        if base.family == "bernoulli":
+            at_means = pm.Normal(
+                "Intercept_marginal_at_means", 0.0, base.priors.intercept, dims="outcome"
+            )
+            pm.Deterministic("Intercept", at_means * scale - shift, dims="outcome")
+            eta = eta + (at_means * scale)[None, :]
+        else:
+            cut_m = pm.Normal(
+                "cutpoints_marginal_at_means",
                 0.0,
                 base.priors.cutpoints,
                 dims=("outcome", "cutpoint"),
                 transform=pm.distributions.transforms.ordered,
                 initval=np.tile(np.linspace(-1.0, 1.0, len(base.levels) - 1), (k, 1)),
             )
+            cutpoints = cut_m * scale[:, None]
+            pm.Deterministic("cutpoints", cutpoints + shift[:, None], dims=("outcome", "cutpoint"))
+        sds = _marginal_sds(design, base.priors)
         for g in design.groups:
-            chol, corr, sds = _lkj_covariance(f"chol_{g.name}", k, base.priors.group_sd_for(g.name))
-            pm.Deterministic(f"sigma_{g.name}", sds, dims="outcome")
-            pm.Deterministic(f"cor_{g.name}", corr, dims=("outcome", "outcome_"))
+            chol = pm.LKJCorr(f"corr_chol_{g.name}", n=k, eta=2.0)
+            sigma = pm.Deterministic(f"sigma_{g.name}", sds[g.name] * scale, dims="outcome")
+            pm.Deterministic(f"cor_{g.name}", chol @ chol.T, dims=("outcome", "outcome_"))
             z = pm.ZeroSumNormal(f"z_{g.name}", sigma=1.0, dims=("outcome", g.dim))
-            u = pm.Deterministic(f"u_{g.name}", (chol @ z).T, dims=(g.dim, "outcome"))
+            u = pm.Deterministic(
+                f"u_{g.name}", ((sigma[:, None] * chol) @ z).T, dims=(g.dim, "outcome")
+            )
             eta = eta + u[pt.as_tensor_variable(g.index)]
         if spec.trait:
             # every respondent with their own trait (the quadrature's integral, sampled:
@@ -449,7 +484,6 @@ def build_joint_model(jd: JointDesign) -> pm.Model:
             who = np.repeat(np.arange(len(jd.row_cell)), jd.row_count)
             cells, answers, weight = jd.row_cell[who], jd.answers[who], np.ones(len(who))
             theta = pm.Normal("theta", 0.0, 1.0, dims=("respondent", "trait"))
-            loading = _loadings(spec.trait, k)
             shifted = eta[pt.as_tensor_variable(cells)] + theta @ loading.T
         else:
             # without a trait, respondents alike in cell and answers are one row
@@ -471,29 +505,107 @@ def build_joint_model(jd: JointDesign) -> pm.Model:
     return model
 
 
-def _loadings(dims: int, k: int) -> Any:
-    """Loadings (K, D), identified so that no sign flip or rotation leaves the likelihood.
+def _marginal_sds(design: Design, priors: Priors) -> dict[str, Any]:
+    """Each grouping term's SDs by question on the marginal scale, paired terms in polar form.
 
-    The first question's first loading is positive; with two dimensions the first
-    question loads on the first only and the second question's second loading is positive.
+    A main term and its interaction (:func:`opinionmap.plan.sd_pairs`) trade their SDs
+    off as in a single-question model; ``sd_radius_<interaction>`` and
+    ``sd_angle_<interaction>`` give both, with the prior of two independent HalfNormals.
     """
     import pymc as pm
     import pytensor.tensor as pt
 
-    first = pm.HalfNormal("loading_first", 1.0)
+    from opinionmap.plan import ANGLE, RADIUS, sd_pairs
+
+    sds: dict[str, Any] = {}
+    for main, interaction in sd_pairs(design).items():
+        radius = pm.Weibull(f"{RADIUS}{interaction}", alpha=2.0, beta=np.sqrt(2.0), dims="outcome")
+        angle = pm.Uniform(f"{ANGLE}{interaction}", 0.0, np.pi / 2.0, dims="outcome")
+        sds[main] = priors.group_sd_for(main) * radius * pt.cos(angle)
+        sds[interaction] = priors.group_sd_for(interaction) * radius * pt.sin(angle)
+    for g in design.groups:
+        if g.name not in sds:
+            sds[g.name] = pm.HalfNormal(
+                f"sigma_marginal_{g.name}", priors.group_sd_for(g.name), dims="outcome"
+            )
+    return sds
+
+
+def anchor_order(jd: JointDesign, dims: int = 1) -> tuple[int, ...]:
+    """The questions that fix the trait's sign (and rotation), by position in the outcomes.
+
+    The first is the question with the largest weight in the first principal component
+    of the respondents' answer scores (:func:`_components`); with two dimensions the
+    second is the largest of the others in the second component. Anchoring on a
+    question that loads strongly keeps the mirror image of the posterior (every
+    loading's sign flipped) far away (docs/model.md section 13).
+    """
+    vectors = _components(jd)
+    first = int(np.argmax(np.abs(vectors[:, 0])))
+    if dims < 2:
+        return (first,)
+    second = np.abs(vectors[:, 1])
+    second[first] = -1.0
+    return (first, int(np.argmax(second)))
+
+
+def _components(jd: JointDesign) -> np.ndarray:
+    """Principal components (K, K), largest first, of the answers' correlation matrix.
+
+    Answer scores are positions in the levels, a missing answer at the question's mean.
+    """
+    scores = np.repeat(jd.answers.astype(float), jd.row_count, axis=0)
+    scores[scores < 0] = np.nan
+    means = np.nanmean(scores, axis=0)
+    scores = np.where(np.isnan(scores), means[None, :], scores)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        corr = np.nan_to_num(np.corrcoef(scores.T), nan=0.0)
+    _, vectors = np.linalg.eigh(corr)
+    return np.asarray(vectors[:, ::-1])
+
+
+def _start(jd: JointDesign, anchors: tuple[int, ...]) -> np.ndarray:
+    """Where every chain starts the loadings on the first dimension, (K,).
+
+    The first component scaled so that the anchor's is 1.5 (its sign positive): with the
+    sampler's jitter of +-1, every chain starts on the anchored side, in the same mode
+    (chains started at random fell into the mirror image, with the anchor near zero).
+    """
+    first = _components(jd)[:, 0]
+    return np.asarray(1.5 * first / first[anchors[0]])
+
+
+def _loadings(dims: int, anchors: tuple[int, ...], start: np.ndarray) -> Any:
+    """Loadings (K, D), identified so that no sign flip or rotation leaves the likelihood.
+
+    The first anchor question's first loading is positive; with two dimensions it loads on
+    the first only and the second anchor's second loading is positive. ``start``: the
+    first dimension's initial values (:func:`_start`).
+    """
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    k = len(start)
+    first = pm.HalfNormal("loading_first", 1.0, initval=float(start[anchors[0]]))
+    rows: list[Any] = [None] * k
     if dims == 1:
-        rest = pm.Normal("loading_rest", 0.0, 1.0, shape=(k - 1,))
-        values = pt.concatenate([first[None], rest])[:, None]
+        rest = pm.Normal(
+            "loading_rest", 0.0, 1.0, shape=(k - 1,), initval=np.delete(start, anchors[0])
+        )
+        free = iter(range(k - 1))
+        for q in range(k):
+            rows[q] = pt.stack([first if q == anchors[0] else rest[next(free)]])
     else:
         second = pm.HalfNormal("loading_second", 1.0)
         rest = pm.Normal("loading_rest", 0.0, 1.0, shape=(2 * k - 3,))
-        rows = [
-            pt.stack([first, pt.zeros(())]),
-            pt.stack([rest[0], second]),
-            *(pt.stack([rest[1 + 2 * i], rest[2 + 2 * i]]) for i in range(k - 2)),
-        ]
-        values = pt.stack(rows)
-    return pm.Deterministic("loading", values, dims=("outcome", "trait"))
+        rows[anchors[0]] = pt.stack([first, pt.zeros(())])
+        rows[anchors[1]] = pt.stack([rest[0], second])
+        pairs = iter(range(1, 2 * k - 3, 2))
+        for q in range(k):
+            if rows[q] is None:
+                i = next(pairs)
+                rows[q] = pt.stack([rest[i], rest[i + 1]])
+    return pm.Deterministic("loading", pt.stack(rows), dims=("outcome", "trait"))
 
 
 @dataclass(frozen=True)
@@ -571,9 +683,10 @@ def fit_joint(
     jd = build_joint_design(spec, survey)
     tree = sample_nutpie(compile_model(build_joint_model(jd)), settings, progress)
     posterior, stats, _ = _complete_draws(tree, settings)
-    # the non-centred draws and each respondent's trait: sampled, not reported
+    # the non-centred draws, the correlations' factors and each respondent's trait:
+    # sampled, not reported
     posterior = posterior.drop_vars(
-        [v for v in posterior.data_vars if str(v).startswith("z_") or v == "theta"]
+        [v for v in posterior.data_vars if str(v).startswith(("z_", "corr_chol_")) or v == "theta"]
     )
     loglik = joint_log_likelihood(spec, jd, posterior)
     shape = (posterior.sizes["chain"], posterior.sizes["draw"], -1)
@@ -591,6 +704,9 @@ def fit_joint(
     tree.attrs.update(settings.to_attrs())
     tree.attrs[JOINT_ATTR] = spec.to_json()
     tree.attrs["opinionmap_joint_dropped"] = jd.dropped
+    if spec.trait:
+        anchors = anchor_order(jd, spec.trait)
+        tree.attrs["opinionmap_joint_anchors"] = json.dumps([spec.outcomes[q] for q in anchors])
     if jd.area is not None:
         tree.attrs["opinionmap_area"] = jd.area
     tree.attrs["opinionmap_checksum"] = checksum(tree)
