@@ -19,11 +19,11 @@ logit (bernoulli: its own intercept), where
   :func:`anchor_order`), which makes answers dependent within a respondent.
 
 Respondents are grouped by covariate cell and answers (one "pattern", a question they
-did not answer written ``.``). The sampler sees each respondent's trait (``theta``,
-not stored); without a trait, each (cell, pattern) is one row weighted by its
-respondents. Wherever the trait must be integrated out (the pointwise
-log-likelihood per (cell, pattern), stored for LOO, and every estimand) it is, by
-Gauss-Hermite quadrature with 20 nodes for one dimension and 12 x 12 for two. A
+did not answer written ``.``), each (cell, pattern) one row weighted by its
+respondents. The trait is integrated out by Gauss-Hermite quadrature: in the model's
+likelihood with 8 nodes for one dimension and 6 x 6 for two; in the pointwise
+log-likelihood per (cell, pattern), stored for LOO, and in every estimand with 20 and
+12 x 12. A
 question left unanswered (its missing codes, a blank) contributes nothing for that
 respondent; a respondent who answered none is dropped and counted.
 
@@ -89,8 +89,10 @@ JOINT_ATTR = "opinionmap_joint"
 # c in sqrt(1 + c lambda^2): a N(0, lambda^2) shift inside the link is close to dividing
 # the linear predictor by it (exact for probit; logit: (16 sqrt(3) / (15 pi))^2)
 ATTENUATION = {"probit": 1.0, "logit": (16.0 * np.sqrt(3.0) / (15.0 * np.pi)) ** 2}
-# Gauss-Hermite nodes per trait dimension
+# Gauss-Hermite nodes per trait dimension: for estimands and the stored log-likelihood,
+# and (fewer) inside the model's likelihood, evaluated at every step
 QUADRATURE = {0: 1, 1: 20, 2: 12}
+LIKELIHOOD_NODES = {0: 1, 1: 8, 2: 6}
 # values held at once when poststratifying: draws x cells x questions x answers x nodes
 _CHUNK_VALUES = 4_000_000
 
@@ -429,7 +431,6 @@ def build_joint_model(jd: JointDesign) -> pm.Model:
         coords["cutpoint"] = list(range(len(base.levels) - 1))
     if spec.trait:
         coords["trait"] = list(range(spec.trait))
-        coords["respondent"] = list(range(jd.n_respondents))
     centre = numeric_means(design)
     with pm.Model(coords=coords) as model:
         if spec.trait:
@@ -478,29 +479,33 @@ def build_joint_model(jd: JointDesign) -> pm.Model:
                 f"u_{g.name}", ((sigma[:, None] * chol) @ z).T, dims=(g.dim, "outcome")
             )
             eta = eta + u[pt.as_tensor_variable(g.index)]
-        if spec.trait:
-            # every respondent with their own trait (the quadrature's integral, sampled:
-            # 9x faster per step on the bundled survey, docs/model.md section 13)
-            who = np.repeat(np.arange(len(jd.row_cell)), jd.row_count)
-            cells, answers, weight = jd.row_cell[who], jd.answers[who], np.ones(len(who))
-            theta = pm.Normal("theta", 0.0, 1.0, dims=("respondent", "trait"))
-            shifted = eta[pt.as_tensor_variable(cells)] + theta @ loading.T
-        else:
-            # without a trait, respondents alike in cell and answers are one row
-            cells, answers, weight = jd.row_cell, jd.answers, jd.row_count.astype(float)
-            shifted = eta[pt.as_tensor_variable(cells)]
-        total = pt.zeros(())
+        # the trait integrated out by Gauss-Hermite quadrature, per (cell, pattern) row:
+        # sampling every respondent's trait mixed the loadings far more slowly (docs/model.md
+        # section 13); without a trait there is one node, at zero
+        points, log_w = quadrature(spec.trait, LIKELIHOOD_NODES[spec.trait])
+        cells, answers = jd.row_cell, jd.answers
+        rows, nodes = len(cells), len(log_w)
+        by_row = eta[pt.as_tensor_variable(cells)]  # (rows, K)
+        shift_q = loading @ points.T if spec.trait else pt.zeros((k, nodes))  # (K, nodes)
+        node_logp = pt.zeros((rows, nodes))
         for j in range(k):
             given = answers[:, j] >= 0
+            at_nodes = (by_row[:, j][:, None] + shift_q[j][None, :]).reshape((rows * nodes,))
             if base.family == "ordinal":
-                logp = ordinal_logp(shifted[:, j], cutpoints[j], base.link)
+                logp = ordinal_logp(at_nodes, cutpoints[j], base.link)
             else:
                 log_f = _log_cdf(base.link)
-                logp = pt.stack([log_f(-shifted[:, j]), log_f(shifted[:, j])], axis=1)
-            # the given answer's log-probability by a constant mask, weighted; an indexed
-            # gather's gradient is slower to compile and run
-            mask = np.eye(len(base.levels))[np.where(given, answers[:, j], 0)]
-            total = total + pt.sum(logp * (mask * (weight * given)[:, None]))
+                logp = pt.stack([log_f(-at_nodes), log_f(at_nodes)], axis=1)
+            # the given answer's log-probability by a constant mask; an indexed gather's
+            # gradient is slower to compile and run
+            mask = np.eye(len(base.levels))[np.where(given, answers[:, j], 0)] * given[:, None]
+            picked = pt.sum(logp * np.repeat(mask, nodes, axis=0), axis=1)
+            node_logp = node_logp + picked.reshape((rows, nodes))
+        if nodes == 1:
+            row_logp = node_logp[:, 0]
+        else:
+            row_logp = pm.math.logsumexp(node_logp + log_w[None, :], axis=1).reshape((rows,))
+        total = pt.sum(jd.row_count.astype(float) * row_logp)
         pm.Potential("loglik", total)
     return model
 
@@ -683,10 +688,9 @@ def fit_joint(
     jd = build_joint_design(spec, survey)
     tree = sample_nutpie(compile_model(build_joint_model(jd)), settings, progress)
     posterior, stats, _ = _complete_draws(tree, settings)
-    # the non-centred draws, the correlations' factors and each respondent's trait:
-    # sampled, not reported
+    # the non-centred draws and the correlations' factors: sampled, not reported
     posterior = posterior.drop_vars(
-        [v for v in posterior.data_vars if str(v).startswith(("z_", "corr_chol_")) or v == "theta"]
+        [v for v in posterior.data_vars if str(v).startswith(("z_", "corr_chol_"))]
     )
     loglik = joint_log_likelihood(spec, jd, posterior)
     shape = (posterior.sizes["chain"], posterior.sizes["draw"], -1)
