@@ -518,16 +518,13 @@ def _marginal_sds(design: Design, priors: Priors) -> dict[str, Any]:
     ``sd_angle_<interaction>`` give both, with the prior of two independent HalfNormals.
     """
     import pymc as pm
-    import pytensor.tensor as pt
 
-    from opinionmap.plan import ANGLE, RADIUS, sd_pairs
+    from opinionmap.model import polar_sds
+    from opinionmap.plan import sd_pairs
 
     sds: dict[str, Any] = {}
     for main, interaction in sd_pairs(design).items():
-        radius = pm.Weibull(f"{RADIUS}{interaction}", alpha=2.0, beta=np.sqrt(2.0), dims="outcome")
-        angle = pm.Uniform(f"{ANGLE}{interaction}", 0.0, np.pi / 2.0, dims="outcome")
-        sds[main] = priors.group_sd_for(main) * radius * pt.cos(angle)
-        sds[interaction] = priors.group_sd_for(interaction) * radius * pt.sin(angle)
+        sds[main], sds[interaction] = polar_sds(priors, main, interaction, "outcome")
     for g in design.groups:
         if g.name not in sds:
             sds[g.name] = pm.HalfNormal(

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from itertools import pairwise
+from typing import Any
 
 import numpy as np
 import pymc as pm
@@ -47,12 +48,13 @@ import pytensor.tensor as pt
 
 from opinionmap.design import HURDLE, Design, GroupIndex, hurdle_parts
 from opinionmap.plan import ANGLE, CENTRED, RADIUS, Plan, make_plan
+from opinionmap.spec import Priors
 from opinionmap.structure import Graph, structured_basis
 
 # Beta parameters of BYM2's mixing parameter rho (docs/model.md section 12)
 RHO_PRIOR = (2.0, 2.0)
 
-__all__ = ["build_model", "cutpoint_labels", "model_coords", "ordinal_logp"]
+__all__ = ["build_model", "cutpoint_labels", "model_coords", "ordinal_logp", "polar_sds"]
 
 
 def cutpoint_labels(levels: tuple[str, ...]) -> list[str]:
@@ -220,6 +222,23 @@ def _log_probabilities(
     return ordinal_logp(eta[:, 0], cutpoints, design.spec.link)
 
 
+def polar_sds(
+    priors: Priors, main: str, interaction: str, dims: Any, prefix: str = ""
+) -> tuple[pt.TensorVariable, pt.TensorVariable]:
+    """Two paired terms' SDs from a radius and an angle (``sd_radius_``, ``sd_angle_<b>``).
+
+    ``|(x, y)|`` of two independent N(0, 1) is Rayleigh(1), i.e. Weibull(2, sqrt(2)), and
+    its angle is uniform and independent of it; each SD then takes its own scale, so the
+    prior is that of two independent HalfNormals.
+    """
+    radius = pm.Weibull(f"{prefix}{RADIUS}{interaction}", alpha=2.0, beta=np.sqrt(2.0), dims=dims)
+    angle = pm.Uniform(f"{prefix}{ANGLE}{interaction}", 0.0, np.pi / 2.0, dims=dims)
+    return (
+        priors.group_sd_for(main) * radius * pt.cos(angle),
+        priors.group_sd_for(interaction) * radius * pt.sin(angle),
+    )
+
+
 def _group_sds(
     design: Design, plan: Plan, cat_dims: tuple[str, ...], prefix: str = ""
 ) -> dict[str, pt.TensorVariable]:
@@ -228,19 +247,10 @@ def _group_sds(
     dims = cat_dims or None
     sigmas: dict[str, pt.TensorVariable] = {}
     for main, interaction in plan.pairs:
-        # |(x, y)| of two independent N(0, 1) is Rayleigh(1), i.e. Weibull(2, sqrt(2)), and
-        # its angle is uniform and independent of it; each SD then takes its own scale
-        radius = pm.Weibull(
-            f"{prefix}{RADIUS}{interaction}", alpha=2.0, beta=np.sqrt(2.0), dims=dims
-        )
-        angle = pm.Uniform(f"{prefix}{ANGLE}{interaction}", 0.0, np.pi / 2.0, dims=dims)
-        sigmas[main] = pm.Deterministic(
-            f"{prefix}sigma_{main}", priors.group_sd_for(main) * radius * pt.cos(angle), dims=dims
-        )
+        sd_main, sd_interaction = polar_sds(priors, main, interaction, dims, prefix)
+        sigmas[main] = pm.Deterministic(f"{prefix}sigma_{main}", sd_main, dims=dims)
         sigmas[interaction] = pm.Deterministic(
-            f"{prefix}sigma_{interaction}",
-            priors.group_sd_for(interaction) * radius * pt.sin(angle),
-            dims=dims,
+            f"{prefix}sigma_{interaction}", sd_interaction, dims=dims
         )
     # terms with correlated category effects or with varying slopes have their own
     joint = {*design.spec.correlated_terms, *design.spec.slope_terms}

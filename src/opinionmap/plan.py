@@ -258,9 +258,9 @@ def make_plan(design: Design) -> Plan:
     if design.spec.hurdle is not None:
         answered, hurdle = hurdle_parts(design)
         return replace(make_plan(answered), hurdle=make_plan(hurdle))
-    pairs = sd_pairs(design)
-    partner = {**pairs, **{b: a for a, b in pairs.items()}}
     confounded = confounded_terms(design)
+    pairs = sd_pairs(design, confounded)
+    partner = {**pairs, **{b: a for a, b in pairs.items()}}
     terms = tuple(
         _term_plan(design, g, partner.get(g.name), confounded.get(g.name)) for g in design.groups
     )
@@ -545,7 +545,7 @@ def is_auxiliary(name: str) -> bool:
     return name.startswith(("z_", "chol_", RADIUS, ANGLE)) or name.endswith(CENTRED)
 
 
-def sd_pairs(design: Design) -> dict[str, str]:
+def sd_pairs(design: Design, confounded: dict[str, str] | None = None) -> dict[str, str]:
     """Terms whose SDs are sampled jointly, in polar coordinates: ``{main: interaction}``.
 
     For each two-factor interaction (in formula order) whose factors have terms of
@@ -553,7 +553,8 @@ def sd_pairs(design: Design) -> dict[str, str]:
     respondents in the other factor's most common level (on the Kazakhstan survey:
     region, as most regions' respondents are mostly of one ethnicity). Then each two
     exchangeable terms that :func:`confounded_terms` finds, neither paired yet (age and
-    school grade: the one first in the formula is the key).
+    school grade: the one first in the formula is the key); ``confounded`` is
+    :func:`confounded_terms`' answer where the caller has it.
 
     Examples
     --------
@@ -587,7 +588,9 @@ def sd_pairs(design: Design) -> dict[str, str]:
         pairs[group.factors[axis]] = group.name
     # confounded exchangeable terms trade their SDs off in the same way
     paired = {*pairs, *pairs.values()}
-    for a, b in confounded_terms(design).items():
+    if confounded is None:
+        confounded = confounded_terms(design)
+    for a, b in confounded.items():
         unpaired = {a, b}.isdisjoint(paired | correlated)
         if unpaired and design.graph(a) is None and design.graph(b) is None:
             pairs[a] = b
