@@ -27,6 +27,7 @@ QUESTIONS = [
     "presence_russia",
     "presence_usa",
 ]
+JOINT = "presence_joint"  # the five presence questions in one model
 runner = CliRunner()
 
 
@@ -40,12 +41,20 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 
 def test_every_spec_parses_and_builds() -> None:
     from opinionmap.design import build_design
+    from opinionmap.joint import build_joint_design, build_joint_model, read_joint_spec
     from opinionmap.model import build_model
 
     specs = sorted(om.datasets.models_dir().glob("*.toml"))
-    assert [p.stem for p in specs] == QUESTIONS
+    assert sorted([*QUESTIONS, JOINT]) == [p.stem for p in specs]
     survey = om.read_survey(om.datasets.kazakhstan_survey_path())
-    for path in specs:
+    joint = read_joint_spec(om.datasets.models_dir() / f"{JOINT}.toml")
+    # the joint model's questions are the five presence questions, on their right-hand side
+    powers = ("russia", "usa", "china", "eu", "muslim")
+    assert joint.outcomes == tuple(f"presence_{p}" for p in powers)
+    assert joint.rhs == om.read_spec(specs[-1]).formula.split("~")[1].strip()
+    model = build_joint_model(build_joint_design(joint, survey))
+    assert {"cor_region", "cor_region:ethnicity", "loading"} <= set(model.named_vars)
+    for path in (p for p in specs if p.stem != JOINT):
         spec = om.read_spec(path)
         assert spec.outcome == path.stem
         assert spec.data is not None and spec.data.is_file()
@@ -76,9 +85,10 @@ def test_demo_writes_a_report_with_every_question_region_and_map(demo: tuple[Pat
         assert f"{name} ({code})" in html
     # one embedded map per question and presence_muslim's by district, plus MRP-vs-direct
     # and PPC figures, and the first screen's balance maps of the five presence questions
-    assert len(re.findall(r'alt="map of ', html)) == len(QUESTIONS) + 1
+    # and the joint model's heat map and map of a pattern of answers
+    assert len(re.findall(r'alt="map of ', html)) == len(QUESTIONS) + 2
     assert 'alt="map of presence_muslim by district"' in html
-    assert len(re.findall(r"src=\"data:image/png;base64,", html)) == 3 * len(QUESTIONS) + 2
+    assert len(re.findall(r"src=\"data:image/png;base64,", html)) == 3 * len(QUESTIONS) + 4
     # every district estimated, the 95 with respondents said; no other question by district
     by_district = pd.read_csv(out / "presence_muslim_by_district.csv")
     assert by_district["district"].nunique() == 216
@@ -92,9 +102,20 @@ def test_demo_writes_a_report_with_every_question_region_and_map(demo: tuple[Pat
     national = pd.read_csv(out / "presence_russia_national.csv")
     assert national.set_index("category").loc["more", "published"] == pytest.approx(0.26)
     assert "How the frame was built" in html
+    # the joint model's section, after the questions', with its own files
+    assert "fitting presence_russia, presence_usa, presence_china, presence_eu, " in output
+    assert f"report: {JOINT} section written" in output
+    assert (out / "fits" / f"{JOINT}.nc").is_file()
+    assert html.index(f'id="{JOINT}"') > html.index('id="presence_usa"')
+    assert 'alt="correlations of presence_joint' in html
+    assert 'alt="map of the pattern presence_' in html
+    for table in ("correlations", "loadings", "by_region", "pattern_by_region"):
+        assert (out / f"{JOINT}_{table}.csv").is_file(), table
+    assert len(pd.read_csv(out / f"{JOINT}_pattern_by_region.csv")) == 17
     # the smoke run's first screen says, before anything else, that nothing converged
     first_screen = html[: html.index("At a glance")]
-    assert f"NOT CONVERGED: {', '.join(QUESTIONS)} (8 of 8 questions)" in first_screen
+    failed = ", ".join([*QUESTIONS, JOINT])
+    assert f"NOT CONVERGED: {failed} (9 of 9 models)" in first_screen
     assert "Balance of opinion by region" in first_screen
     assert 'alt="balance of opinion by region"' in first_screen
     assert (out / "balance_by_region.png").stat().st_size > 50_000
@@ -217,13 +238,17 @@ def test_the_publication_demo_converges_for_every_question(tmp_path: Path) -> No
     """`make demo`: every bundled question converged at seed 2020, said on the first screen."""
     result = runner.invoke(app, ["demo", "--jobs", "2", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    for question in QUESTIONS:
+    from opinionmap.joint import load_joint
+
+    for question in [*QUESTIONS, JOINT]:
         assert re.search(rf"^{question}: converged: max R-hat", result.output, re.MULTILINE)
+    for question in QUESTIONS:
         assert om.load(tmp_path / "fits" / f"{question}.nc").converged
+    assert load_joint(tmp_path / "fits" / f"{JOINT}.nc").converged
     assert "NOT CONVERGED" not in result.output
     html = (tmp_path / "report.html").read_text(encoding="utf-8")
     first_screen = html[: html.index("At a glance")]
-    assert "Every question converged (8 of 8): R-hat &le; 1.01" in first_screen
+    assert "Every model converged (9 of 9): R-hat &le; 1.01" in first_screen
     assert f"report written to {(tmp_path / 'report.html').resolve()}" in result.output
 
 

@@ -202,6 +202,48 @@ def test_a_joint_pattern_is_checked(tmp_path: Path) -> None:
             parse_pattern(text, spec)
 
 
+def test_population_shares_at_the_true_parameters_are_the_true_shares(tmp_path: Path) -> None:
+    """poststratify_joint on a one-draw posterior at the truth: each question's shares and
+    a pattern's, by region, equal the truth integrated with 60 nodes (the trait out)."""
+    import xarray as xr
+
+    from opinionmap.joint import JointResult
+
+    spec = read_joint_spec(_spec(tmp_path))
+    jd = build_joint_design(spec, _simulate(500))
+    assert jd.design.coef_names == ("sex[male]",) and jd.design.groups[0].levels == tuple(REGIONS)
+    # the truth with men as the coded level: beta = -SEX, cutpoints CUTPOINTS - SEX
+    one = {"chain": [0], "draw": [0]}
+    posterior = xr.Dataset(
+        {
+            "beta": (("chain", "draw", "outcome", "coef"), -SEX[None, None, :, None]),
+            "cutpoints": (
+                ("chain", "draw", "outcome", "cutpoint"),
+                (CUTPOINTS - SEX[:, None])[None, None],
+            ),
+            "u_region": (("chain", "draw", "region", "outcome"), REGION_EFFECT[None, None]),
+            "loading": (("chain", "draw", "outcome", "trait"), LOADING[None, None, :, None]),
+        },
+        coords=one,
+    )
+    truth = JointResult(spec, jd, xr.DataTree.from_dict({"posterior": posterior}), None)  # type: ignore[arg-type]
+    pattern = {"q1": "more", "q2": "less", "q3": "same"}
+    est = poststratify_joint(truth, _frame(), by="region", joint=[pattern, "q2=same"])
+    table = est.summary().merge(_true_shares())
+    np.testing.assert_allclose(table["mean"], table["truth"], atol=1e-6)
+    patterns = est.pattern_summary().set_index(["region", "category"])["mean"]
+    first = patterns.xs("q1=more,q2=less,q3=same", level="category")
+    np.testing.assert_allclose(first, _true_pattern(pattern).loc[first.index], atol=1e-6)
+    # a one-question pattern is that question's share
+    second = patterns.xs("q2=same", level="category")
+    same = table.query("outcome == 'q2' and category == 'same'").set_index("region")["truth"]
+    np.testing.assert_allclose(second, same.loc[second.index], atol=1e-6)
+    # the trait ties the answers: more likely than the product of the three shares
+    shares = table.set_index(["outcome", "category", "region"])["truth"].sort_index()
+    product = np.prod([shares.loc[(q, a)].loc[first.index] for q, a in pattern.items()], axis=0)
+    assert (first.to_numpy() > product).all()
+
+
 @pytest.mark.slow
 def test_a_joint_fit_recovers_correlations_loadings_and_population_shares(
     tmp_path: Path,
@@ -300,3 +342,49 @@ def test_the_command_line_fits_saves_and_poststratifies_a_joint_model(tmp_path: 
     assert ((rows["lower"] <= rows["mean"]) & (rows["mean"] <= rows["upper"])).all()
     bad = runner.invoke(app, [*base, "--joint", "q9=less", "--out", str(tmp_path / "x.csv")])
     assert bad.exit_code == 2 and "unknown question 'q9'" in bad.output
+    # the report: its own section, the pattern's table the same draws as poststratify's
+    folder = tmp_path / "report"
+    report = runner.invoke(
+        app,
+        ["report", str(tmp_path / "joint.nc"), "--frame", str(tmp_path / "frame.csv"),
+         "--out", str(folder), "--joint", pattern],
+    )  # fmt: skip
+    assert report.exit_code == 0, report.output
+    html = (folder / "report.html").read_text(encoding="utf-8")
+    assert 'id="joint"' in html and "3 questions in one model" in html
+    assert "NOT CONVERGED: joint (1 of 1 models)" in html
+    assert 'alt="correlations of joint' in html and 'alt="map of the pattern' not in html
+    by_region = pd.read_csv(folder / "joint_pattern_by_region.csv").set_index("region")
+    pd.testing.assert_series_equal(
+        by_region["mean"], rows.set_index("region")["mean"], check_exact=False, rtol=1e-9
+    )
+    assert (by_region["category"] == pattern).all()
+    correlations = pd.read_csv(folder / "joint_correlations.csv")
+    assert len(correlations) == 3 and set(correlations["term"]) == {"region"}
+    loadings = pd.read_csv(folder / "joint_loadings.csv")
+    assert loadings["question"].tolist() == list(QUESTIONS)
+
+
+@pytest.mark.slow
+def test_loo_prefers_the_trait_that_ties_a_respondents_answers(tmp_path: Path) -> None:
+    """PSIS-LOO over respondents: the model with the trait beats the one without it."""
+    data = _simulate(1500, seed=4)
+    fits = {
+        trait: fit_joint(
+            read_joint_spec(_spec(tmp_path, extra=f"[joint]\ntrait = {trait}\n")),
+            data,
+            sampling=Sampling(draws=200, tune=300, chains=2),
+            random_seed=2,
+            warn=False,
+        )
+        for trait in (0, 1)
+    }
+    loos = {trait: fit.loo() for trait, fit in fits.items()}
+    answered = int((data[list(QUESTIONS)] != "dont_know").any(axis=1).sum())
+    assert loos[1].n_data_points == answered == fits[1].design.n_respondents
+    assert loos[1].elpd_i.sizes["respondent"] == answered
+    diff = loos[1].elpd_i.values - loos[0].elpd_i.values
+    se = np.sqrt(len(diff) * np.var(diff, ddof=1))
+    # true loadings 1.2, -0.9, 0.6: the answers depend on each other well beyond noise
+    assert diff.sum() > 4 * se > 0, (diff.sum(), se)
+    assert loos[1].elpd == pytest.approx(loos[1].elpd_i.values.sum())

@@ -55,9 +55,13 @@ def test_a_project_is_read_and_checked(tmp_path: Path) -> None:
         read_project(root)
     with pytest.raises(OpinionmapError, match=r"no model specs in"):
         read_project(tmp_path)
-    (root / "models" / "joint.toml").write_text('outcomes = ["a", "b"]\nformula = "~ 1"\n')
+    (root / "models" / "joint.toml").write_text(
+        'outcomes = ["a", "b"]\nformula = "~ 1"\nfamily = "ordinal"\n'
+        '[outcome]\nlevels = ["less", "same", "more"]\n'
+    )
     (root / "frame.csv").write_text("region,population\nKZ-AKM,1\n")
-    with pytest.raises(OpinionmapError, match=r"joint.toml: a joint spec .* opinionmap fit"):
+    # a joint spec is one more model of the project's survey
+    with pytest.raises(OpinionmapError, match=r"joint.toml: names no survey; add data ="):
         read_project(root)
 
 

@@ -768,18 +768,31 @@ def report_command(
         str | None, typer.Option(help="Its attribute holding the area names (e.g. ADM2_EN).")
     ] = None,
     title: Annotated[str, typer.Option(help="Report title.")] = "opinionmap report",
+    joint: Annotated[
+        str | None,
+        typer.Option(
+            "--joint",
+            help="The pattern a joint fit's section maps, e.g. "
+            '"presence_russia=more,presence_usa=less" (default: the most strongly '
+            "correlated pair of questions).",
+        ),
+    ] = None,
     prob: ProbOption = None,
     strict: StrictOption = False,
 ) -> None:
-    """Build the HTML report (plus CSV tables and PNG figures) for your own fits."""
+    """Build the HTML report (plus CSV tables and PNG figures) for your own fits.
+
+    Joint fits (several questions in one model) get a section each after the questions'.
+    """
     from opinionmap._io import check_writable
     from opinionmap.frame import read_frame
+    from opinionmap.joint import is_joint_fit, load_joint
     from opinionmap.report import ReportOptions, build_report, read_published
     from opinionmap.results import load
 
     try:
         check_writable(out, folder=True)
-        results = [load(p) for p in fits]
+        results = [load_joint(p) if is_joint_fit(p) else load(p) for p in fits]
         for result in results:
             _gate(result, strict)
         survey = _read_survey(survey_path, codebook) if survey_path is not None else None
@@ -797,6 +810,7 @@ def report_command(
             published=read_published(published_path) if published_path is not None else None,
             title=title,
             prob=prob,
+            joint=joint,
         )
         options.check_frame(frame, frame_path)
         with _warnings_to_stderr():

@@ -38,7 +38,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,12 +51,14 @@ from scipy.special import log_expit, log_ndtr, logsumexp
 from opinionmap.design import Design, DesignError, SurveyData, as_frame, build_design
 from opinionmap.diagnostics import ConvergenceWarning, Diagnostics, diagnose
 from opinionmap.errors import OpinionmapError, check_keys, format_values
+from opinionmap.progress import FitProgress
 from opinionmap.results import SavedTree, checksum
 from opinionmap.spec import ModelSpec, Priors, Sampling, SpecError, read_spec_file
 from opinionmap.summaries import interval_prob, summarise_draws
 
 if TYPE_CHECKING:
     import pymc as pm
+    from arviz_stats.utils import ELPDDataLOO
 
     from opinionmap.frame import Frame
 
@@ -484,23 +486,31 @@ def build_joint_model(jd: JointDesign) -> pm.Model:
         # section 13); without a trait there is one node, at zero
         points, log_w = quadrature(spec.trait, LIKELIHOOD_NODES[spec.trait])
         cells, answers = jd.row_cell, jd.answers
-        rows, nodes = len(cells), len(log_w)
-        by_row = eta[pt.as_tensor_variable(cells)]  # (rows, K)
+        rows, nodes, levels = len(cells), len(log_w), len(base.levels)
         shift_q = loading @ points.T if spec.trait else pt.zeros((k, nodes))  # (K, nodes)
-        node_logp = pt.zeros((rows, nodes))
-        for j in range(k):
-            given = answers[:, j] >= 0
-            at_nodes = (by_row[:, j][:, None] + shift_q[j][None, :]).reshape((rows * nodes,))
-            if base.family == "ordinal":
-                logp = ordinal_logp(at_nodes, cutpoints[j], base.link)
-            else:
-                log_f = _log_cdf(base.link)
-                logp = pt.stack([log_f(-at_nodes), log_f(at_nodes)], axis=1)
-            # the given answer's log-probability by a constant mask; an indexed gather's
-            # gradient is slower to compile and run
-            mask = np.eye(len(base.levels))[np.where(given, answers[:, j], 0)] * given[:, None]
-            picked = pt.sum(logp * np.repeat(mask, nodes, axis=0), axis=1)
-            node_logp = node_logp + picked.reshape((rows, nodes))
+        # every answer's log-probability once per (cell, node, question), then each row's
+        # answers gathered by a constant index: the (cell, pattern) rows outnumber the cells
+        at_nodes = eta.T[:, :, None] + shift_q[:, None, :]  # (K, cells, nodes)
+        flat_eta = at_nodes.reshape((k * design.n_cells * nodes,))
+        if base.family == "ordinal":
+            per_q = [
+                ordinal_logp(
+                    at_nodes[j].reshape((design.n_cells * nodes,)), cutpoints[j], base.link
+                )
+                for j in range(k)
+            ]
+            logp = pt.concatenate(per_q, axis=0)  # (K * cells * nodes, levels)
+        else:
+            log_f = _log_cdf(base.link)
+            logp = pt.stack([log_f(-flat_eta), log_f(flat_eta)], axis=1)
+        given = answers >= 0  # (rows, K)
+        q = np.arange(k)[None, :, None]
+        node = np.arange(nodes)[None, None, :]
+        index = ((q * design.n_cells + cells[:, None, None]) * nodes + node) * levels + np.where(
+            given, answers, 0
+        )[:, :, None]  # (rows, K, nodes)
+        picked = logp.reshape((-1,))[index.reshape((-1,))].reshape((rows, k, nodes))
+        node_logp = pt.sum(picked * given[:, :, None].astype(float), axis=1)  # (rows, nodes)
         if nodes == 1:
             row_logp = node_logp[:, 0]
         else:
@@ -645,6 +655,23 @@ class JointResult(SavedTree):
         table.insert(0, "question_a", [r[0] for r in rows])
         return table
 
+    def loo(self) -> ELPDDataLOO:
+        """PSIS-LOO over respondents (``arviz_stats.loo``), pointwise values included.
+
+        A respondent's point is all their answers together, the trait integrated out;
+        the separate models' pointwise log-likelihoods of the same respondents, summed
+        over the questions, give the comparable figure (``benchmarks/bench_joint.py``).
+        Computed once per (cell, pattern) and counted once per respondent, as
+        :meth:`opinionmap.FitResult.loo`.
+        """
+        from arviz_stats import loo
+
+        from opinionmap.results import respondent_loo
+
+        by_row = loo(self.tree, pointwise=True, var_name="patterns")
+        log_lik = self.tree["log_likelihood"].to_dataset()["patterns"]
+        return respondent_loo(log_lik, self.design.design, by_row)
+
     def loadings(self, prob: float | None = None) -> pd.DataFrame:
         """The posterior of each question's trait loadings: one row per question and dimension."""
         if "loading" not in self.posterior:
@@ -666,12 +693,14 @@ def fit_joint(
     random_seed: int | None = None,
     progress: bool = False,
     warn: bool = True,
+    on_progress: Callable[[FitProgress], None] = lambda _p: None,
 ) -> JointResult:
     """Fit a joint model with nutpie (as :func:`~opinionmap.fit`'s defaults) and check it.
 
     ``sampling`` is laid over the spec's ``[sampling]``; ``random_seed`` over both.
     A fit that did not converge warns (:class:`~opinionmap.ConvergenceWarning`) unless
-    ``warn`` is false; its verdict says what failed.
+    ``warn`` is false; its verdict says what failed. ``on_progress`` is called with
+    the fit's phase and draws, as :func:`~opinionmap.fit`'s.
     """
     from opinionmap.fitting import _complete_draws, compile_model, sample_nutpie
 
@@ -683,7 +712,10 @@ def fit_joint(
             f"a joint model samples with nutpie; sampler {settings.sampler!r} is not available."
         )
     jd = build_joint_design(spec, survey)
-    tree = sample_nutpie(compile_model(build_joint_model(jd)), settings, progress)
+    on_progress(FitProgress("compiling"))
+    compiled = compile_model(build_joint_model(jd))
+    tree = sample_nutpie(compiled, settings, progress, on_progress)
+    on_progress(FitProgress("summarising"))
     posterior, stats, _ = _complete_draws(tree, settings)
     # the non-centred draws and the correlations' factors: sampled, not reported
     posterior = posterior.drop_vars(
@@ -853,8 +885,9 @@ class JointEstimates:
 
     ``shares``: (sample, group, question, answer), each question's share of each
     answer by ``by`` group; ``pattern``: (sample, group), the share giving every answer
-    of :attr:`joint` (``None`` if none was asked); ``groups``: the ``by`` levels of each
-    group, one row each.
+    of :attr:`joint`, the first pattern asked (``None`` if none was); ``patterns``:
+    (sample, group, pattern), every pattern asked, labelled ``q1=a,q2=b``; ``groups``:
+    the ``by`` levels of each group, one row each.
     """
 
     shares: xr.DataArray
@@ -862,11 +895,12 @@ class JointEstimates:
     by: tuple[str, ...]
     pattern: xr.DataArray | None = None
     joint: Mapping[str, str] | None = None
+    patterns: xr.DataArray | None = None
 
     @property
     def pattern_label(self) -> str | None:
-        """The pattern as ``q1=a,q2=b``, the ``category`` of its rows."""
-        return None if self.joint is None else ",".join(f"{q}={a}" for q, a in self.joint.items())
+        """The (first) pattern as ``q1=a,q2=b``, the ``category`` of its rows."""
+        return None if self.joint is None else _label(self.joint)
 
     def summary(self, prob: float | None = None) -> pd.DataFrame:
         """One row per question, group and answer.
@@ -887,17 +921,23 @@ class JointEstimates:
         )
 
     def pattern_summary(self, prob: float | None = None) -> pd.DataFrame:
-        """One row per group: the share giving every answer of the pattern.
+        """One row per group and pattern: the share giving every answer of the pattern.
 
         Columns: the ``by`` columns, ``category`` (the pattern, ``q1=a,q2=b``), ``mean``,
         ``sd``, ``lower``, ``upper``; shares of adults answering the pattern's questions.
         """
-        if self.pattern is None:
+        if self.patterns is None:
             raise OpinionmapError("no joint pattern was asked for (joint=...).")
-        table = _summary(self.pattern.values, prob)
-        out = self.groups.reset_index(drop=True).copy()
-        out["category"] = self.pattern_label
+        values = self.patterns.values  # (S, G, P)
+        s, g, n = values.shape
+        table = _summary(values.reshape(s, -1), prob)
+        out = self.groups.iloc[np.repeat(np.arange(g), n)].reset_index(drop=True)
+        out["category"] = np.tile(self.patterns["pattern"].values, g)
         return pd.concat([out, table.reset_index(drop=True)], axis=1)
+
+
+def _label(pattern: Mapping[str, str]) -> str:
+    return ",".join(f"{q}={a}" for q, a in pattern.items())
 
 
 def poststratify_joint(
@@ -905,15 +945,18 @@ def poststratify_joint(
     frame: Frame | pd.DataFrame,
     *,
     by: str | Sequence[str] = (),
-    joint: str | Mapping[str, str] | None = None,
+    joint: str | Mapping[str, str] | Sequence[str | Mapping[str, str]] | None = None,
     weight: str = "population",
 ) -> JointEstimates:
-    """Every question's answer shares, and a pattern's share, by ``by`` group, as draws.
+    """Every question's answer shares, and patterns' shares, by ``by`` group, as draws.
 
     Each frame cell's probabilities integrate the respondent trait out (the same
     quadrature as the fit), so a pattern's share is that of adults who would give
     every answer of it, answering those questions; weighted by the cell counts.
+    ``joint`` is one pattern (``"q1=a,q2=b"`` or a mapping) or a list of them, computed
+    from the same probabilities (:attr:`JointEstimates.patterns`).
     """
+    from opinionmap._kernel import family_code, joint_accumulate
     from opinionmap.frame import Frame
 
     spec, jd = result.spec, result.design
@@ -925,7 +968,12 @@ def poststratify_joint(
         raise OpinionmapError(
             f"frame: no column {format_values(absent)} (columns: {format_values(data.columns)})."
         )
-    pattern = parse_pattern(joint, spec) if joint is not None else None
+    if joint is None:
+        asked: list[dict[str, str]] = []
+    elif isinstance(joint, (str, Mapping)):
+        asked = [parse_pattern(joint, spec)]
+    else:
+        asked = [parse_pattern(one, spec) for one in joint]
     draws = _Draws.of(result.posterior, jd)
     needed = list(dict.fromkeys([*jd.design.spec.variables, *by]))
     covariates = jd.design.spec.covariates
@@ -940,45 +988,58 @@ def poststratify_joint(
         group = np.zeros(len(cells), dtype=np.int64)
     w = cells[count].to_numpy(dtype=float)
     points, logw = quadrature(spec.trait, spec.nodes)
-    weights = np.exp(logw)
     s, k, c, n_groups = draws.n_samples, len(spec.outcomes), len(spec.base.levels), len(groups)
     shares = np.zeros((s, n_groups, k, c))
-    joint_share = np.zeros((s, n_groups))
+    joint_share = np.zeros((s, n_groups, len(asked)))
     den = np.bincount(group, weights=w, minlength=n_groups)
-    step_cells = max(1, min(len(cells), _CHUNK_VALUES // max(k * c * len(logw) * 50, 1)))
-    step_draws = max(1, _CHUNK_VALUES // max(step_cells * k * c * len(logw), 1))
-    picked = (
-        [(spec.outcomes.index(q), spec.base.levels.index(a)) for q, a in pattern.items()]
-        if pattern
-        else []
-    )
-    for c0 in range(0, len(cells), step_cells):
-        block = cells.iloc[c0 : c0 + step_cells]
-        g, wb = group[c0 : c0 + step_cells], w[c0 : c0 + step_cells]
-        for d0 in range(0, s, step_draws):
-            sub = _subset(draws, slice(d0, min(d0 + step_draws, s)))
-            eta = _linear_predictor(sub, jd.design, block)
-            p = np.exp(_answer_log_probabilities(sub, spec, eta, points))  # (s, n, K, C, Q)
-            marginal = p @ weights  # (s, n, K, C)
-            rows = slice(d0, d0 + marginal.shape[0])
-            # (groups, cells) weights: each cell's count in its group's row
-            into = np.zeros((n_groups, len(g)))
-            into[g, np.arange(len(g))] = wb
-            shares[rows] += np.einsum("gn,snkc->sgkc", into, marginal)
-            if picked:
-                both = np.ones((*p.shape[:2], p.shape[-1]))
-                for j, a in picked:
-                    both = both * p[:, :, j, a, :]
-                joint_share[rows] += (both @ weights) @ into.T
+    longest = max((len(a) for a in asked), default=1)
+    questions = np.full((len(asked), longest), -1, dtype=np.int64)
+    answers = np.zeros((len(asked), longest), dtype=np.int64)
+    for t, pattern in enumerate(asked):
+        for j, (q, a) in enumerate(pattern.items()):
+            questions[t, j] = spec.outcomes.index(q)
+            answers[t, j] = spec.base.levels.index(a)
+    family = family_code(spec.base.family, spec.base.link)
+    step = max(1, _CHUNK_VALUES // max(len(cells) * k, 1))
+    for d0 in range(0, s, step):
+        sub = _subset(draws, slice(d0, min(d0 + step, s)))
+        eta = _linear_predictor(sub, jd.design, cells)  # (s, n, K)
+        shift = (
+            np.einsum("skd,qd->skq", sub.loading, points)
+            if sub.loading is not None
+            else np.zeros((eta.shape[0], k, len(logw)))
+        )
+        cut = sub.cutpoints if sub.cutpoints is not None else np.zeros((eta.shape[0], k, 0))
+        rows = slice(d0, d0 + eta.shape[0])
+        joint_accumulate(
+            family,
+            np.ascontiguousarray(eta),
+            np.ascontiguousarray(cut, dtype=float),
+            np.ascontiguousarray(shift),
+            np.exp(logw),
+            group.astype(np.int64),
+            w,
+            questions,
+            answers,
+            shares[rows],
+            joint_share[rows],
+        )
     shares /= den[None, :, None, None]
-    joint_share /= den[None, :]
+    joint_share /= den[None, :, None]
     array = xr.DataArray(
         shares,
         dims=("sample", "group", "outcome", "category"),
         coords={"outcome": list(spec.outcomes), "category": list(spec.base.levels)},
     )
-    pattern_array = xr.DataArray(joint_share, dims=("sample", "group")) if pattern else None
-    return JointEstimates(array, groups, by, pattern_array, pattern)
+    if not asked:
+        return JointEstimates(array, groups, by)
+    patterns = xr.DataArray(
+        joint_share,
+        dims=("sample", "group", "pattern"),
+        coords={"pattern": [_label(a) for a in asked]},
+    )
+    first = patterns.isel(pattern=0, drop=True)
+    return JointEstimates(array, groups, by, first, asked[0], patterns)
 
 
 def _summary(values: np.ndarray, prob: float | None) -> pd.DataFrame:
@@ -1001,22 +1062,26 @@ def _subset(draws: _Draws, rows: slice) -> _Draws:
 
 
 def joint_log_likelihood(spec: JointSpec, jd: JointDesign, posterior: xr.Dataset) -> np.ndarray:
-    """Each (cell, pattern)'s log-likelihood per draw, (S, R): the trait integrated out."""
+    """Each (cell, pattern)'s log-likelihood per draw, (S, R): the trait integrated out.
+
+    Every answer's log-probability is computed once per cell and node, then gathered
+    for each (cell, pattern) row, as the model does.
+    """
     draws = _Draws.of(posterior, jd)
     points, logw = quadrature(spec.trait, spec.nodes)
     cells = jd.design.cells
+    k = len(spec.outcomes)
     out = np.zeros((draws.n_samples, len(jd.row_cell)))
-    step = max(1, _CHUNK_VALUES // max(len(cells) * len(spec.outcomes) * len(logw) * 3, 1))
+    step = max(1, _CHUNK_VALUES // max(len(cells) * k * len(logw) * 3, 1))
+    given = jd.answers >= 0  # (R, K)
+    pick = np.where(given, jd.answers, 0)
+    question = np.arange(k)[None, :]
     for d0 in range(0, draws.n_samples, step):
         sub = _subset(draws, slice(d0, d0 + step))
-        eta = _linear_predictor(sub, jd.design, cells)[:, jd.row_cell, :]
-        logp_all = _answer_log_probabilities(sub, spec, eta, points)  # (s, R, K, C, Q)
-        logp = np.zeros((logp_all.shape[0], logp_all.shape[1], logp_all.shape[-1]))
-        for j in range(len(spec.outcomes)):
-            given = jd.answers[:, j] >= 0
-            pick = np.where(given, jd.answers[:, j], 0)
-            chosen = np.take_along_axis(logp_all[:, :, j], pick[None, :, None, None], axis=2)
-            logp += np.where(given[None, :, None], chosen[:, :, 0], 0.0)
+        eta = _linear_predictor(sub, jd.design, cells)
+        logp_all = _answer_log_probabilities(sub, spec, eta, points)  # (s, cells, K, C, Q)
+        chosen = logp_all[:, jd.row_cell[:, None], question, pick]  # (s, R, K, Q)
+        logp = np.sum(np.where(given[None, :, :, None], chosen, 0.0), axis=2)
         out[d0 : d0 + logp.shape[0]] = logsumexp(logp + logw[None, None, :], axis=2)
     return out
 

@@ -39,6 +39,7 @@ __all__ = [
     "Area",
     "plot_balance",
     "plot_choropleth",
+    "plot_correlations",
     "plot_mrp_vs_direct",
     "read_boundaries",
 ]
@@ -417,6 +418,80 @@ def _draw_outlines(ax: Any, areas: Sequence[Area]) -> None:
 
     rings = [ring for a in areas for ring in a.rings]
     ax.add_collection(LineCollection(rings, colors="#333333", linewidths=0.7))
+
+
+def plot_correlations(
+    matrices: Mapping[str, pd.DataFrame],
+    *,
+    title: str | None = None,
+    path: str | os.PathLike[str] | None = None,
+) -> Figure:
+    """Heat maps of correlation matrices, one panel each, on one scale from -1 to 1.
+
+    Parameters
+    ----------
+    matrices
+        Panel title -> a square matrix of correlations (posterior means), its rows and
+        columns labelled alike (e.g. a joint model's area effects by question).
+    path
+        Write the figure (``.png``, ``.svg`` or ``.pdf``).
+
+    Each cell is written with its value; blue is positive, red negative, so that
+    questions whose area effects go together stand out.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt
+
+    if not matrices:
+        raise OpinionmapError("correlation heat map: no matrices to draw.")
+    for name, m in matrices.items():
+        if m.shape[0] != m.shape[1] or list(m.index) != list(m.columns):
+            raise OpinionmapError(
+                f"correlation heat map {name!r}: the matrix must be square with the same "
+                f"labels on its rows and columns; got rows {format_values(list(m.index))} and "
+                f"columns {format_values(list(m.columns))}."
+            )
+        values = m.to_numpy(dtype=float)
+        if (np.abs(values[np.isfinite(values)]) > 1 + 1e-9).any():
+            raise OpinionmapError(
+                f"correlation heat map {name!r}: correlations lie between -1 and 1."
+            )
+    size = max(m.shape[0] for m in matrices.values())
+    side = 1.1 + 0.62 * size
+    fig, axes = plt.subplots(
+        1, len(matrices), figsize=(side * len(matrices) + 0.8, side + 0.6), squeeze=False
+    )
+    image = None
+    for ax, (name, m) in zip(axes[0], matrices.items(), strict=True):
+        values = m.to_numpy(dtype=float)
+        image = ax.imshow(values, cmap="RdBu", vmin=-1.0, vmax=1.0)
+        ticks = range(m.shape[0])
+        ax.set_xticks(ticks, [str(c) for c in m.columns], rotation=45, ha="right", fontsize=8)
+        ax.set_yticks(ticks, [str(r) for r in m.index], fontsize=8)
+        for i in ticks:
+            for j in ticks:
+                if np.isfinite(values[i, j]):
+                    colour = "white" if abs(values[i, j]) > 0.6 else "black"
+                    ax.text(
+                        j,
+                        i,
+                        f"{values[i, j]:.2f}",
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color=colour,
+                    )
+        ax.set_title(textwrap.fill(str(name), 40), fontsize=9)
+    assert image is not None
+    fig.colorbar(image, ax=list(axes[0]), shrink=0.8, label="correlation")
+    if title:
+        fig.suptitle(title, fontsize=11)
+    if path is not None:
+        save_figure(fig, path)
+    return fig
 
 
 def plot_mrp_vs_direct(

@@ -24,12 +24,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from opinionmap.errors import OpinionmapError, check_keys, format_values
+from opinionmap.joint import JointResult, JointSpec
 from opinionmap.progress import FitProgress
 from opinionmap.report import ReportOptions, Section, write_report
 from opinionmap.spec import DEFAULT_SAMPLING, ModelSpec, Sampling, read_spec
 
 if TYPE_CHECKING:
     from distributed import Client
+
+    from opinionmap.results import FitResult
+    from opinionmap.survey import Survey
 
 __all__ = [
     "PROJECT_FILE",
@@ -80,7 +84,7 @@ class SavedFit:
     """A fit :func:`fit_many` saved: its spec's name, its question, file and verdict."""
 
     name: str  # the spec file's stem, the fit's as well
-    question: str
+    question: str  # a joint model's: its questions, comma-separated
     path: Path
     verdict: str
     converged: bool
@@ -209,10 +213,11 @@ def fit_many(
     return [saved[job.path] for job in work]
 
 
-def _checked_specs(paths: list[Path]) -> list[tuple[ModelSpec, Path]]:
+def _checked_specs(paths: list[Path]) -> list[tuple[ModelSpec | JointSpec, Path]]:
     """Each spec read and checked against its survey (read once each); its survey's path."""
     from opinionmap.design import build_design
-    from opinionmap.survey import Survey, read_survey
+    from opinionmap.joint import build_joint_design
+    from opinionmap.survey import read_survey
 
     if not paths:
         raise OpinionmapError("no model specs to fit.")
@@ -226,16 +231,20 @@ def _checked_specs(paths: list[Path]) -> list[tuple[ModelSpec, Path]]:
     surveys: dict[Path, Survey] = {}
     checked = []
     for path in paths:
-        spec = read_spec(path)
-        if spec.data is None:
+        spec = _read_any_spec(path)
+        one = spec.base if isinstance(spec, JointSpec) else spec
+        if one.data is None:
             raise OpinionmapError(
                 f'{path}: names no survey; add data = "<survey file>" (relative to the spec).'
             )
-        data = Path(spec.data).resolve()
+        data = Path(one.data).resolve()
         try:
             if data not in surveys:
                 surveys[data] = read_survey(data)
-            build_design(spec, surveys[data])
+            if isinstance(spec, JointSpec):
+                build_joint_design(spec, surveys[data])
+            else:
+                build_design(spec, surveys[data])
         except OpinionmapError as exc:
             raise OpinionmapError(f"{path}: {exc}") from exc
         checked.append((spec, data))
@@ -268,7 +277,8 @@ def run_specs(
     Parameters
     ----------
     spec_paths
-        Model specs (TOML), one question each.
+        Model specs (TOML): one question each, or a joint spec of several
+        (:func:`~opinionmap.joint.read_joint_spec`), whose section follows the others.
     survey_path, frame_path, weight
         The survey (read with :func:`~opinionmap.read_survey`, its codebook beside
         it), the frame (:func:`~opinionmap.read_frame`, its labels mapped by the
@@ -300,7 +310,7 @@ def run_specs(
 
     if not spec_paths:
         raise OpinionmapError("no model specs to fit.")
-    specs = [read_spec(p) for p in spec_paths]
+    specs = {p: _read_any_spec(p) for p in spec_paths}
     # a report left by an earlier run would sit beside this run's fits until it finishes
     (out / "report.html").unlink(missing_ok=True)
     survey = read_survey(survey_path, codebook_path)
@@ -311,31 +321,65 @@ def run_specs(
     report.check_frame(frame, frame_path)
     if not report.labels:
         codebook = survey.codebook
+        questions = [q for spec in specs.values() for q in _questions(spec)]
         labels = {
-            s.outcome: str(codebook[s.outcome].label)
-            for s in specs
-            if s.outcome in codebook.names and codebook[s.outcome].label
+            q: str(codebook[q].label)
+            for q in questions
+            if q in codebook.names and codebook[q].label
         }
         report = replace(report, labels=labels)
     cpus = os.cpu_count() or 1
     sampling = sampling or Sampling()
+    # a joint model, by far the slowest fit, starts first with every core; the
+    # one-question fits share the cores with it while they last
+    joint_sampling = sampling if sampling.cores is not None else sampling.merged(cores=cpus)
     if sampling.cores is None:
         sampling = sampling.merged(cores=max(1, cpus // jobs))
-    for i, spec in enumerate(specs, start=1):
+    names = {p: _section_name(p, spec) for p, spec in specs.items()}
+    for i, (p, spec) in enumerate(specs.items(), start=1):
         say(f"[{i}/{len(specs)}] fitting {_describe(spec, sampling)}")
         if on_progress is not None:
-            on_progress(spec.outcome, FitProgress("waiting"))
+            on_progress(names[p], FitProgress("waiting"))
     shows = progress and jobs == 1
+    order = sorted(spec_paths, key=lambda p: not isinstance(specs[p], JointSpec))
     work = [
-        _Job(p, survey_path, codebook_path, frame_path, weight, out, sampling, report, shows)
-        for p in spec_paths
+        _Job(
+            p,
+            survey_path,
+            codebook_path,
+            frame_path,
+            weight,
+            out,
+            joint_sampling if isinstance(specs[p], JointSpec) else sampling,
+            report,
+            shows,
+        )
+        for p in order
     ]
     sections = {}
     for outcome in _execute(_fit_and_report, work, jobs, on_progress):
         on_done(outcome)
         sections[outcome.question] = outcome.section
     say("report: putting the sections together")
-    return write_report([sections[s.outcome] for s in specs], frame, out, options=report)
+    # each question's section, then the joint models' sections
+    shown = sorted(spec_paths, key=lambda p: isinstance(specs[p], JointSpec))
+    return write_report([sections[names[p]] for p in shown], frame, out, options=report)
+
+
+def _read_any_spec(path: Path) -> ModelSpec | JointSpec:
+    """A one-question spec, or a joint spec (one listing ``outcomes``)."""
+    from opinionmap.joint import is_joint_spec, read_joint_spec
+
+    return read_joint_spec(path) if is_joint_spec(path) else read_spec(path)
+
+
+def _questions(spec: ModelSpec | JointSpec) -> tuple[str, ...]:
+    return spec.outcomes if isinstance(spec, JointSpec) else (spec.outcome,)
+
+
+def _section_name(path: Path, spec: ModelSpec | JointSpec) -> str:
+    """A question's section is named by its outcome, a joint model's by its spec's stem."""
+    return path.stem if isinstance(spec, JointSpec) else spec.outcome
 
 
 # the optional file of a project folder that says where things are and what the report shows
@@ -353,6 +397,7 @@ _REPORT_KEYS = (
     "prob",
     "subarea",
     "subarea_boundaries",
+    "joint",
 )
 
 
@@ -384,8 +429,10 @@ def read_project(folder: str | os.PathLike[str], *, models: Path | None = None) 
     ``weight``, ``codebook``, ``out``, paths relative to it) and what the report shows
     (a ``[report]`` table: ``title``, ``area``, ``groups``, ``published``, ``frame_note``,
     ``boundaries = {path, key, name}``, ``area_names = {path, key, name}``,
-    ``[[report.notes]]`` with ``heading`` and ``text``, ``prob``, ``subarea`` and
-    ``subarea_boundaries = {path, key, name}``). ``models`` overrides the specs' folder.
+    ``[[report.notes]]`` with ``heading`` and ``text``, ``prob``, ``subarea``,
+    ``subarea_boundaries = {path, key, name}`` and ``joint``, the pattern of answers a
+    joint model's section maps). ``models`` overrides the specs' folder; a joint spec
+    there (``outcomes = [...]``) is fitted and reported as one more section.
     """
     root = Path(folder)
     if not root.is_dir():
@@ -462,17 +509,15 @@ def run_project(
 
 def _one_survey(root: Path, specs: tuple[Path, ...]) -> Path:
     """The survey every spec names (``data``); specs naming none or different ones refused."""
-    from opinionmap.joint import is_joint_spec
+    from opinionmap.joint import is_joint_spec, read_joint_spec
 
     surveys: dict[Path, list[str]] = {}
     for spec_path in specs:
-        if is_joint_spec(spec_path):
-            raise OpinionmapError(
-                f"{spec_path}: a joint spec (outcomes = [...]); run and the demo fit "
-                f"one-question specs. Fit it with: opinionmap fit {spec_path} --out joint.nc, "
-                "and keep it outside the project's models folder."
-            )
-        data = read_spec(spec_path).data
+        data = (
+            read_joint_spec(spec_path).base.data
+            if is_joint_spec(spec_path)
+            else read_spec(spec_path).data
+        )
         if data is None:
             raise OpinionmapError(
                 f'{spec_path}: names no survey; add data = "<survey file>" (relative to the spec).'
@@ -547,6 +592,7 @@ def _report_options(report: _Settings) -> ReportOptions:
         "title": report.text("title") or f"{root.resolve().name}: small-area estimates",
         "area": report.text("area"),
         "subarea": report.text("subarea"),
+        "joint": report.text("joint"),
         "frame_note": report.text("frame_note"),
         "notes": _notes(table.get("notes", []), where),
     }
@@ -621,9 +667,13 @@ def _area_names(file: Path, key: str, name: str, where: Path) -> dict[str, str]:
     return dict(zip(table[key], table[name], strict=True))
 
 
-def _describe(spec: ModelSpec, sampling: Sampling) -> str:
-    settings = {**DEFAULT_SAMPLING, **spec.sampling.merged(sampling).to_dict()}
-    return f"{spec.outcome} ({spec.family}, {settings['chains']} x {settings['draws']})"
+def _describe(spec: ModelSpec | JointSpec, sampling: Sampling) -> str:
+    one = spec.base if isinstance(spec, JointSpec) else spec
+    settings = {**DEFAULT_SAMPLING, **one.sampling.merged(sampling).to_dict()}
+    shape = f"{one.family}, {settings['chains']} x {settings['draws']}"
+    if isinstance(spec, JointSpec):
+        return f"{', '.join(spec.outcomes)} jointly ({shape})"
+    return f"{spec.outcome} ({shape})"
 
 
 def _execute[J: (_Job, _FitJob), R](
@@ -695,62 +745,67 @@ def _forwarding(queue: Any, callback: Callable[[str, FitProgress], None]) -> Ite
 def _fit_and_report(job: _Job) -> Outcome:
     """Fit one spec, save it and write its report section (a worker's task)."""
     from opinionmap.diagnostics import ConvergenceWarning
-    from opinionmap.fitting import fit
     from opinionmap.frame import read_frame
-    from opinionmap.report import report_section
+    from opinionmap.report import joint_section, report_section
     from opinionmap.survey import read_survey
 
     # the verdict goes back in the Outcome and into the report; the library's warnings
     # that the numbers come from a fit that did not converge would only repeat it
     warnings.simplefilter("ignore", ConvergenceWarning)
     survey = read_survey(job.survey_path, job.codebook_path)
-    spec = read_spec(job.spec_path)
-    q = spec.outcome
-    events = _bound(job.events)
-
-    def tell(progress: FitProgress) -> None:
-        if events is not None:
-            events.put((q, progress))
-
-    result = fit(
-        spec,
-        survey,
-        sampling=job.sampling,
-        progress=job.progress,
-        on_progress=tell,
-        warn=False,
-    )
-    result.save(job.out / "fits" / f"{q}.nc")
+    spec = _read_any_spec(job.spec_path)
+    name = _section_name(job.spec_path, spec)
+    tell = _teller(job.events, name)
+    result = _fit_any(spec, survey, job.sampling, job.progress, tell)
+    result.save(job.out / "fits" / f"{name}.nc")
     frame = read_frame(job.frame_path, weight=job.weight, codebook=survey.codebook)
     tell(FitProgress("reporting"))
-    section = report_section(result, frame, job.out, survey=survey, options=job.report)
-    diagnostics = result.diagnostics
-    return Outcome(q, diagnostics.verdict(), diagnostics.converged, section)
+    if isinstance(result, JointResult):
+        section = joint_section(result, frame, job.out, name=name, options=job.report)
+    else:
+        section = report_section(result, frame, job.out, survey=survey, options=job.report)
+    return Outcome(name, result.verdict, result.converged, section)
 
 
 def _fit_and_save(job: _FitJob) -> SavedFit:
     """Fit one spec to its survey and save it (a worker's task)."""
-    from opinionmap.fitting import fit
     from opinionmap.survey import read_survey
 
-    spec = read_spec(job.spec_path)
-    events = _bound(job.events)
+    spec = _read_any_spec(job.spec_path)
+    tell = _teller(job.events, job.name)
+    result = _fit_any(spec, read_survey(job.survey_path), job.sampling, job.progress, tell)
+    result.save(job.path)
+    question = ", ".join(_questions(spec))
+    return SavedFit(job.name, question, job.path, result.verdict, result.converged)
+
+
+def _fit_any(
+    spec: ModelSpec | JointSpec,
+    survey: Survey,
+    sampling: Sampling,
+    progress: bool,
+    tell: Callable[[FitProgress], None],
+) -> FitResult | JointResult:
+    """A one-question fit or a joint one, as the spec is; the verdict not warned."""
+    from opinionmap.fitting import fit
+    from opinionmap.joint import fit_joint
+
+    if isinstance(spec, JointSpec):
+        return fit_joint(
+            spec, survey, sampling=sampling, progress=progress, on_progress=tell, warn=False
+        )
+    return fit(spec, survey, sampling=sampling, progress=progress, on_progress=tell, warn=False)
+
+
+def _teller(events: Any, name: str) -> Callable[[FitProgress], None]:
+    """Where a task sends its fit's progress, tagged with its name (nowhere without events)."""
+    bound = _bound(events)
 
     def tell(progress: FitProgress) -> None:
-        if events is not None:
-            events.put((job.name, progress))
+        if bound is not None:
+            bound.put((name, progress))
 
-    result = fit(
-        spec,
-        read_survey(job.survey_path),
-        sampling=job.sampling,
-        progress=job.progress,
-        on_progress=tell,
-        warn=False,
-    )
-    result.save(job.path)
-    diagnostics = result.diagnostics
-    return SavedFit(job.name, spec.outcome, job.path, diagnostics.verdict(), diagnostics.converged)
+    return tell
 
 
 def _bound(events: Any) -> Any:

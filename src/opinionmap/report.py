@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
     from opinionmap.design import GroupIndex
     from opinionmap.frame import Frame
+    from opinionmap.joint import JointEstimates, JointResult
     from opinionmap.results import FitResult
     from opinionmap.survey import Survey
 
@@ -43,6 +44,7 @@ __all__ = [
     "ReportOptions",
     "Section",
     "build_report",
+    "joint_section",
     "read_published",
     "report_section",
     "write_report",
@@ -99,6 +101,11 @@ class ReportOptions:
         are not broken down by it (their estimates would differ by composition only).
     subarea_boundaries
         Outlines of the finer areas, as ``boundaries``.
+    joint
+        The pattern of answers a joint model's section maps by area, as ``--joint``
+        writes it (``"presence_russia=more,presence_usa=less"``); default: the two
+        questions whose area effects are the most strongly correlated, the top answer of
+        the first with the top (positive) or bottom (negative) answer of the second.
     """
 
     area: str | None = None
@@ -113,6 +120,7 @@ class ReportOptions:
     prob: float | None = None
     subarea: str | None = None
     subarea_boundaries: tuple[Area, ...] | None = field(default=None, repr=False)
+    joint: str | None = None
 
     def check_frame(self, frame: Frame, where: object) -> None:
         """Refuse a ``subarea`` that is not a column of the frame (``where``: its file)."""
@@ -149,7 +157,7 @@ class Section:
 
     question: str
     html: str
-    summary: dict[str, Any]
+    summary: dict[str, Any] | None  # the overview row; None for a joint model's section
     area: str
     converged: bool
     balance: Balance | None = None
@@ -201,7 +209,7 @@ def _pct(table: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
 
 
 def build_report(
-    results: Sequence[FitResult],
+    results: Sequence[FitResult | JointResult],
     frame: Frame,
     out_dir: str | os.PathLike[str],
     *,
@@ -216,7 +224,9 @@ def build_report(
     Parameters
     ----------
     results
-        Fitted models (:class:`~opinionmap.results.FitResult`), one per question.
+        Fitted models (:class:`~opinionmap.results.FitResult`), one per question, and
+        joint models (:class:`~opinionmap.joint.JointResult`), whose sections
+        (:func:`joint_section`, named ``joint``, ``joint_2``, ...) follow.
     frame
         The poststratification frame (:func:`~opinionmap.frame.read_frame`).
     survey
@@ -232,14 +242,22 @@ def build_report(
     pathlib.Path
         The report's path.
     """
+    from opinionmap.joint import JointResult
+
     options = options or ReportOptions()
     options.check_frame(frame, "passed to build_report")
     say = progress or (lambda _msg: None)
-    sections = []
+    sections: list[Section] = []
+    joint: list[Section] = []
     for result in results:
+        if isinstance(result, JointResult):
+            name = "joint" if not joint else f"joint_{len(joint) + 1}"
+            say(f"report: {name} ({', '.join(result.spec.outcomes)})")
+            joint.append(joint_section(result, frame, out_dir, name=name, options=options))
+            continue
         say(f"report: {result.spec.outcome}")
         sections.append(report_section(result, frame, out_dir, survey=survey, options=options))
-    return write_report(sections, frame, out_dir, options=options)
+    return write_report([*sections, *joint], frame, out_dir, options=options)
 
 
 def write_report(
@@ -258,7 +276,7 @@ def write_report(
     prob = interval_prob(options.prob)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    head = pd.DataFrame([section.summary for section in sections])
+    head = pd.DataFrame([s.summary for s in sections if s.summary is not None])
     write_table(head, out / "overview.csv")
     areas = list(dict.fromkeys(s.area for s in sections))
     nav = " ".join(
@@ -298,18 +316,22 @@ def write_report(
 
 
 def _convergence_line(sections: Sequence[Section]) -> str:
-    """One line on the first screen: every question converged, or which did not."""
+    """One line on the first screen: every model converged, or which did not.
+
+    A model is a question's, or a joint model's of several questions.
+    """
     failed = [s.question for s in sections if not s.converged]
+    what = "question" if all(s.summary is not None for s in sections) else "model"
     if not failed:
         return (
-            f'<p class="ok">Every question converged ({len(sections)} of {len(sections)}): '
+            f'<p class="ok">Every {what} converged ({len(sections)} of {len(sections)}): '
             f"R-hat &le; {RHAT_MAX}, bulk and tail ESS &ge; {ESS_MIN:.0f}, no divergent "
             f"transitions, none stopped at the maximum tree depth, E-BFMI &ge; {BFMI_MIN}.</p>"
         )
     names = ", ".join(html.escape(q) for q in failed)
     return (
         f'<p class="bad">NOT CONVERGED: {names} ({len(failed)} of {len(sections)} '
-        "questions). Do not report their estimates yet; each question's section says "
+        f"{what}s). Do not report their estimates yet; each {what}'s section says "
         "what failed and what to try.</p>"
     )
 
@@ -772,3 +794,207 @@ def _ppc_part(result: FitResult, out: Path, prob: float) -> list[str]:
         f"{prob:.0%} intervals.</p>",
         _img(path, f"posterior predictive check for {q}"),
     ]
+
+
+def joint_section(
+    result: JointResult,
+    frame: Frame,
+    out_dir: str | os.PathLike[str],
+    *,
+    name: str = "joint",
+    options: ReportOptions | None = None,
+) -> Section:
+    """A joint model's section: how its questions go together, and a pattern by area.
+
+    Writes into ``out_dir``: ``<name>_correlations.csv`` (each grouping term's
+    correlations across the questions, with intervals) and their heat map,
+    ``<name>_loadings.csv``, ``<name>_by_<area>.csv`` (every question's shares by area
+    from the joint model) and ``<name>_pattern_by_<area>.csv`` (the pattern's share by
+    area beside its value if the answers were independent), with a map of the pattern
+    where there are boundaries. ``name`` is the section's anchor (the spec's stem).
+    """
+    from opinionmap.joint import parse_pattern, poststratify_joint
+    from opinionmap.maps import plot_correlations
+
+    options = options or ReportOptions()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    spec, prob = result.spec, interval_prob(options.prob)
+    area = options.area or result.design.area
+    if area is None:
+        raise OpinionmapError(
+            f"report: which column is the area of the joint model {name!r}? The fit does not "
+            "record one (its survey had no codebook area); pass area=... (CLI: --area)."
+        )
+    css = "ok" if result.converged else "bad"
+    terms = [g.name for g in result.design.design.groups]
+    parts = [
+        f'<h2 id="{html.escape(name)}">{len(spec.outcomes)} questions in one model</h2>',
+        f'<p class="{css}">Convergence: {html.escape(result.verdict)}</p>',
+        f'<p class="note">{html.escape(_joint_model_line(result))}</p>',
+    ]
+    correlations = pd.concat(
+        [result.correlations(t, prob=prob).assign(term=t) for t in terms], ignore_index=True
+    )
+    if len(correlations):
+        write_table(
+            correlations[["term", *correlations.columns[:-1]]], out / f"{name}_correlations.csv"
+        )
+        matrices = {
+            f"{t} effects": _correlation_matrix(
+                correlations[correlations["term"] == t], spec.outcomes
+            )
+            for t in terms
+        }
+        path = save_figure(
+            plot_correlations(matrices), out / f"{name}_correlations.png", close=True
+        )
+        parts += [
+            "<h3>How the questions go together</h3>",
+            f"<p>The correlation across the questions of each grouping term's effects "
+            f"(posterior means): where one question's {html.escape(area)} effect is high, "
+            "another's tends to be high too (blue) or low (red). Intervals in "
+            f'<a href="{html.escape(name)}_correlations.csv">{html.escape(name)}'
+            "_correlations.csv</a>.</p>",
+            _img(path, f"correlations of {name}'s area effects"),
+        ]
+    if spec.trait:
+        loadings = result.loadings(prob=prob)
+        write_table(loadings, out / f"{name}_loadings.csv")
+        parts += [
+            "<p>Each question's loading on the respondent trait that ties one respondent's "
+            "answers together: questions whose loadings share a sign tend to be answered "
+            "alike by the same person, beyond what their area and group explain.</p>",
+            _pct_free(loadings, prob).to_html(index=False, border=0),
+        ]
+    pattern = options.joint or _strongest_pattern(result, correlations, area)
+    # one pass over the frame's cells: every question's shares and the pattern's
+    est = poststratify_joint(result, frame, by=area, joint=parse_pattern(pattern, spec))
+    write_table(est.summary(prob), out / f"{name}_by_{area}.csv")
+    parts += _pattern_part(result, est, frame, area, name, out, options, prob)
+    return Section(name, "\n".join(parts), None, area, result.converged)
+
+
+def _joint_model_line(result: JointResult) -> str:
+    """The joint model in words: formula, family, terms, trait, anchors, who was left out."""
+    import json
+
+    spec, jd = result.spec, result.design
+    terms = ", ".join(g.name for g in jd.design.groups)
+    line = (
+        f"Model: {spec.rhs} for each of {', '.join(spec.outcomes)} ({spec.base.family}), "
+        f"each with its own cutpoints and coefficients; the effects of {terms} correlated "
+        "across the questions (LKJ prior)."
+    )
+    if spec.trait:
+        anchors = json.loads(result.tree.attrs.get("opinionmap_joint_anchors", "[]"))
+        line += (
+            f" A respondent trait of {spec.trait} dimension(s) with a loading per question, "
+            f"integrated out; its sign is set by {', '.join(anchors) or 'the first question'}."
+        )
+    answered = jd.answered()
+    line += (
+        f" {jd.n_respondents:,} respondents answered at least one question "
+        f"({', '.join(f'{q} {n:,}' for q, n in answered.items())}); "
+        f"{jd.dropped:,} answered none and are left out. Shares are of adults answering."
+    )
+    return line
+
+
+def _correlation_matrix(table: pd.DataFrame, outcomes: Sequence[str]) -> pd.DataFrame:
+    """The square matrix of posterior mean correlations from one row per pair."""
+    m = pd.DataFrame(1.0, index=list(outcomes), columns=list(outcomes))
+    for _, row in table.iterrows():
+        m.loc[row["question_a"], row["question_b"]] = row["mean"]
+        m.loc[row["question_b"], row["question_a"]] = row["mean"]
+    return m
+
+
+def _strongest_pattern(result: JointResult, correlations: pd.DataFrame, area: str) -> str:
+    """The default pattern: the most strongly correlated pair of questions' area effects.
+
+    The first question's top answer, and the second's top answer where they go together,
+    else its bottom answer; without correlations, the first two questions' top answers.
+    """
+    levels = result.spec.base.levels
+    rows = correlations[correlations["term"] == area]
+    if rows.empty:
+        rows = correlations
+    if rows.empty:
+        a, b = result.spec.outcomes[:2]
+        return f"{a}={levels[-1]},{b}={levels[-1]}"
+    best = rows.iloc[int(rows["mean"].abs().to_numpy().argmax())]
+    second = levels[-1] if best["mean"] > 0 else levels[0]
+    return f"{best['question_a']}={levels[-1]},{best['question_b']}={second}"
+
+
+def _pct_free(table: pd.DataFrame, prob: float) -> pd.DataFrame:
+    """Loadings as numbers with two decimals, interval in one column."""
+    out = table.copy()
+    out[f"{prob:.0%} interval"] = [
+        f"[{lo:.2f}, {hi:.2f}]" for lo, hi in zip(out.pop("lower"), out.pop("upper"), strict=True)
+    ]
+    for c in ("mean", "sd"):
+        out[c] = out[c].map(lambda v: f"{v:.2f}")
+    return out
+
+
+def _pattern_part(
+    result: JointResult,
+    est: JointEstimates,
+    frame: Frame,
+    area: str,
+    name: str,
+    out: Path,
+    options: ReportOptions,
+    prob: float,
+) -> list[str]:
+    """A pattern's share by area and nationally, beside its value were answers independent."""
+    import numpy as np
+    import xarray as xr
+
+    from opinionmap.summaries import summarise_draws
+
+    assert est.pattern is not None and est.joint is not None
+    asked, pattern = est.joint, est.pattern_label
+    # the product of the same draws' shares of each answer: the share if a respondent's
+    # answers were independent given their area and group
+    product = np.ones(est.pattern.shape)
+    for q, a in asked.items():
+        product = product * est.shares.sel(outcome=q, category=a).values
+    by_area = est.pattern_summary(prob)
+    by_area["if independent"] = product.mean(axis=0)
+    # nationally: the areas' shares weighted by their populations, draw by draw
+    population = frame.data.groupby(area, observed=True)[frame.weight].sum()
+    w = population.reindex(est.groups[area].astype(str)).to_numpy(dtype=float)
+    w = w / w.sum()
+    national = summarise_draws(
+        xr.DataArray((est.pattern.values @ w)[None], dims=("chain", "draw")), prob=prob
+    ).iloc[0]
+    independent = float((product @ w).mean())
+    label = " and ".join(f"{options.labels.get(q, q)}: {a}" for q, a in asked.items())
+    write_table(by_area, out / f"{name}_pattern_by_{area}.csv")
+    parts = [
+        f"<h3>{html.escape(label)}, by {html.escape(area)}</h3>",
+        f"<p>The share of adults who would give every answer of the pattern "
+        f"{html.escape(str(pattern))}: {national['mean']:.1%} [{national['lower']:.1%}, "
+        f"{national['upper']:.1%}] nationally, against {independent:.1%} if each respondent's "
+        "answers were independent given their area and group (the product of the model's "
+        "shares of each answer, as separate models would give it).</p>",
+    ]
+    if options.boundaries is not None:
+        fig = plot_choropleth(
+            by_area,
+            list(options.boundaries),
+            area=area,
+            categories=[str(pattern)],
+            title=f"{label}: share by {area}",
+        )
+        path = save_figure(fig, out / f"{name}_pattern_map.png", close=True)
+        parts.append(_img(path, f"map of the pattern {pattern} by {area}"))
+    shown = by_area[[area, "mean", "lower", "upper", "if independent"]].copy()
+    if options.area_names:
+        shown[area] = [f"{options.area_names.get(k, k)} ({k})" for k in shown[area]]
+    columns = ["mean", "lower", "upper", "if independent"]
+    parts.append(_pct(shown, columns).to_html(index=False, border=0))
+    return parts

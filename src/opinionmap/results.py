@@ -163,7 +163,8 @@ class FitResult(SavedTree):
         if self.tree["log_likelihood"].attrs.get("opinionmap_level") != "pattern":
             result: ELPDDataLOO = loo(self.tree, pointwise=True)
             return result
-        return _respondent_loo(self.tree, self.design, loo(self.tree, pointwise=True))
+        log_lik = self.tree["log_likelihood"].to_dataset()[self.design.spec.outcome]
+        return respondent_loo(log_lik, self.design, loo(self.tree, pointwise=True))
 
 
 def load(
@@ -257,19 +258,19 @@ def checksum(tree: xr.DataTree) -> str:
     return digest.hexdigest()
 
 
-def _respondent_loo(tree: xr.DataTree, design: Design, by_pattern: ELPDDataLOO) -> ELPDDataLOO:
+def respondent_loo(log_lik: xr.DataArray, design: Design, by_pattern: ELPDDataLOO) -> ELPDDataLOO:
     """The respondent-level PSIS-LOO from one computed per (cell, answer) pair.
 
-    Aggregated as ``arviz_stats`` aggregates pointwise values: ``elpd`` the sum over
-    respondents, its SE ``sqrt(n var(elpd_i))``, ``p_loo`` the sum of ``lppd_i - elpd_i``.
+    ``log_lik`` holds each pair's log-likelihood, dims (chain, draw, pair) in the order of
+    :meth:`~opinionmap.design.Design.patterns`; ``by_pattern`` is its PSIS-LOO. Aggregated
+    as ``arviz_stats`` aggregates pointwise values: ``elpd`` the sum over respondents, its
+    SE ``sqrt(n var(elpd_i))``, ``p_loo`` the sum of ``lppd_i - elpd_i``.
     """
     from arviz_stats.utils import ELPDDataLOO
     from scipy.special import logsumexp
 
-    log_lik = tree["log_likelihood"][design.spec.outcome]
-    draws = log_lik.transpose("pattern", "chain", "draw").values.reshape(
-        log_lik.sizes["pattern"], -1
-    )
+    pair = next(d for d in log_lik.dims if d not in ("chain", "draw"))
+    draws = log_lik.transpose(pair, "chain", "draw").values.reshape(log_lik.sizes[pair], -1)
     lppd = logsumexp(draws, axis=1, b=1.0 / draws.shape[1])
     elpd_pattern = by_pattern.elpd_i.values
     _, _, _, index = design.patterns()
