@@ -85,10 +85,9 @@ def test_demo_writes_a_report_with_every_question_region_and_map(demo: tuple[Pat
         assert f"{name} ({code})" in html
     # one embedded map per question and presence_muslim's by district, plus MRP-vs-direct
     # and PPC figures, and the first screen's balance maps of the five presence questions
-    # and the joint model's heat map and map of a pattern of answers
-    assert len(re.findall(r'alt="map of ', html)) == len(QUESTIONS) + 2
+    assert len(re.findall(r'alt="map of ', html)) == len(QUESTIONS) + 1
     assert 'alt="map of presence_muslim by district"' in html
-    assert len(re.findall(r"src=\"data:image/png;base64,", html)) == 3 * len(QUESTIONS) + 4
+    assert len(re.findall(r"src=\"data:image/png;base64,", html)) == 3 * len(QUESTIONS) + 2
     # every district estimated, the 95 with respondents said; no other question by district
     by_district = pd.read_csv(out / "presence_muslim_by_district.csv")
     assert by_district["district"].nunique() == 216
@@ -102,20 +101,12 @@ def test_demo_writes_a_report_with_every_question_region_and_map(demo: tuple[Pat
     national = pd.read_csv(out / "presence_russia_national.csv")
     assert national.set_index("category").loc["more", "published"] == pytest.approx(0.26)
     assert "How the frame was built" in html
-    # the joint model's section, after the questions', with its own files
-    assert "fitting presence_russia, presence_usa, presence_china, presence_eu, " in output
-    assert f"report: {JOINT} section written" in output
-    assert (out / "fits" / f"{JOINT}.nc").is_file()
-    assert html.index(f'id="{JOINT}"') > html.index('id="presence_usa"')
-    assert 'alt="correlations of presence_joint' in html
-    assert 'alt="map of the pattern presence_' in html
-    for table in ("correlations", "loadings", "by_region", "pattern_by_region"):
-        assert (out / f"{JOINT}_{table}.csv").is_file(), table
-    assert len(pd.read_csv(out / f"{JOINT}_pattern_by_region.csv")) == 17
+    # the joint model is left out without --joint, and the output says how to add it
+    assert f"{JOINT}.toml: a joint model of several questions, left out" in output
+    assert "opinionmap demo --joint" in output and not (out / "fits" / f"{JOINT}.nc").exists()
     # the smoke run's first screen says, before anything else, that nothing converged
     first_screen = html[: html.index("At a glance")]
-    failed = ", ".join([*QUESTIONS, JOINT])
-    assert f"NOT CONVERGED: {failed} (9 of 9 models)" in first_screen
+    assert f"NOT CONVERGED: {', '.join(QUESTIONS)} (8 of 8 questions)" in first_screen
     assert "Balance of opinion by region" in first_screen
     assert 'alt="balance of opinion by region"' in first_screen
     assert (out / "balance_by_region.png").stat().st_size > 50_000
@@ -195,6 +186,37 @@ def test_report_command_on_saved_fits(demo: tuple[Path, str], tmp_path: Path) ->
 
 
 @pytest.mark.slow
+def test_demo_with_joint_reports_the_joint_model_after_the_questions(tmp_path: Path) -> None:
+    folder = tmp_path / "models"
+    folder.mkdir()
+    for name in (JOINT, "presence_usa"):
+        text = (om.datasets.models_dir() / f"{name}.toml").read_text(encoding="utf-8")
+        data = om.datasets.models_dir().parent / "data" / "kazakhstan"
+        (folder / f"{name}.toml").write_text(text.replace("../data/kazakhstan", str(data)))
+    out = tmp_path / "out"
+    args = ["demo", "--quick", "--joint", "--models", str(folder), "--out", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "fitting presence_russia, presence_usa, presence_china, presence_eu, " in result.output
+    assert f"report: {JOINT} section written" in result.output
+    html = (out / "report.html").read_text(encoding="utf-8")
+    # its own section after the question's, with a heat map and a map of one pattern
+    assert html.index(f'id="{JOINT}"') > html.index('id="presence_usa"')
+    assert 'alt="correlations of presence_joint' in html
+    assert 'alt="map of the pattern presence_' in html
+    for table in ("correlations", "loadings", "by_region", "pattern_by_region"):
+        assert (out / f"{JOINT}_{table}.csv").is_file(), table
+    pattern = pd.read_csv(out / f"{JOINT}_pattern_by_region.csv")
+    assert len(pattern) == 17 and (pattern["lower"] <= pattern["mean"]).all()
+    from opinionmap.joint import load_joint
+
+    assert load_joint(out / "fits" / f"{JOINT}.nc").spec.outcomes[1] == "presence_usa"
+    # not an overview row of its own; counted among the models on the first screen
+    first_screen = html[: html.index("At a glance")]
+    assert f"NOT CONVERGED: presence_usa, {JOINT} (2 of 2 models)" in first_screen
+
+
+@pytest.mark.slow
 def test_demo_one_job_at_a_time_gives_the_same_fit(demo: tuple[Path, str], tmp_path: Path) -> None:
     out, _ = demo
     folder = tmp_path / "models"
@@ -238,17 +260,13 @@ def test_the_publication_demo_converges_for_every_question(tmp_path: Path) -> No
     """`make demo`: every bundled question converged at seed 2020, said on the first screen."""
     result = runner.invoke(app, ["demo", "--jobs", "2", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    from opinionmap.joint import load_joint
-
-    for question in [*QUESTIONS, JOINT]:
-        assert re.search(rf"^{question}: converged: max R-hat", result.output, re.MULTILINE)
     for question in QUESTIONS:
+        assert re.search(rf"^{question}: converged: max R-hat", result.output, re.MULTILINE)
         assert om.load(tmp_path / "fits" / f"{question}.nc").converged
-    assert load_joint(tmp_path / "fits" / f"{JOINT}.nc").converged
     assert "NOT CONVERGED" not in result.output
     html = (tmp_path / "report.html").read_text(encoding="utf-8")
     first_screen = html[: html.index("At a glance")]
-    assert "Every model converged (9 of 9): R-hat &le; 1.01" in first_screen
+    assert "Every question converged (8 of 8): R-hat &le; 1.01" in first_screen
     assert f"report written to {(tmp_path / 'report.html').resolve()}" in result.output
 
 

@@ -15,6 +15,7 @@ from opinionmap.maps import (
     Area,
     plot_balance,
     plot_choropleth,
+    plot_correlations,
     plot_mrp_vs_direct,
 )
 
@@ -152,6 +153,30 @@ def test_balance_maps_refuse_unknown_areas() -> None:
         OpinionmapError, match=r"between -1 and 1; got 'KZ-SEV: 53' \(percentages\? divide"
     ):
         plot_balance({"x": percent}, om.datasets.kazakhstan_regions())
+
+
+def test_correlation_heat_maps_share_one_scale_and_write_each_value(tmp_path: Path) -> None:
+    truth = pd.read_csv(om.datasets.kazakhstan_truth_path().parent / "truth_correlations_2020.csv")
+    matrices = {
+        name: truth[truth["matrix"] == name].pivot(index="row", columns="column", values="value")
+        for name in ("region_effect", "district_effect")
+    }
+    path = tmp_path / "correlations.png"
+    fig = plot_correlations(matrices, path=path)
+    assert path.stat().st_size > 20_000
+    panels = fig.axes[:2]
+    assert [ax.get_title() for ax in panels] == list(matrices)
+    assert all(ax.images[0].get_clim() == (-1.0, 1.0) for ax in panels)
+    # every cell written with its value; the row labels on the first panel only
+    region = matrices["region_effect"]
+    written = [t.get_text() for t in panels[0].texts]
+    assert len(written) == region.size and f"{region.iloc[0, 1]:.2f}" in written
+    assert [t.get_text() for t in panels[0].get_yticklabels()] == list(region.index)
+    assert not any(t.get_text() for t in panels[1].get_yticklabels())
+    with pytest.raises(OpinionmapError, match=r"heat map 'x': the matrix must be square"):
+        plot_correlations({"x": region.iloc[:, :3]})
+    with pytest.raises(OpinionmapError, match=r"heat map 'x': correlations lie between -1 and 1"):
+        plot_correlations({"x": region * 2})
 
 
 def test_mrp_vs_direct_plot_is_sorted(truth_table: pd.DataFrame, tmp_path: Path) -> None:

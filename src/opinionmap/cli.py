@@ -863,6 +863,13 @@ def demo_command(
             "process (default: the number of CPU cores, at most 4).",
         ),
     ] = None,
+    joint: Annotated[
+        bool,
+        typer.Option(
+            help="Also fit and report the joint model of the five presence questions "
+            "(models/presence_joint.toml): several minutes more."
+        ),
+    ] = False,
 ) -> None:
     """Run the whole pipeline on the bundled Kazakhstan data and write the report.
 
@@ -881,6 +888,7 @@ def demo_command(
             models=models,
             seed=seed,
             jobs=jobs or _default_jobs(),
+            joint=joint,
             say=say,
             on_done=on_done,
             on_progress=on_progress,

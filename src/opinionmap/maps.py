@@ -465,12 +465,14 @@ def plot_correlations(
         1, len(matrices), figsize=(side * len(matrices) + 0.8, side + 0.6), squeeze=False
     )
     image = None
-    for ax, (name, m) in zip(axes[0], matrices.items(), strict=True):
+    for n, (ax, (name, m)) in enumerate(zip(axes[0], matrices.items(), strict=True)):
         values = m.to_numpy(dtype=float)
         image = ax.imshow(values, cmap="RdBu", vmin=-1.0, vmax=1.0)
         ticks = range(m.shape[0])
         ax.set_xticks(ticks, [str(c) for c in m.columns], rotation=45, ha="right", fontsize=8)
-        ax.set_yticks(ticks, [str(r) for r in m.index], fontsize=8)
+        # the rows' labels once, on the left, where every panel has the same ones
+        same = n > 0 and list(m.index) == list(next(iter(matrices.values())).index)
+        ax.set_yticks(ticks, [] if same else [str(r) for r in m.index], fontsize=8)
         for i in ticks:
             for j in ticks:
                 if np.isfinite(values[i, j]):

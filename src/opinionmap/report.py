@@ -988,7 +988,7 @@ def _pattern_part(
             list(options.boundaries),
             area=area,
             categories=[str(pattern)],
-            title=f"{label}: share by {area}",
+            title=f"Share of adults giving every answer of the pattern, by {area}",
         )
         path = save_figure(fig, out / f"{name}_pattern_map.png", close=True)
         parts.append(_img(path, f"map of the pattern {pattern} by {area}"))
