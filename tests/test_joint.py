@@ -202,6 +202,60 @@ def test_a_joint_pattern_is_checked(tmp_path: Path) -> None:
             parse_pattern(text, spec)
 
 
+@pytest.mark.filterwarnings("ignore:PyTensor could not link to a BLAS")
+@pytest.mark.parametrize("family", ["ordinal", "bernoulli"])
+def test_the_models_likelihood_is_the_stored_pointwise_one(tmp_path: Path, family: str) -> None:
+    """At a random point the sampled likelihood equals the stored per-row log-likelihood
+    (the trait integrated out with the same 8 nodes) summed over respondents."""
+    import xarray as xr
+
+    from opinionmap.joint import (
+        JointResult,
+        _answer_log_probabilities,
+        _Draws,
+        _linear_predictor,
+        build_joint_model,
+        joint_log_likelihood,
+    )
+
+    data, text = _simulate(400, seed=5), SPEC + "[joint]\nquadrature = 8\n"
+    if family == "bernoulli":
+        for q in QUESTIONS:
+            data[q] = data[q].replace({"less": "no", "same": "no", "more": "yes"})
+        text = text.replace('"ordinal"', '"bernoulli"').replace(
+            '["less", "same", "more"]', '["no", "yes"]'
+        )
+    spec = read_joint_spec(_spec(tmp_path, text))
+    jd = build_joint_design(spec, data)
+    model = build_joint_model(jd)
+    names = ["beta", "cutpoints" if family == "ordinal" else "Intercept", "u_region", "loading"]
+    outs = model.replace_rvs_by_values([model["loglik"], *(model[n] for n in names)])
+    fn = model.compile_fn(outs, inputs=model.value_vars, on_unused_input="ignore", mode="NUMBA")
+    rng = np.random.default_rng(0)
+    point = {k: v + 0.3 * rng.normal(size=np.shape(v)) for k, v in model.initial_point().items()}
+    total, *values = fn(point)
+    posterior = xr.Dataset(
+        {
+            n: (("chain", "draw", *model.named_vars_to_dims[n]), np.asarray(v)[None, None])
+            for n, v in zip(names, values, strict=True)
+        }
+    )
+    stored = joint_log_likelihood(spec, jd, posterior)
+    assert stored.shape == (1, len(jd.row_cell)) and (stored < 0).all()
+    assert float(total) == pytest.approx(float(jd.row_count @ stored[0]), rel=1e-10)
+    # the compiled poststratification kernel against the log-probabilities' NumPy form
+    result = JointResult(spec, jd, xr.DataTree.from_dict({"posterior": posterior}), None)  # type: ignore[arg-type]
+    frame = _frame()
+    shares = poststratify_joint(result, frame, by="region").shares.values[0]  # (G, K, C)
+    draws = _Draws.of(posterior, jd)
+    points, logw = quadrature(1, spec.nodes)
+    eta = _linear_predictor(draws, jd.design, frame)
+    p = np.exp(_answer_log_probabilities(draws, spec, eta, points))[0] @ np.exp(logw)
+    expected = p.reshape(len(REGIONS), 2, *p.shape[1:]).mean(axis=1)  # men and women alike
+    order = np.argsort(frame["region"].drop_duplicates().to_numpy())
+    np.testing.assert_allclose(shares, expected[order], atol=1e-12)
+
+
 def test_population_shares_at_the_true_parameters_are_the_true_shares(tmp_path: Path) -> None:
     """poststratify_joint on a one-draw posterior at the truth: each question's shares and
     a pattern's, by region, equal the truth integrated with 60 nodes (the trait out)."""

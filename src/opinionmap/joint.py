@@ -491,7 +491,6 @@ def build_joint_model(jd: JointDesign) -> pm.Model:
         # every answer's log-probability once per (cell, node, question), then each row's
         # answers gathered by a constant index: the (cell, pattern) rows outnumber the cells
         at_nodes = eta.T[:, :, None] + shift_q[:, None, :]  # (K, cells, nodes)
-        flat_eta = at_nodes.reshape((k * design.n_cells * nodes,))
         if base.family == "ordinal":
             per_q = [
                 ordinal_logp(
@@ -502,6 +501,7 @@ def build_joint_model(jd: JointDesign) -> pm.Model:
             logp = pt.concatenate(per_q, axis=0)  # (K * cells * nodes, levels)
         else:
             log_f = _log_cdf(base.link)
+            flat_eta = at_nodes.reshape((k * design.n_cells * nodes,))
             logp = pt.stack([log_f(-flat_eta), log_f(flat_eta)], axis=1)
         given = answers >= 0  # (rows, K)
         q = np.arange(k)[None, :, None]

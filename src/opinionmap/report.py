@@ -810,8 +810,9 @@ def joint_section(
     correlations across the questions, with intervals) and their heat map,
     ``<name>_loadings.csv``, ``<name>_by_<area>.csv`` (every question's shares by area
     from the joint model) and ``<name>_pattern_by_<area>.csv`` (the pattern's share by
-    area beside its value if the answers were independent), with a map of the pattern
-    where there are boundaries. ``name`` is the section's anchor (the spec's stem).
+    area beside its value were the answers independent within each area), with a map of
+    the pattern where there are boundaries. ``name`` is the section's anchor (the spec's
+    stem).
     """
     from opinionmap.joint import parse_pattern, poststratify_joint
     from opinionmap.maps import plot_correlations
@@ -865,7 +866,7 @@ def joint_section(
             "<p>Each question's loading on the respondent trait that ties one respondent's "
             "answers together: questions whose loadings share a sign tend to be answered "
             "alike by the same person, beyond what their area and group explain.</p>",
-            _pct_free(loadings, prob).to_html(index=False, border=0),
+            _loadings_table(loadings, prob).to_html(index=False, border=0),
         ]
     pattern = options.joint or _strongest_pattern(result, correlations, area)
     # one pass over the frame's cells: every question's shares and the pattern's
@@ -928,8 +929,8 @@ def _strongest_pattern(result: JointResult, correlations: pd.DataFrame, area: st
     return f"{best['question_a']}={levels[-1]},{best['question_b']}={second}"
 
 
-def _pct_free(table: pd.DataFrame, prob: float) -> pd.DataFrame:
-    """Loadings as numbers with two decimals, interval in one column."""
+def _loadings_table(table: pd.DataFrame, prob: float) -> pd.DataFrame:
+    """Loadings with two decimals, the interval in one column."""
     out = table.copy()
     out[f"{prob:.0%} interval"] = [
         f"[{lo:.2f}, {hi:.2f}]" for lo, hi in zip(out.pop("lower"), out.pop("upper"), strict=True)
@@ -957,8 +958,8 @@ def _pattern_part(
 
     assert est.pattern is not None and est.joint is not None
     asked, pattern = est.joint, est.pattern_label
-    # the product of the same draws' shares of each answer: the share if a respondent's
-    # answers were independent given their area and group
+    # the product of the same draws' shares of each answer in the area: the share if the
+    # answers were independent within each area
     product = np.ones(est.pattern.shape)
     for q, a in asked.items():
         product = product * est.shares.sel(outcome=q, category=a).values
@@ -978,9 +979,9 @@ def _pattern_part(
         f"<h3>{html.escape(label)}, by {html.escape(area)}</h3>",
         f"<p>The share of adults who would give every answer of the pattern "
         f"{html.escape(str(pattern))}: {national['mean']:.1%} [{national['lower']:.1%}, "
-        f"{national['upper']:.1%}] nationally, against {independent:.1%} if each respondent's "
-        "answers were independent given their area and group (the product of the model's "
-        "shares of each answer, as separate models would give it).</p>",
+        f"{national['upper']:.1%}] nationally, against {independent:.1%} if the answers were "
+        f"independent within each {html.escape(area)} (the product of the {html.escape(area)}'s "
+        "shares of each answer, as separate models of the questions would give it).</p>",
     ]
     if options.boundaries is not None:
         fig = plot_choropleth(
