@@ -141,6 +141,35 @@ def test_terms_whose_levels_go_together_are_non_centred() -> None:
     assert make_plan(build_design(chosen, _school())).term("age").weight == (0.0, 0.0)
 
 
+@pytest.mark.slow
+def test_confounded_terms_sample_more_draws_unless_draws_are_set() -> None:
+    """Their SDs mix slowly: 2,000 draws per chain by default, the spec's or caller's if set."""
+    import opinionmap as om
+    from opinionmap.fitting import CONFOUNDED_DRAWS
+
+    spec = ModelSpec("y ~ 1 + (1 | grade) + (1 | age)", "categorical", ("a", "b", "c"))
+    data = _school(n=600)
+    quick = om.Sampling(chains=1, tune=30)
+    by_default = om.fit(spec, data, sampling=quick, random_seed=1, warn=False)
+    assert by_default.posterior.sizes["draw"] == CONFOUNDED_DRAWS == 2_000
+    assert by_default.tree.attrs["opinionmap_draws"] == CONFOUNDED_DRAWS
+    asked = om.fit(spec, data, sampling=quick, draws=40, random_seed=1, warn=False)
+    assert asked.posterior.sizes["draw"] == 40
+    in_spec = dataclasses.replace(spec, sampling=om.Sampling(draws=50))
+    assert (
+        om.fit(in_spec, data, sampling=quick, random_seed=1, warn=False).posterior.sizes["draw"]
+        == 50
+    )
+    # without confounded terms, the package's default
+    plain = ModelSpec("y ~ 1 + (1 | region)", "categorical", ("a", "b", "c"))
+    assert (
+        om.fit(plain, _school(n=600), sampling=quick, random_seed=1, warn=False).posterior.sizes[
+            "draw"
+        ]
+        == 1_000
+    )
+
+
 def test_unrelated_and_formula_nested_terms_are_not_confounded() -> None:
     spec = ModelSpec(
         formula="y ~ 1 + (1 | grade) + (1 | region) + (1 | region:grade)",

@@ -38,6 +38,11 @@ LogLikelihood = Literal["auto", "respondent", "pattern"]
 _log = logging.getLogger("opinionmap")
 # store respondent-level log-likelihood up to this many values (draws x respondents)
 RESPONDENT_LOGLIK_MAX = 50_000_000
+# draws per chain when the plan finds confounded grouping terms and nothing sets draws
+# (docs/model.md section 6: their SDs mix slowly; 1,000 left a large survey short of
+# 400 bulk ESS with 2 chains)
+CONFOUNDED_DRAWS = 2_000
+CONFOUNDED_TARGET_ACCEPT = 0.99
 # nutpie models compiled in this process, newest last: the same model refitted (another
 # seed, more draws) skips compiling (2-5 s with the disk cache, 8-40 s without)
 _COMPILED_CACHE_SIZE = 4
@@ -87,7 +92,9 @@ def fit(
         ``[sampling]`` table; the keyword arguments below are laid over both, and
         what is left open takes the defaults (4 chains x 1,000 draws after 1,000
         tuning steps, nutpie, target acceptance 0.95, a low-rank mass matrix for
-        ordinal and bernoulli models and a diagonal one for categorical models).
+        ordinal and bernoulli models and a diagonal one for categorical models;
+        2,000 draws at target acceptance 0.99 where the plan finds confounded
+        grouping terms, :data:`CONFOUNDED_DRAWS`).
     draws, tune, chains, cores, sampler, target_accept, adaptation
         The same settings one by one (see :class:`~opinionmap.spec.Sampling`).
     random_seed
@@ -133,7 +140,7 @@ def fit(
             f"log_likelihood must be 'auto', 'respondent' or 'pattern', got {log_likelihood!r}."
         )
     design = build_design(spec, survey, aggregate=aggregate)
-    settings = spec.sampling.merged(
+    asked = spec.sampling.merged(
         sampling,
         draws=draws,
         tune=tune,
@@ -143,10 +150,18 @@ def fit(
         sampler=sampler,
         target_accept=target_accept,
         adaptation=adaptation,
-    ).resolved(spec.family if spec.hurdle is None else "hurdle", design.n_parameters)
+    )
     if design.merged:
         _log.info("%s: %s", spec.outcome, merged_line(design))
     plan = make_plan(design)
+    if any(t.confounded_with for t in plan.terms):
+        # two confounded terms' SDs trade off along a ridge: fewer effective draws per
+        # draw, and a rare divergence where the ridge narrows
+        if asked.draws is None:
+            asked = asked.merged(draws=CONFOUNDED_DRAWS)
+        if asked.target_accept is None:
+            asked = asked.merged(target_accept=CONFOUNDED_TARGET_ACCEPT)
+    settings = asked.resolved(spec.family if spec.hurdle is None else "hurdle", design.n_parameters)
     tree = _sample(design, plan, settings, progress, on_progress or (lambda _p: None))
     posterior, stats, kept = _complete_draws(tree, settings)
     if on_progress is not None:
