@@ -58,6 +58,9 @@ def test_bundled_plans_are_the_recorded_ones(survey: om.Survey, question: str) -
     assert [c for i, c in enumerate(plan.centre) if i != 2] == [0.0] * (len(plan.centre) - 1)
     assert plan.term("region").parameterization == CHOSEN.get(question, "partial")
     assert plan.term("region:ethnicity").parameterization == "noncentered"
+    # no two exchangeable terms confounded: the default draws (presence_muslim's
+    # region x ethnicity goes with its BYM2 districts, which are not paired with it)
+    assert plan.confounded_pairs == ()
     # JSON, as stored in a fit, gives back the same plan to the last bit
     assert Plan.from_json(plan.to_json()) == plan
 
@@ -130,6 +133,7 @@ def test_terms_whose_levels_go_together_are_non_centred() -> None:
     # and their SDs are sampled jointly (polar coordinates, the same prior)
     assert plan.pairs == (("grade", "age"),)
     assert plan.term("grade").paired_with == "age"
+    assert plan.confounded_pairs == (("age", "grade"),)
     # unrelated to both: the weight rule, computed from the pilot
     assert plan.term("region").confounded_with is None
     assert plan.term("region").fraction is not None

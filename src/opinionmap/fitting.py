@@ -38,9 +38,9 @@ LogLikelihood = Literal["auto", "respondent", "pattern"]
 _log = logging.getLogger("opinionmap")
 # store respondent-level log-likelihood up to this many values (draws x respondents)
 RESPONDENT_LOGLIK_MAX = 50_000_000
-# draws per chain when the plan finds confounded grouping terms and nothing sets draws
-# (docs/model.md section 6: their SDs mix slowly; 1,000 left a large survey short of
-# 400 bulk ESS with 2 chains)
+# draws per chain when the plan pairs two confounded grouping terms and nothing sets
+# draws (docs/model.md section 6: their SDs mix slowly; 1,000 left a large survey short
+# of 400 bulk ESS with 2 chains)
 CONFOUNDED_DRAWS = 2_000
 CONFOUNDED_TARGET_ACCEPT = 0.99
 # nutpie models compiled in this process, newest last: the same model refitted (another
@@ -93,7 +93,7 @@ def fit(
         what is left open takes the defaults (4 chains x 1,000 draws after 1,000
         tuning steps, nutpie, target acceptance 0.95, a low-rank mass matrix for
         ordinal and bernoulli models and a diagonal one for categorical models;
-        2,000 draws at target acceptance 0.99 where the plan finds confounded
+        2,000 draws at target acceptance 0.99 where the plan pairs two confounded
         grouping terms, :data:`CONFOUNDED_DRAWS`).
     draws, tune, chains, cores, sampler, target_accept, adaptation
         The same settings one by one (see :class:`~opinionmap.spec.Sampling`).
@@ -154,9 +154,10 @@ def fit(
     if design.merged:
         _log.info("%s: %s", spec.outcome, merged_line(design))
     plan = make_plan(design)
-    if any(t.confounded_with for t in plan.terms):
-        # two confounded terms' SDs trade off along a ridge: fewer effective draws per
-        # draw, and a rare divergence where the ridge narrows
+    if plan.confounded_pairs:
+        # two confounded exchangeable terms' SDs trade off along a ridge: fewer effective
+        # draws per draw, and a rare divergence where the ridge narrows (a structured
+        # term confounded with another, districts within regions, is not paired)
         if asked.draws is None:
             asked = asked.merged(draws=CONFOUNDED_DRAWS)
         if asked.target_accept is None:

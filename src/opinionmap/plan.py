@@ -149,6 +149,21 @@ class Plan:
                 return t
         raise KeyError(name)
 
+    @property
+    def confounded_pairs(self) -> tuple[tuple[str, str], ...]:
+        """Confounded terms whose SDs are sampled jointly (two exchangeable terms).
+
+        A structured term confounded with another (BYM2 districts within regions) is
+        not paired, so it is not here.
+        """
+        return tuple(
+            (t.name, t.confounded_with)
+            for t in self.terms
+            if t.confounded_with is not None
+            and t.confounded_with == t.paired_with
+            and t.name < t.confounded_with
+        )
+
     def weight(self, name: str) -> np.ndarray:
         """A term's non-centring weights as an array."""
         return np.asarray(self.term(name).weight, dtype=float)
