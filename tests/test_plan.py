@@ -157,8 +157,11 @@ def test_confounded_terms_sample_more_draws_unless_draws_are_set() -> None:
     by_default = om.fit(spec, data, sampling=quick, random_seed=1, warn=False)
     assert by_default.posterior.sizes["draw"] == CONFOUNDED_DRAWS == 2_000
     assert by_default.tree.attrs["opinionmap_draws"] == CONFOUNDED_DRAWS
+    assert float(by_default.tree.attrs["opinionmap_target_accept"]) == 0.99
     asked = om.fit(spec, data, sampling=quick, draws=40, random_seed=1, warn=False)
     assert asked.posterior.sizes["draw"] == 40
+    # the two were measured together: with draws set, the usual target acceptance
+    assert float(asked.tree.attrs["opinionmap_target_accept"]) == 0.95
     in_spec = dataclasses.replace(spec, sampling=om.Sampling(draws=50))
     assert (
         om.fit(in_spec, data, sampling=quick, random_seed=1, warn=False).posterior.sizes["draw"]

@@ -94,7 +94,7 @@ def fit(
         tuning steps, nutpie, target acceptance 0.95, a low-rank mass matrix for
         ordinal and bernoulli models and a diagonal one for categorical models;
         2,000 draws at target acceptance 0.99 where the plan pairs two confounded
-        grouping terms, :data:`CONFOUNDED_DRAWS`).
+        grouping terms and draws are not set, :data:`CONFOUNDED_DRAWS`).
     draws, tune, chains, cores, sampler, target_accept, adaptation
         The same settings one by one (see :class:`~opinionmap.spec.Sampling`).
     random_seed
@@ -154,12 +154,12 @@ def fit(
     if design.merged:
         _log.info("%s: %s", spec.outcome, merged_line(design))
     plan = make_plan(design)
-    if plan.confounded_pairs:
+    if plan.confounded_pairs and asked.draws is None:
         # two confounded exchangeable terms' SDs trade off along a ridge: fewer effective
         # draws per draw, and a rare divergence where the ridge narrows (a structured
-        # term confounded with another, districts within regions, is not paired)
-        if asked.draws is None:
-            asked = asked.merged(draws=CONFOUNDED_DRAWS)
+        # term confounded with another, districts within regions, is not paired). The
+        # two settings were measured together: set draws, and neither applies
+        asked = asked.merged(draws=CONFOUNDED_DRAWS)
         if asked.target_accept is None:
             asked = asked.merged(target_accept=CONFOUNDED_TARGET_ACCEPT)
     settings = asked.resolved(spec.family if spec.hurdle is None else "hurdle", design.n_parameters)
