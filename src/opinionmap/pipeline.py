@@ -232,7 +232,7 @@ def _checked_specs(paths: list[Path]) -> list[tuple[ModelSpec | JointSpec, Path]
     checked = []
     for path in paths:
         spec = _read_any_spec(path)
-        one = spec.base if isinstance(spec, JointSpec) else spec
+        one = _base(spec)
         if one.data is None:
             raise OpinionmapError(
                 f'{path}: names no survey; add data = "<survey file>" (relative to the spec).'
@@ -373,6 +373,11 @@ def _read_any_spec(path: Path) -> ModelSpec | JointSpec:
     return read_joint_spec(path) if is_joint_spec(path) else read_spec(path)
 
 
+def _base(spec: ModelSpec | JointSpec) -> ModelSpec:
+    """The one-question spec that carries a spec's survey, family and sampling settings."""
+    return spec.base if isinstance(spec, JointSpec) else spec
+
+
 def _questions(spec: ModelSpec | JointSpec) -> tuple[str, ...]:
     return spec.outcomes if isinstance(spec, JointSpec) else (spec.outcome,)
 
@@ -509,15 +514,9 @@ def run_project(
 
 def _one_survey(root: Path, specs: tuple[Path, ...]) -> Path:
     """The survey every spec names (``data``); specs naming none or different ones refused."""
-    from opinionmap.joint import is_joint_spec, read_joint_spec
-
     surveys: dict[Path, list[str]] = {}
     for spec_path in specs:
-        data = (
-            read_joint_spec(spec_path).base.data
-            if is_joint_spec(spec_path)
-            else read_spec(spec_path).data
-        )
+        data = _base(_read_any_spec(spec_path)).data
         if data is None:
             raise OpinionmapError(
                 f'{spec_path}: names no survey; add data = "<survey file>" (relative to the spec).'
@@ -668,7 +667,7 @@ def _area_names(file: Path, key: str, name: str, where: Path) -> dict[str, str]:
 
 
 def _describe(spec: ModelSpec | JointSpec, sampling: Sampling) -> str:
-    one = spec.base if isinstance(spec, JointSpec) else spec
+    one = _base(spec)
     settings = {**DEFAULT_SAMPLING, **one.sampling.merged(sampling).to_dict()}
     shape = f"{one.family}, {settings['chains']} x {settings['draws']}"
     if isinstance(spec, JointSpec):
