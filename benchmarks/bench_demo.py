@@ -22,7 +22,7 @@ source tree must give the same draws. With ``--other SRC`` (another checkout's
 ``PYTHONPATH`` right after this tree's, so both see the same machine load, and the
 ratios this / other are printed. Usage::
 
-    .venv/bin/python benchmarks/bench_demo.py [--rounds 3] [--jobs N] [--quick]
+    .venv/bin/python benchmarks/bench_demo.py [--rounds 3] [--jobs N] [--quick] [--joint]
         [--rebuilt] [--other /tmp/old/src]
 """
 
@@ -55,6 +55,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3, help="cold/warm rounds (medians)")
     parser.add_argument("--jobs", type=int, default=None, help="passed to demo --jobs")
     parser.add_argument("--quick", action="store_true", help="time the smoke run instead")
+    parser.add_argument("--joint", action="store_true", help="passed to demo: the joint model too")
     parser.add_argument("--rebuilt", action="store_true", help="add a rebuilt-callbacks run")
     parser.add_argument("--other", type=Path, help="another source tree's src/ to compare with")
     args = parser.parse_args()
@@ -74,6 +75,8 @@ def run_demo(
     argv = [sys.executable, "-c", DEMO, "demo", "--out", str(out)]
     if args.quick:
         argv.append("--quick")
+    if args.joint:
+        argv.append("--joint")
     if args.jobs is not None:
         argv += ["--jobs", str(args.jobs)]
     load = os.getloadavg()[0]

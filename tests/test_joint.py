@@ -202,23 +202,51 @@ def test_a_joint_pattern_is_checked(tmp_path: Path) -> None:
             parse_pattern(text, spec)
 
 
+def _answer_log_probabilities(draws, spec, eta: np.ndarray, points: np.ndarray) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """Reference: each answer's log-probability by cell and trait node, (S, n, K, C, Q),
+    from eta (S, n, K), in NumPy and SciPy's log F (the middle answers as
+    log F(a) + log(1 - F(b) / F(a)), the last as log F(-x))."""
+    from scipy.special import log_expit, log_ndtr
+
+    shift = np.einsum("skd,qd->skq", draws.loading, points)
+    s = eta[..., None] + shift[:, None, :, :]  # (S, n, K, Q)
+    log_f = log_ndtr if spec.base.link == "probit" else log_expit
+    if spec.base.family == "bernoulli":
+        return np.stack([log_f(-s), log_f(s)], axis=3)
+    upper = draws.cutpoints[:, None, :, :, None] - s[:, :, :, None, :]  # (S, n, K, C-1, Q)
+    log_cdf = log_f(upper)
+    gap = log_cdf[:, :, :, :-1] - log_cdf[:, :, :, 1:]  # <= 0: log(F(b) / F(a)) for b < a
+    with np.errstate(divide="ignore", invalid="ignore"):
+        middle = log_cdf[:, :, :, 1:] + np.where(
+            gap > -0.693, np.log(-np.expm1(gap)), np.log1p(-np.exp(gap))
+        )
+    return np.concatenate([log_cdf[:, :, :, :1], middle, log_f(-upper[:, :, :, -1:])], axis=3)
+
+
 @pytest.mark.filterwarnings("ignore:PyTensor could not link to a BLAS")
-@pytest.mark.parametrize("family", ["ordinal", "bernoulli"])
-def test_the_models_likelihood_is_the_stored_pointwise_one(tmp_path: Path, family: str) -> None:
+@pytest.mark.parametrize(
+    ("family", "link"), [("ordinal", "logit"), ("ordinal", "probit"), ("bernoulli", "logit")]
+)
+def test_the_models_likelihood_is_the_stored_pointwise_one(
+    tmp_path: Path, family: str, link: str
+) -> None:
     """At a random point the sampled likelihood equals the stored per-row log-likelihood
-    (the trait integrated out with the same 8 nodes) summed over respondents."""
+    (the trait integrated out with the same 8 nodes) summed over respondents, and both
+    equal a NumPy form of it (each answer's log-probability per cell and node, gathered
+    into the rows, log-sum-exp over the nodes)."""
     import xarray as xr
+    from scipy.special import logsumexp
 
     from opinionmap.joint import (
         JointResult,
-        _answer_log_probabilities,
         _Draws,
         _linear_predictor,
         build_joint_model,
         joint_log_likelihood,
     )
 
-    data, text = _simulate(400, seed=5), SPEC + "[joint]\nquadrature = 8\n"
+    text = SPEC.replace('family = "ordinal"\n', f'family = "ordinal"\nlink = "{link}"\n')
+    data, text = _simulate(400, seed=5), text + "[joint]\nquadrature = 8\n"
     if family == "bernoulli":
         for q in QUESTIONS:
             data[q] = data[q].replace({"less": "no", "same": "no", "more": "yes"})
@@ -226,6 +254,7 @@ def test_the_models_likelihood_is_the_stored_pointwise_one(tmp_path: Path, famil
             '["less", "same", "more"]', '["no", "yes"]'
         )
     spec = read_joint_spec(_spec(tmp_path, text))
+    assert spec.base.link == link
     jd = build_joint_design(spec, data)
     model = build_joint_model(jd)
     names = ["beta", "cutpoints" if family == "ordinal" else "Intercept", "u_region", "loading"]
@@ -243,12 +272,19 @@ def test_the_models_likelihood_is_the_stored_pointwise_one(tmp_path: Path, famil
     stored = joint_log_likelihood(spec, jd, posterior)
     assert stored.shape == (1, len(jd.row_cell)) and (stored < 0).all()
     assert float(total) == pytest.approx(float(jd.row_count @ stored[0]), rel=1e-10)
+    draws = _Draws.of(posterior, jd)
+    points, logw = quadrature(1, spec.nodes)
+    logp = _answer_log_probabilities(
+        draws, spec, _linear_predictor(draws, jd.design, jd.design.cells), points
+    )
+    k = len(spec.outcomes)
+    chosen = logp[0][jd.row_cell[:, None], np.arange(k)[None, :], np.maximum(jd.answers, 0)]
+    by_node = np.where((jd.answers >= 0)[:, :, None], chosen, 0.0).sum(axis=1)  # (R, Q)
+    np.testing.assert_allclose(stored[0], logsumexp(by_node + logw, axis=1), rtol=1e-10)
     # the compiled poststratification kernel against the log-probabilities' NumPy form
     result = JointResult(spec, jd, xr.DataTree.from_dict({"posterior": posterior}), None)  # type: ignore[arg-type]
     frame = _frame()
     shares = poststratify_joint(result, frame, by="region").shares.values[0]  # (G, K, C)
-    draws = _Draws.of(posterior, jd)
-    points, logw = quadrature(1, spec.nodes)
     eta = _linear_predictor(draws, jd.design, frame)
     p = np.exp(_answer_log_probabilities(draws, spec, eta, points))[0] @ np.exp(logw)
     expected = p.reshape(len(REGIONS), 2, *p.shape[1:]).mean(axis=1)  # men and women alike

@@ -46,7 +46,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 import xarray as xr
-from scipy.special import log_expit, log_ndtr, logsumexp
 
 from opinionmap.design import Design, DesignError, SurveyData, as_frame, build_design
 from opinionmap.diagnostics import ConvergenceWarning, Diagnostics, diagnose
@@ -417,7 +416,7 @@ def build_joint_model(jd: JointDesign) -> pm.Model:
     import pymc as pm
     import pytensor.tensor as pt
 
-    from opinionmap.model import _log_cdf, ordinal_logp
+    from opinionmap._joint_likelihood import joint_loglik_op
     from opinionmap.plan import numeric_means
 
     spec, design = jd.spec, jd.design
@@ -483,39 +482,21 @@ def build_joint_model(jd: JointDesign) -> pm.Model:
             eta = eta + u[pt.as_tensor_variable(g.index)]
         # the trait integrated out by Gauss-Hermite quadrature, per (cell, pattern) row:
         # sampling every respondent's trait mixed the loadings far more slowly (docs/model.md
-        # section 13); without a trait there is one node, at zero
+        # section 13); without a trait there is one node, at zero. One compiled Op gives
+        # the rows' summed log-likelihood and its gradient (opinionmap._joint_likelihood)
         points, log_w = quadrature(spec.trait, LIKELIHOOD_NODES[spec.trait])
-        cells, answers = jd.row_cell, jd.answers
-        rows, nodes, levels = len(cells), len(log_w), len(base.levels)
-        shift_q = loading @ points.T if spec.trait else pt.zeros((k, nodes))  # (K, nodes)
-        # every answer's log-probability once per (cell, node, question), then each row's
-        # answers gathered by a constant index: the (cell, pattern) rows outnumber the cells
-        at_nodes = eta.T[:, :, None] + shift_q[:, None, :]  # (K, cells, nodes)
-        if base.family == "ordinal":
-            per_q = [
-                ordinal_logp(
-                    at_nodes[j].reshape((design.n_cells * nodes,)), cutpoints[j], base.link
-                )
-                for j in range(k)
-            ]
-            logp = pt.concatenate(per_q, axis=0)  # (K * cells * nodes, levels)
-        else:
-            log_f = _log_cdf(base.link)
-            flat_eta = at_nodes.reshape((k * design.n_cells * nodes,))
-            logp = pt.stack([log_f(-flat_eta), log_f(flat_eta)], axis=1)
-        given = answers >= 0  # (rows, K)
-        q = np.arange(k)[None, :, None]
-        node = np.arange(nodes)[None, None, :]
-        index = ((q * design.n_cells + cells[:, None, None]) * nodes + node) * levels + np.where(
-            given, answers, 0
-        )[:, :, None]  # (rows, K, nodes)
-        picked = logp.reshape((-1,))[index.reshape((-1,))].reshape((rows, k, nodes))
-        node_logp = pt.sum(picked * given[:, :, None].astype(float), axis=1)  # (rows, nodes)
-        if nodes == 1:
-            row_logp = node_logp[:, 0]
-        else:
-            row_logp = pm.math.logsumexp(node_logp + log_w[None, :], axis=1).reshape((rows,))
-        total = pt.sum(jd.row_count.astype(float) * row_logp)
+        shift_q = loading @ points.T if spec.trait else pt.zeros((k, len(log_w)))  # (K, nodes)
+        # a yes/no question is the two-answer cumulative model with its cutpoint at zero
+        cut = cutpoints if base.family == "ordinal" else np.zeros((k, 1))
+        total, *_ = joint_loglik_op(base.link)(
+            eta,
+            shift_q,
+            cut,
+            log_w,
+            jd.row_cell.astype(np.int64),
+            jd.answers.astype(np.int64),
+            jd.row_count.astype(float),
+        )
         pm.Potential("loglik", total)
     return model
 
@@ -791,32 +772,11 @@ class _Draws:
         )
 
 
-def _answer_log_probabilities(
-    draws: _Draws, spec: JointSpec, eta: np.ndarray, points: np.ndarray
-) -> np.ndarray:
-    """Log-probability of each answer by cell and trait node, (S, n, K, C, Q), from (S, n, K).
-
-    Stable in both tails: the middle answers as ``log F(a) + log(1 - F(b) / F(a))``, the
-    last as ``log F(-x)``, as the model computes them.
-    """
-    shift = (
-        np.einsum("skd,qd->skq", draws.loading, points)
-        if draws.loading is not None
-        else np.zeros((eta.shape[0], eta.shape[2], points.shape[0]))
-    )
-    s = eta[..., None] + shift[:, None, :, :]  # (S, n, K, Q)
-    log_f = log_ndtr if spec.base.link == "probit" else log_expit
-    if spec.base.family == "bernoulli":
-        return np.stack([log_f(-s), log_f(s)], axis=3)
-    assert draws.cutpoints is not None
-    upper = draws.cutpoints[:, None, :, :, None] - s[:, :, :, None, :]  # (S, n, K, C-1, Q)
-    log_cdf = log_f(upper)
-    below, above = log_cdf[:, :, :, :-1], log_cdf[:, :, :, 1:]
-    gap = below - above  # <= 0: log(F(b) / F(a)) for b < a
-    # both branches are computed; each is used only where it is accurate (and finite)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        middle = above + np.where(gap > -0.693, np.log(-np.expm1(gap)), np.log1p(-np.exp(gap)))
-    return np.concatenate([log_cdf[:, :, :, :1], middle, log_f(-upper[:, :, :, -1:])], axis=3)
+def _node_shifts(draws: _Draws, points: np.ndarray, n_samples: int, k: int) -> np.ndarray:
+    """Each question's shift at each trait node, (S, K, Q): its loadings times the node."""
+    if draws.loading is None:
+        return np.zeros((n_samples, k, points.shape[0]))
+    return np.einsum("skd,qd->skq", draws.loading, points)
 
 
 def _linear_predictor(draws: _Draws, design: Design, frame: pd.DataFrame) -> np.ndarray:
@@ -1064,25 +1024,32 @@ def _subset(draws: _Draws, rows: slice) -> _Draws:
 def joint_log_likelihood(spec: JointSpec, jd: JointDesign, posterior: xr.Dataset) -> np.ndarray:
     """Each (cell, pattern)'s log-likelihood per draw, (S, R): the trait integrated out.
 
-    Every answer's log-probability is computed once per cell and node, then gathered
-    for each (cell, pattern) row, as the model does.
+    Computed by the model's own likelihood kernel
+    (:func:`opinionmap._joint_likelihood.joint_row_logliks`), draws in parallel.
     """
+    from opinionmap._joint_likelihood import joint_row_logliks
+
     draws = _Draws.of(posterior, jd)
     points, logw = quadrature(spec.trait, spec.nodes)
     cells = jd.design.cells
     k = len(spec.outcomes)
     out = np.zeros((draws.n_samples, len(jd.row_cell)))
-    step = max(1, _CHUNK_VALUES // max(len(cells) * k * len(logw) * 3, 1))
-    given = jd.answers >= 0  # (R, K)
-    pick = np.where(given, jd.answers, 0)
-    question = np.arange(k)[None, :]
+    step = max(1, _CHUNK_VALUES // max(len(cells) * k, 1))
     for d0 in range(0, draws.n_samples, step):
         sub = _subset(draws, slice(d0, d0 + step))
-        eta = _linear_predictor(sub, jd.design, cells)
-        logp_all = _answer_log_probabilities(sub, spec, eta, points)  # (s, cells, K, C, Q)
-        chosen = logp_all[:, jd.row_cell[:, None], question, pick]  # (s, R, K, Q)
-        logp = np.sum(np.where(given[None, :, :, None], chosen, 0.0), axis=2)
-        out[d0 : d0 + logp.shape[0]] = logsumexp(logp + logw[None, None, :], axis=2)
+        eta = _linear_predictor(sub, jd.design, cells)  # (s, cells, K)
+        shift = _node_shifts(sub, points, eta.shape[0], k)
+        # a yes/no question: two answers, the cutpoint at zero
+        cut = sub.cutpoints if sub.cutpoints is not None else np.zeros((eta.shape[0], k, 1))
+        out[d0 : d0 + eta.shape[0]] = joint_row_logliks(
+            np.ascontiguousarray(eta),
+            np.ascontiguousarray(shift),
+            np.ascontiguousarray(cut, dtype=float),
+            logw,
+            jd.row_cell,
+            jd.answers,
+            spec.base.link == "probit",
+        )
     return out
 
 
