@@ -29,7 +29,9 @@ from opinionmap.results import FitResult
 # question -> a mean absolute error (percentage points, 17 regions x 3 answers) that MRP
 # stays under on the bundled survey and each baseline exceeds; measured with these fits:
 # presence_russia MRP 3.62, region only 4.35, direct 4.63, national 8.40;
-# presence_usa MRP 2.49, region only 2.65, direct 4.18, national 4.15
+# presence_usa MRP 2.49, region only 2.65, direct 4.18, national 4.15; interval scores
+# at seeds 20, 1, 2, 3: presence_russia MRP 16.1-16.7, region only 18.1-19.9, direct 28.7;
+# presence_usa MRP 10.1-10.5, region only 12.9-13.5, direct 23.1
 BOUNDS = {"presence_russia": 4.0, "presence_usa": 2.57}
 
 
@@ -75,6 +77,16 @@ def _mae(table: pd.DataFrame, truth: pd.DataFrame, column: str) -> float:
     return 100 * float((both[column] - both["share"]).abs().mean())
 
 
+def _interval_quality(table: pd.DataFrame, truth: pd.DataFrame) -> tuple[float, float]:
+    """Coverage of the 90% intervals and their interval score (percentage points)."""
+    both = table.merge(truth, on=["region", "category"])
+    below = (both["lower"] - both["share"]).clip(lower=0)
+    above = (both["share"] - both["upper"]).clip(lower=0)
+    covered = (below == 0) & (above == 0)
+    score = both["upper"] - both["lower"] + 2 / 0.1 * (below + above)
+    return float(covered.mean()), 100 * float(score.mean())
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("question", list(BOUNDS))
 def test_mrp_beats_direct_national_and_region_only_estimates(
@@ -104,11 +116,15 @@ def test_mrp_beats_direct_national_and_region_only_estimates(
     bound = BOUNDS[question]
     assert errors["MRP"] < bound
     assert min(errors["region only"], errors["direct"], errors["national"]) > bound
-    both = mrp.merge(t, on=["region", "category"])
-    coverage = ((both["lower"] <= both["share"]) & (both["share"] <= both["upper"])).mean()
-    # over 50 replicate surveys the shipped specs cover 0.82-0.86 (benchmarks/README.md);
-    # one survey's 51 intervals vary around that
-    assert coverage >= 0.7
+    # the interval score (width plus 20 times any miss) rewards intervals that are both
+    # narrow and right: MRP's must beat the region-only model's and the direct estimates'
+    coverage, score = _interval_quality(mrp, t)
+    assert score < _interval_quality(only, t)[1]
+    assert score < _interval_quality(direct, t)[1]
+    # over 50 replicate surveys the shipped specs cover 0.82-0.86 on average, single surveys
+    # down to 0.57 (benchmarks/README.md); the bundled survey's presence_russia sits at
+    # 0.69-0.73 across seeds, so the floor catches intervals that have collapsed
+    assert coverage >= 0.6
 
 
 @pytest.mark.slow
