@@ -34,7 +34,7 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     out = tmp_path_factory.mktemp("demo")
-    result = runner.invoke(app, ["demo", "--quick", "--out", str(out)])
+    result = runner.invoke(app, ["demo", "--quick", "--no-joint", "--out", str(out)])
     assert result.exit_code == 0, result.output
     return out, result.output
 
@@ -101,9 +101,9 @@ def test_demo_writes_a_report_with_every_question_region_and_map(demo: tuple[Pat
     national = pd.read_csv(out / "presence_russia_national.csv")
     assert national.set_index("category").loc["more", "published"] == pytest.approx(0.26)
     assert "How the frame was built" in html
-    # the joint model is left out without --joint, and the output says how to add it
-    assert f"{JOINT}.toml: a joint model of several questions, left out" in output
-    assert "opinionmap demo --joint" in output and not (out / "fits" / f"{JOINT}.nc").exists()
+    # --no-joint leaves the joint model out, and the output says so
+    assert f"{JOINT}.toml: a joint model of several questions, left out (--no-joint)" in output
+    assert not (out / "fits" / f"{JOINT}.nc").exists()
     # the smoke run's first screen says, before anything else, that nothing converged
     first_screen = html[: html.index("At a glance")]
     assert f"NOT CONVERGED: {', '.join(QUESTIONS)} (8 of 8 questions)" in first_screen
@@ -186,7 +186,9 @@ def test_report_command_on_saved_fits(demo: tuple[Path, str], tmp_path: Path) ->
 
 
 @pytest.mark.slow
-def test_demo_with_joint_reports_the_joint_model_after_the_questions(tmp_path: Path) -> None:
+def test_demo_reports_the_questions_first_then_the_joint_model(tmp_path: Path) -> None:
+    from opinionmap.demo import run_demo
+
     folder = tmp_path / "models"
     folder.mkdir()
     for name in (JOINT, "presence_usa"):
@@ -194,12 +196,26 @@ def test_demo_with_joint_reports_the_joint_model_after_the_questions(tmp_path: P
         data = om.datasets.models_dir().parent / "data" / "kazakhstan"
         (folder / f"{name}.toml").write_text(text.replace("../data/kazakhstan", str(data)))
     out = tmp_path / "out"
-    args = ["demo", "--quick", "--joint", "--models", str(folder), "--out", str(out)]
-    result = runner.invoke(app, args)
-    assert result.exit_code == 0, result.output
-    assert "fitting presence_russia, presence_usa, presence_china, presence_eu, " in result.output
-    assert f"report: {JOINT} section written" in result.output
+    lines: list[str] = []
+    first: list[str] = []
+
+    def say(line: str) -> None:
+        lines.append(line)
+        if "still fitting" in line:  # the report of the questions, before the joint model's
+            first.append((out / "report.html").read_text(encoding="utf-8"))
+
+    run_demo(out, quick=True, models=folder, say=say)
+    output = "\n".join(lines)
+    assert "fitting presence_russia, presence_usa, presence_china, presence_eu, " in output
+    assert (
+        f"report written to {(out / 'report.html').resolve()} with the questions' sections (1); "
+        f"{JOINT} still fitting, its section follows"
+    ) in output
+    # the first report has the question's section and says the joint model is coming
+    assert 'id="presence_usa"' in first[0] and f'id="{JOINT}"' not in first[0]
+    assert f"Still being fitted when this page was written: {JOINT}." in first[0]
     html = (out / "report.html").read_text(encoding="utf-8")
+    assert "Still being fitted" not in html
     # its own section after the question's, with a heat map and a map of one pattern
     assert html.index(f'id="{JOINT}"') > html.index('id="presence_usa"')
     assert 'alt="correlations of presence_joint' in html
@@ -257,17 +273,25 @@ def test_report_command_names_a_missing_fit(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_the_publication_demo_converges_for_every_question(tmp_path: Path) -> None:
-    """`make demo`: every bundled question converged at seed 2020, said on the first screen."""
+    """`make demo`: every bundled model converged at seed 2020, said on the first screen."""
+    from opinionmap.joint import load_joint
+
     result = runner.invoke(app, ["demo", "--jobs", "2", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     for question in QUESTIONS:
         assert re.search(rf"^{question}: converged: max R-hat", result.output, re.MULTILINE)
         assert om.load(tmp_path / "fits" / f"{question}.nc").converged
+    assert re.search(rf"^{JOINT}: converged: max R-hat", result.output, re.MULTILINE)
+    assert load_joint(tmp_path / "fits" / f"{JOINT}.nc").converged
     assert "NOT CONVERGED" not in result.output
-    html = (tmp_path / "report.html").read_text(encoding="utf-8")
+    report = (tmp_path / "report.html").resolve()
+    # the questions' report first, then the joint model's section added to it
+    first = result.output.index(f"report written to {report} with the questions' sections (8)")
+    assert first < result.output.index(f"report: {JOINT} section written")
+    assert result.output.rstrip().endswith(f"report written to {report}")
+    html = report.read_text(encoding="utf-8")
     first_screen = html[: html.index("At a glance")]
-    assert "Every question converged (8 of 8): R-hat &le; 1.01" in first_screen
-    assert f"report written to {(tmp_path / 'report.html').resolve()}" in result.output
+    assert "Every model converged (9 of 9): R-hat &le; 1.01" in first_screen
 
 
 @pytest.mark.slow
@@ -284,3 +308,15 @@ def test_each_verdict_comes_as_its_question_finishes(tmp_path: Path) -> None:
 
     run_bundled(questions, tmp_path, Sampling(draws=50, tune=50, chains=2, seed=1), on_done=done)
     assert seen == {"presence_usa": False, "presence_eu": True}
+
+
+def test_an_interrupted_run_says_whether_the_questions_report_was_written(tmp_path: Path) -> None:
+    from opinionmap.cli import _report_left
+
+    fits = f"the fits finished so far are in {tmp_path / 'fits'}"
+    assert _report_left(tmp_path) == f"{fits}; no report was written."
+    # Ctrl-C while a joint model fits, after the report of the questions was written
+    (tmp_path / "report.html").write_text("<html></html>", encoding="utf-8")
+    assert _report_left(tmp_path) == (
+        f"{fits}; {tmp_path / 'report.html'} has the sections written before the joint models'."
+    )

@@ -382,7 +382,7 @@ def joint_loglik(
     return total, d_eta, d_shift, d_cut
 
 
-@numba.njit(cache=True, nogil=True, parallel=True, error_model="numpy")
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def joint_row_logliks(
     eta: np.ndarray,
     shift: np.ndarray,
@@ -392,7 +392,7 @@ def joint_row_logliks(
     answers: np.ndarray,
     probit: bool,
 ) -> np.ndarray:  # pragma: no cover - compiled
-    """Each row's log-likelihood per draw, (S, R), draws in parallel.
+    """Each row's log-likelihood per draw, (S, R); without the GIL, so threads can share draws.
 
     As :func:`joint_loglik` for each draw, with a draw axis first on ``eta`` (S, cells,
     K), ``shift`` (S, K, Q) and ``cut`` (S, K, C).
@@ -403,7 +403,7 @@ def joint_row_logliks(
     n_rows = row_cell.shape[0]
     out = np.empty((n_draws, n_rows))
     weights = np.exp(log_w)
-    for s in numba.prange(n_draws):
+    for s in range(n_draws):
         node_exp, gaps = _node_factors(shift[s], cut[s], probit)
         prob = np.empty((k_q, n_nodes, c + 1))
         dens = np.empty((k_q, n_nodes, c))

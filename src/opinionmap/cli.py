@@ -866,10 +866,12 @@ def demo_command(
     joint: Annotated[
         bool,
         typer.Option(
-            help="Also fit and report the joint model of the five presence questions "
-            "(models/presence_joint.toml): several minutes more."
+            help="Fit and report the joint model of the five presence questions "
+            "(models/presence_joint.toml) after the one-question models: the report of the "
+            "questions is written first, then again with the joint model's section "
+            "(minutes more). --no-joint leaves it out."
         ),
-    ] = False,
+    ] = True,
 ) -> None:
     """Run the whole pipeline on the bundled Kazakhstan data and write the report.
 
@@ -1139,7 +1141,7 @@ def _run_live[O: (Outcome, SavedFit), T](
     *,
     label: Callable[[O], str],
     done_line: Callable[[O], str],
-    interrupted: str,
+    interrupted: str | Callable[[], str],
 ) -> T:
     """Run a batch of fits with a live board on a terminal (a line per fit elsewhere).
 
@@ -1166,7 +1168,8 @@ def _run_live[O: (Outcome, SavedFit), T](
     except OpinionmapError as exc:
         raise _fail(exc) from exc
     except KeyboardInterrupt:
-        typer.secho(f"interrupted: {interrupted}", err=True)
+        said = interrupted if isinstance(interrupted, str) else interrupted()
+        typer.secho(f"interrupted: {said}", err=True)
         raise typer.Exit(code=EXIT_INTERRUPTED) from None
 
 
@@ -1177,9 +1180,18 @@ def _run_report(out: Path, run: Callable[[Say, OnDone, OnProgress | None], Path]
         run,
         label=lambda outcome: outcome.question,
         done_line=lambda outcome: f"report: {outcome.question} section written",
-        interrupted=f"the fits finished so far are in {out / 'fits'}; no report was written.",
+        interrupted=lambda: _report_left(out),
     )
     typer.echo(f"report written to {path.resolve()}")
+
+
+def _report_left(out: Path) -> str:
+    """What an interrupted run left: the fits, and the report of the questions if written."""
+    fits = f"the fits finished so far are in {out / 'fits'}"
+    report = out / "report.html"
+    if report.is_file():
+        return f"{fits}; {report} has the sections written before the joint models'."
+    return f"{fits}; no report was written."
 
 
 def main() -> None:

@@ -39,7 +39,7 @@ def run_demo(
     models: Path | None = None,
     seed: int = 2020,
     jobs: int = 1,
-    joint: bool = False,
+    joint: bool = True,
     say: Callable[[str], None] = lambda _line: None,
     on_done: Callable[[Outcome], None] = lambda _outcome: None,
     on_progress: Callable[[str, FitProgress], None] | None = None,
@@ -48,9 +48,10 @@ def run_demo(
 
     ``quick`` samples 2 chains x 150 draws (a smoke run); otherwise each spec's
     ``[sampling]`` table, else 4 chains x 1,000 draws. Joint specs (several questions
-    in one model, ``models/presence_joint.toml``) are fitted and reported only with
-    ``joint``: on 2 cores the bundled one takes about 4.5 minutes against about 2.5 for
-    every other spec together (``benchmarks/README.md``). ``say``, ``on_done`` and
+    in one model, ``models/presence_joint.toml``) come after the one-question specs:
+    the report of the questions is written as soon as they are done, and written again
+    with the joint model's section when it is done (about 2.5 minutes more on 2 cores,
+    ``benchmarks/README.md``); ``joint=False`` leaves them out. ``say``, ``on_done`` and
     ``on_progress`` as in :func:`~opinionmap.pipeline.run_specs`. Returns the
     report's path.
     """
@@ -58,10 +59,7 @@ def run_demo(
     if not joint:
         left = [p for p in project.specs if is_joint_spec(p)]
         for path in left:
-            say(
-                f"{path.name}: a joint model of several questions, left out (several minutes "
-                "more); opinionmap demo --joint fits and reports it too"
-            )
+            say(f"{path.name}: a joint model of several questions, left out (--no-joint)")
         project = replace(project, specs=tuple(p for p in project.specs if p not in left))
     return run_project(
         project,

@@ -40,6 +40,7 @@ import os
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -1025,8 +1026,11 @@ def joint_log_likelihood(spec: JointSpec, jd: JointDesign, posterior: xr.Dataset
     """Each (cell, pattern)'s log-likelihood per draw, (S, R): the trait integrated out.
 
     Computed by the model's own likelihood kernel
-    (:func:`opinionmap._joint_likelihood.joint_row_logliks`), draws in parallel.
+    (:func:`opinionmap._joint_likelihood.joint_row_logliks`), draws split among threads
+    (the kernel releases the GIL; numba's own parallel loop compiled 2.5 times slower).
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     from opinionmap._joint_likelihood import joint_row_logliks
 
     draws = _Draws.of(posterior, jd)
@@ -1035,21 +1039,29 @@ def joint_log_likelihood(spec: JointSpec, jd: JointDesign, posterior: xr.Dataset
     k = len(spec.outcomes)
     out = np.zeros((draws.n_samples, len(jd.row_cell)))
     step = max(1, _CHUNK_VALUES // max(len(cells) * k, 1))
+    threads = os.cpu_count() or 1
+    probit = spec.base.link == "probit"
     for d0 in range(0, draws.n_samples, step):
         sub = _subset(draws, slice(d0, d0 + step))
         eta = _linear_predictor(sub, jd.design, cells)  # (s, cells, K)
         shift = _node_shifts(sub, points, eta.shape[0], k)
         # a yes/no question: two answers, the cutpoint at zero
         cut = sub.cutpoints if sub.cutpoints is not None else np.zeros((eta.shape[0], k, 1))
-        out[d0 : d0 + eta.shape[0]] = joint_row_logliks(
-            np.ascontiguousarray(eta),
-            np.ascontiguousarray(shift),
-            np.ascontiguousarray(cut, dtype=float),
-            logw,
-            jd.row_cell,
-            jd.answers,
-            spec.base.link == "probit",
-        )
+        eta = np.ascontiguousarray(eta)
+        shift = np.ascontiguousarray(shift)
+        cut = np.ascontiguousarray(cut, dtype=float)
+
+        def rows(
+            part: slice, d0: int = d0, eta: Any = eta, shift: Any = shift, cut: Any = cut
+        ) -> None:
+            out[d0 + part.start : d0 + part.stop] = joint_row_logliks(
+                eta[part], shift[part], cut[part], logw, jd.row_cell, jd.answers, probit
+            )
+
+        bounds = np.linspace(0, eta.shape[0], threads + 1).astype(int)
+        parts = [slice(a, b) for a, b in pairwise(bounds) if b > a]
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            list(pool.map(rows, parts))
     return out
 
 

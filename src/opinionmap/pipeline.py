@@ -330,18 +330,20 @@ def run_specs(
         report = replace(report, labels=labels)
     cpus = os.cpu_count() or 1
     sampling = sampling or Sampling()
-    # a joint model, by far the slowest fit, starts first with every core; the
-    # one-question fits share the cores with it while they last
+    # the one-question fits come first and the report is written as soon as they are
+    # done; a joint model, by far the slowest fit, follows with every core and its
+    # section is added to the report when it is done
     joint_sampling = sampling if sampling.cores is not None else sampling.merged(cores=cpus)
     if sampling.cores is None:
         sampling = sampling.merged(cores=max(1, cpus // jobs))
     names = {p: _section_name(p, spec) for p, spec in specs.items()}
-    for i, (p, spec) in enumerate(specs.items(), start=1):
-        say(f"[{i}/{len(specs)}] fitting {_describe(spec, sampling)}")
+    # each question, then the joint models, in the fits' order and in the report's
+    order = sorted(spec_paths, key=lambda p: isinstance(specs[p], JointSpec))
+    for i, p in enumerate(order, start=1):
+        say(f"[{i}/{len(specs)}] fitting {_describe(specs[p], sampling)}")
         if on_progress is not None:
             on_progress(names[p], FitProgress("waiting"))
     shows = progress and jobs == 1
-    order = sorted(spec_paths, key=lambda p: not isinstance(specs[p], JointSpec))
     work = [
         _Job(
             p,
@@ -356,14 +358,26 @@ def run_specs(
         )
         for p in order
     ]
+    questions = [names[p] for p in order if not isinstance(specs[p], JointSpec)]
+    joint_models = [names[p] for p in order if isinstance(specs[p], JointSpec)]
+    early = bool(questions and joint_models)  # a report of the questions while joints fit
     sections = {}
     for outcome in _execute(_fit_and_report, work, jobs, on_progress):
         on_done(outcome)
         sections[outcome.question] = outcome.section
+        pending = [name for name in joint_models if name not in sections]
+        if early and pending and all(q in sections for q in questions):
+            early = False
+            say("report: putting the questions' sections together")
+            path = write_report(
+                [sections[q] for q in questions], frame, out, options=report, pending=pending
+            )
+            say(
+                f"report written to {path.resolve()} with the questions' sections "
+                f"({len(questions)}); {', '.join(pending)} still fitting, its section follows"
+            )
     say("report: putting the sections together")
-    # each question's section, then the joint models' sections
-    shown = sorted(spec_paths, key=lambda p: isinstance(specs[p], JointSpec))
-    return write_report([sections[names[p]] for p in shown], frame, out, options=report)
+    return write_report([sections[names[p]] for p in order], frame, out, options=report)
 
 
 def _read_any_spec(path: Path) -> ModelSpec | JointSpec:

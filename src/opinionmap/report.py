@@ -266,11 +266,14 @@ def write_report(
     out_dir: str | os.PathLike[str],
     *,
     options: ReportOptions | None = None,
+    pending: Sequence[str] = (),
 ) -> Path:
     """Write ``report.html`` (and ``overview.csv``) from sections made by :func:`report_section`.
 
     The sections' figures and tables are already in ``out_dir``; sections made in
-    other processes (one per question, in parallel) come together here.
+    other processes (one per question, in parallel) come together here. ``pending``
+    names models still being fitted, said on the first screen (a run that writes the
+    report again with their sections).
     """
     options = options or ReportOptions()
     prob = interval_prob(options.prob)
@@ -286,6 +289,7 @@ def write_report(
         f"<h1>{html.escape(options.title)}</h1>",
         f"<nav>{nav}</nav>",
         _convergence_line(sections),
+        *_pending_line(pending),
         *_balance_part(sections, out, options),
         "<h2>At a glance</h2>",
         "<p>For each question, the most common answer in the whole population (MRP, with its "
@@ -334,6 +338,17 @@ def _convergence_line(sections: Sequence[Section]) -> str:
         f"{what}s). Do not report their estimates yet; each {what}'s section says "
         "what failed and what to try.</p>"
     )
+
+
+def _pending_line(pending: Sequence[str]) -> list[str]:
+    """The models still being fitted when the page was written, if any."""
+    if not pending:
+        return []
+    names = ", ".join(html.escape(name) for name in pending)
+    return [
+        f'<p class="note">Still being fitted when this page was written: {names}. The run '
+        "writes this page again with its section when that fit is done.</p>"
+    ]
 
 
 def _balance_part(sections: Sequence[Section], out: Path, options: ReportOptions) -> list[str]:
