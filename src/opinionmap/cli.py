@@ -1013,7 +1013,9 @@ def run_command(
     The report breaks each question down by the survey's area (its codebook's area
     role) and by every categorical predictor the frame has; fits go to
     DIR/report/fits/. An opinionmap.toml in the folder may name other places and what
-    the report shows (title, boundaries for maps, published figures, notes).
+    the report shows (title, boundaries for maps, published figures, notes). A joint
+    spec (outcomes = [...]) is fitted after the others: their report is written first,
+    then again with its section.
     """
     from opinionmap.demo import sampling
     from opinionmap.pipeline import read_project, run_project

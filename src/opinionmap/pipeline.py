@@ -278,7 +278,10 @@ def run_specs(
     ----------
     spec_paths
         Model specs (TOML): one question each, or a joint spec of several
-        (:func:`~opinionmap.joint.read_joint_spec`), whose section follows the others.
+        (:func:`~opinionmap.joint.read_joint_spec`), fitted after the others and its
+        section after theirs: the report of the one-question specs is written as soon
+        as they are done (its first screen names the joint models still fitting), then
+        again with every section.
     survey_path, frame_path, weight
         The survey (read with :func:`~opinionmap.read_survey`, its codebook beside
         it), the frame (:func:`~opinionmap.read_frame`, its labels mapped by the
