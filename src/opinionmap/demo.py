@@ -50,7 +50,7 @@ def run_demo(
     ``[sampling]`` table, else 4 chains x 1,000 draws. Joint specs (several questions
     in one model, ``models/presence_joint.toml``) come after the one-question specs:
     the report of the questions is written as soon as they are done, and written again
-    with the joint model's section when it is done (about 2.5 minutes more on 2 cores,
+    with the joint model's section when it is done (about 2 minutes more on 2 cores,
     ``benchmarks/README.md``); ``joint=False`` leaves them out. ``say``, ``on_done`` and
     ``on_progress`` as in :func:`~opinionmap.pipeline.run_specs`. Returns the
     report's path.
