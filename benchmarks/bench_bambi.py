@@ -79,6 +79,13 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--chains", type=int, default=2)
     parser.add_argument(
+        "--opinionmap-draws",
+        choices=("bambi", "own"),
+        default="bambi",
+        help="bambi: opinionmap samples Bambi's draws; own: its own default draws for the "
+        "model (more where the plan finds confounded terms)",
+    )
+    parser.add_argument(
         "--seeds", type=int, nargs="+", default=[1], help="one fit per tool and seed"
     )
     parser.add_argument("--out", type=Path, default=HERE / "results")
@@ -104,9 +111,10 @@ def run_tool(
     draws = 250 if args.quick else 1000
     timeout = args.bambi_timeout if tool == "bambi" else None
     cores = args.bambi_cores if tool == "bambi" else None
-    job = Job(
-        tool, path, data.formula, data.levels, draws, draws, args.chains, seed, timeout, cores
-    )
+    tune = draws
+    if tool == "opinionmap" and args.opinionmap_draws == "own":
+        draws = 0  # the worker leaves draws to opinionmap
+    job = Job(tool, path, data.formula, data.levels, draws, tune, args.chains, seed, timeout, cores)
     name = f"{tool}_{data.name}"
     cold = args.cache == "cold"
     env = cache_env(work / (f"cache_{name}_seed{seed}" if cold else f"cache_{name}"))
@@ -258,6 +266,8 @@ def main() -> None:
     settings = vars(args) | {"draws": 250 if args.quick else 1000, "out": str(args.out)}
     mode = "quick" if args.quick else "full"
     cores = f"bambi-cores-{args.bambi_cores}" if args.bambi_cores else "bambi-default"
+    if args.opinionmap_draws == "own":
+        cores += "_opinionmap-own-draws"
     save_results(
         args.out / f"bench_bambi_{mode}_{args.cache}_{cores}_{stamp}.json", settings, outcomes
     )

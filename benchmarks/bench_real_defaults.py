@@ -199,11 +199,19 @@ def main() -> None:
     parser.add_argument(
         "--adaptation", choices=["diag", "low_rank"], help="override the default mass matrix"
     )
+    parser.add_argument(
+        "--settings",
+        nargs="+",
+        choices=list(SETTINGS),
+        default=list(SETTINGS),
+        help="which sampling settings to run (default: both)",
+    )
     args = parser.parse_args()
     rows, records = [], {}
     for name in args.only:
         case = CASES[name]()
-        for label, settings in SETTINGS.items():
+        for label in args.settings:
+            settings = SETTINGS[label]
             if args.adaptation:
                 settings = {**settings, "adaptation": args.adaptation}
             runs = [fit_once(case, seed, settings) for seed in args.seeds]

@@ -104,7 +104,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--data", required=True, help="pickled DataFrame")
     parser.add_argument("--formula", required=True)
     parser.add_argument("--levels", required=True, help="outcome levels, reference first")
-    parser.add_argument("--draws", type=int, default=1000)
+    parser.add_argument(
+        "--draws", type=int, default=1000, help="0: opinionmap's own default for the model"
+    )
     parser.add_argument("--tune", type=int, default=1000)
     parser.add_argument("--chains", type=int, default=2)
     parser.add_argument("--seed", type=int, default=1)
@@ -140,7 +142,7 @@ def fit_opinionmap(args: argparse.Namespace, phases: Phases) -> dict[str, Any]:
     result = om_fit.fit(
         spec,
         df,
-        draws=args.draws,
+        draws=args.draws or None,
         tune=args.tune,
         chains=args.chains,
         random_seed=args.seed,
@@ -158,6 +160,8 @@ def fit_opinionmap(args: argparse.Namespace, phases: Phases) -> dict[str, Any]:
         "n_respondents": result.design.n_respondents,
         "n_cells": result.design.n_cells,
         "loglik_level": result.tree["log_likelihood"].attrs.get("opinionmap_level"),
+        "draws": int(result.tree.attrs["opinionmap_draws"]),
+        "target_accept": float(result.tree.attrs["opinionmap_target_accept"]),
     }
 
 

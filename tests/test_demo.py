@@ -185,6 +185,60 @@ def test_report_command_on_saved_fits(demo: tuple[Path, str], tmp_path: Path) ->
     assert bad.exit_code == 2 and "--subarea-key and --subarea-name" in bad.output
 
 
+@pytest.mark.parametrize(("jobs", "background"), [(2, True), (1, False)])
+def test_a_joint_fit_beside_questions_runs_at_a_lower_priority_in_workers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, jobs: int, background: bool
+) -> None:
+    """In worker processes the joint fit yields the CPU to the last questions it overlaps."""
+    from opinionmap import pipeline
+
+    project = om.read_project(om.datasets.project_dir())
+    chosen = [p for p in project.specs if p.stem in ("presence_usa", JOINT)]
+    seen: list[pipeline._Job] = []
+
+    def capture(_task: object, work: list[pipeline._Job], *_args: object) -> None:
+        seen.extend(work)
+        raise KeyboardInterrupt  # stop before anything is fitted
+
+    monkeypatch.setattr(pipeline, "_execute", capture)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.run_specs(
+            chosen,
+            survey_path=project.survey,
+            frame_path=project.frame,
+            weight=project.weight,
+            out=tmp_path,
+            jobs=jobs,
+        )
+    assert {job.name: job.background for job in seen} == {
+        "presence_usa": False,
+        JOINT: background,
+    }
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="Linux's per-thread priority")
+def test_lowering_a_process_priority_lowers_its_threads_now_and_later() -> None:
+    import sys
+
+    script = """
+import os, threading
+from opinionmap.pipeline import _lower_priority
+stop = threading.Event()
+before = threading.Thread(target=stop.wait)
+before.start()
+base = os.getpriority(os.PRIO_PROCESS, 0)
+assert _lower_priority(5)
+after = threading.Thread(target=stop.wait)
+after.start()
+print(base, *(os.getpriority(os.PRIO_PROCESS, t.native_id) for t in (before, after)),
+      os.getpriority(os.PRIO_PROCESS, 0))
+stop.set()
+"""
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    base, *lowered = (int(v) for v in run.stdout.split())
+    assert lowered == [min(base + 5, 19)] * 3
+
+
 @pytest.mark.slow
 def test_demo_reports_the_questions_first_then_the_joint_model(tmp_path: Path) -> None:
     from opinionmap.demo import run_demo

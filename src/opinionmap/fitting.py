@@ -29,7 +29,7 @@ from opinionmap.plan import Plan, make_plan
 from opinionmap.predict import Draws, linear_predictor, log_probabilities
 from opinionmap.progress import FitProgress
 from opinionmap.results import FitResult, checksum
-from opinionmap.spec import ModelSpec, Sampling
+from opinionmap.spec import DEFAULT_SAMPLING, ModelSpec, Sampling
 
 __all__ = ["FitInterrupted", "fit"]
 
@@ -38,10 +38,10 @@ LogLikelihood = Literal["auto", "respondent", "pattern"]
 _log = logging.getLogger("opinionmap")
 # store respondent-level log-likelihood up to this many values (draws x respondents)
 RESPONDENT_LOGLIK_MAX = 50_000_000
-# draws per chain when the plan pairs two confounded grouping terms and nothing sets
-# draws (docs/model.md section 6: their SDs mix slowly; 1,000 left a large survey short
-# of 400 bulk ESS with 2 chains)
-CONFOUNDED_DRAWS = 2_000
+# draws in all chains together when the plan pairs two confounded grouping terms and
+# nothing sets draws: 2,000 a chain with the default 4 chains, 4,000 with 2 (docs/model.md
+# section 6: their SDs mix slowly; 2 x 2,000 left a large survey at R-hat 1.011-1.019)
+CONFOUNDED_DRAWS = 8_000
 CONFOUNDED_TARGET_ACCEPT = 0.99
 # nutpie models compiled in this process, newest last: the same model refitted (another
 # seed, more draws) skips compiling (2-5 s with the disk cache, 8-40 s without)
@@ -93,8 +93,9 @@ def fit(
         what is left open takes the defaults (4 chains x 1,000 draws after 1,000
         tuning steps, nutpie, target acceptance 0.95, a low-rank mass matrix for
         ordinal and bernoulli models and a diagonal one for categorical models;
-        2,000 draws at target acceptance 0.99 where the plan pairs two confounded
-        grouping terms and draws are not set, :data:`CONFOUNDED_DRAWS`).
+        8,000 draws in all chains at target acceptance 0.99 where the plan pairs two
+        confounded grouping terms and draws are not set, :data:`CONFOUNDED_DRAWS`:
+        2,000 a chain with 4 chains, 4,000 with 2).
     draws, tune, chains, cores, sampler, target_accept, adaptation
         The same settings one by one (see :class:`~opinionmap.spec.Sampling`).
     random_seed
@@ -159,7 +160,7 @@ def fit(
         # draws per draw, and a rare divergence where the ridge narrows (a structured
         # term confounded with another, districts within regions, is not paired). The
         # two settings were measured together: set draws, and neither applies
-        asked = asked.merged(draws=CONFOUNDED_DRAWS)
+        asked = asked.merged(draws=confounded_draws(asked.chains))
         if asked.target_accept is None:
             asked = asked.merged(target_accept=CONFOUNDED_TARGET_ACCEPT)
     settings = asked.resolved(spec.family if spec.hurdle is None else "hurdle", design.n_parameters)
@@ -238,6 +239,16 @@ def _complete_draws(tree: xr.DataTree, settings: Sampling) -> tuple[xr.Dataset, 
         posterior = posterior.isel(draw=slice(0, kept))
         stats = stats.isel(draw=slice(0, kept))
     return posterior, stats, kept
+
+
+def confounded_draws(chains: int | None) -> int:
+    """Draws per chain where the plan pairs confounded terms: :data:`CONFOUNDED_DRAWS` in all.
+
+    >>> confounded_draws(None), confounded_draws(2), confounded_draws(3)
+    (2000, 4000, 2667)
+    """
+    chains = chains or int(DEFAULT_SAMPLING["chains"])
+    return -(-CONFOUNDED_DRAWS // chains)
 
 
 def _model_key(design: Design, plan: Plan) -> str:

@@ -72,6 +72,9 @@ class _Job:
     progress: bool
     # where the worker sends (question, FitProgress): a queue, or None
     events: Any = None
+    # run at a lower CPU priority (a worker process's joint fit, which may start while
+    # the last questions are still fitting: they, and the report of them, come first)
+    background: bool = False
 
     @property
     def name(self) -> str:
@@ -295,7 +298,8 @@ def run_specs(
         What the report shows (:class:`~opinionmap.report.ReportOptions`); question
         labels default to the survey codebook's.
     jobs
-        Questions fitted at once, each in its own process.
+        Questions fitted at once, each in its own process; there a joint model runs at
+        a lower CPU priority, so that it does not slow the last questions it overlaps.
     progress
         Show a progress bar while sampling (only with ``jobs=1``).
     say, on_done
@@ -334,8 +338,9 @@ def run_specs(
     cpus = os.cpu_count() or 1
     sampling = sampling or Sampling()
     # the one-question fits come first and the report is written as soon as they are
-    # done; a joint model, by far the slowest fit, follows with every core and its
-    # section is added to the report when it is done
+    # done; a joint model, by far the slowest fit, follows with every core (at a lower
+    # priority in a worker process, since it may start while the last questions fit) and
+    # its section is added to the report when it is done
     joint_sampling = sampling if sampling.cores is not None else sampling.merged(cores=cpus)
     if sampling.cores is None:
         sampling = sampling.merged(cores=max(1, cpus // jobs))
@@ -346,6 +351,8 @@ def run_specs(
         say(f"[{i}/{len(specs)}] fitting {_describe(specs[p], sampling)}")
         if on_progress is not None:
             on_progress(names[p], FitProgress("waiting"))
+    questions = [names[p] for p in order if not isinstance(specs[p], JointSpec)]
+    joint_models = [names[p] for p in order if isinstance(specs[p], JointSpec)]
     shows = progress and jobs == 1
     work = [
         _Job(
@@ -358,11 +365,10 @@ def run_specs(
             joint_sampling if isinstance(specs[p], JointSpec) else sampling,
             report,
             shows,
+            background=jobs > 1 and isinstance(specs[p], JointSpec) and bool(questions),
         )
         for p in order
     ]
-    questions = [names[p] for p in order if not isinstance(specs[p], JointSpec)]
-    joint_models = [names[p] for p in order if isinstance(specs[p], JointSpec)]
     early = bool(questions and joint_models)  # a report of the questions while joints fit
     sections = {}
     for outcome in _execute(_fit_and_report, work, jobs, on_progress):
@@ -768,6 +774,8 @@ def _fit_and_report(job: _Job) -> Outcome:
     # the verdict goes back in the Outcome and into the report; the library's warnings
     # that the numbers come from a fit that did not converge would only repeat it
     warnings.simplefilter("ignore", ConvergenceWarning)
+    if job.background:
+        _lower_priority()
     survey = read_survey(job.survey_path, job.codebook_path)
     spec = _read_any_spec(job.spec_path)
     name = _section_name(job.spec_path, spec)
@@ -830,6 +838,34 @@ def _bound(events: Any) -> Any:
     (The fit reports its progress from other threads, which do not know the worker.)
     """
     return events.bound() if hasattr(events, "bound") else events
+
+
+# how much lower a background fit's CPU priority is (Unix nice values: 0 normal, 19 lowest)
+_BACKGROUND_NICE = 10
+
+
+def _lower_priority(by: int = _BACKGROUND_NICE) -> bool:
+    """Lower this process's CPU priority, its threads' and those it starts later.
+
+    For a worker process whose fit should take only what the others leave (the joint
+    model while the last questions fit): on a machine with work for every core the
+    others run at nearly full speed, and on an idle one it runs as fast as ever. Linux
+    keeps a priority per thread, so each running thread is lowered (threads started
+    later inherit it). Returns whether it could (not on Windows). A process cannot
+    raise its priority again: call it only in a process of its own.
+    """
+    if not hasattr(os, "setpriority"):
+        return False
+    try:
+        tasks = [int(t) for t in os.listdir("/proc/self/task")]
+    except OSError:  # not Linux: the priority is the process's
+        tasks = [0]
+    for task in tasks:
+        try:
+            os.setpriority(os.PRIO_PROCESS, task, os.getpriority(os.PRIO_PROCESS, task) + by)
+        except OSError:  # a thread that ended meanwhile
+            continue
+    return True
 
 
 def _worker_init() -> None:
