@@ -265,13 +265,13 @@ def main() -> None:
                 outcomes += [run_tool(tool, data, path, seed, work, args) for tool in TOOLS]
     settings = vars(args) | {"draws": 250 if args.quick else 1000, "out": str(args.out)}
     mode = "quick" if args.quick else "full"
-    cores = f"bambi-cores-{args.bambi_cores}" if args.bambi_cores else "bambi-default"
+    variant = f"bambi-cores-{args.bambi_cores}" if args.bambi_cores else "bambi-default"
     if args.opinionmap_draws == "own":
-        cores += "_opinionmap-own-draws"
+        variant += "_opinionmap-own-draws"
     save_results(
-        args.out / f"bench_bambi_{mode}_{args.cache}_{cores}_{stamp}.json", settings, outcomes
+        args.out / f"bench_bambi_{mode}_{args.cache}_{variant}_{stamp}.json", settings, outcomes
     )
-    print(f"\n## Results ({mode}, {args.cache} caches, {args.chains} chains, {cores})\n")
+    print(f"\n## Results ({mode}, {args.cache} caches, {args.chains} chains, {variant})\n")
     print(results_table(outcomes))
     print("\n*converged: max R-hat <= 1.01, min bulk ESS >= 400 and no divergences.\n")
     print(ratio_table(outcomes, args.chains * settings["draws"]))
