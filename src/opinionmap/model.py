@@ -44,6 +44,7 @@ from typing import Any
 
 import numpy as np
 import pymc as pm
+import pytensor
 import pytensor.tensor as pt
 
 from opinionmap.design import HURDLE, Design, GroupIndex, hurdle_parts
@@ -99,10 +100,14 @@ def build_model(
     """Build the PyMC model for a design, sampled as ``plan`` says.
 
     ``plan=None`` makes the design's plan (:func:`~opinionmap.plan.make_plan`).
-    ``counts_as_data=True`` holds the cell x answer counts in a ``pm.Data`` variable
-    named ``counts``, so one compiled model serves other counts on the same cells
-    (``nutpie``'s ``compiled.with_data(counts=...)``: simulation studies); by default
-    they are constants of the graph, which the compile cache keys on.
+    The data (cell counts, predictors, the cells' levels) and the numbers the plan and
+    the data choose (non-centring weights, centring, autoscaled prior scales) are inputs
+    of the graph, not constants in it, and the number of cells is left open: every
+    survey with the same terms and answers has the same graph, which the compile cache
+    (:mod:`opinionmap._compile_cache`) compiles once. ``counts_as_data=True`` also
+    registers the cell x answer counts with the model as ``pm.Data`` named ``counts``
+    (``nutpie``'s ``compiled.with_data(counts=...)`` refits one compiled model to other
+    counts on the same cells: simulation studies).
 
     Examples
     --------
@@ -131,7 +136,7 @@ def build_model(
             model.add_coord("answer", list(design.categories))
             counts = pm.Data("counts", values, dims=("cell", "answer"))
         else:
-            counts = pt.as_tensor_variable(values)
+            counts = _data("counts", values, cells=True)
         pm.Potential("loglik", (counts * log_p).sum())
     return model
 
@@ -171,7 +176,8 @@ def _population_part(
     """
     priors = design.spec.priors
     width = len(design.categories) - 1 if cat_dims else 1
-    eta = pt.zeros((design.n_cells, width))
+    X = _data(f"{prefix}X", design.X - (centre if centre is not None else 0.0), cells=True)
+    eta = pt.zeros((X.shape[0], width))
     beta = None
     if design.coefs:
         scale = np.array([priors.fixed_for(name) for name in design.coef_names])
@@ -179,11 +185,14 @@ def _population_part(
             scale = scale / np.where(design.x_sd > 0, design.x_sd, 1.0)
         beta_dims = ("coef", *cat_dims)
         beta_scale = scale[:, None] if cat_dims else scale
-        beta = pm.Normal(f"{prefix}beta", 0.0, beta_scale, dims=beta_dims)
-        X = pt.as_tensor_variable(design.X - (centre if centre is not None else 0.0))
+        beta = pm.Normal(
+            f"{prefix}beta", 0.0, _data(f"{prefix}beta_scale", beta_scale), dims=beta_dims
+        )
         eta = eta + (X @ beta if cat_dims else (X @ beta)[:, None])
     # the overall level implied by the centring: x_mean @ beta, (K-1,) or scalar
-    shift = centre @ beta if centre is not None and beta is not None else None
+    shift = (
+        _data(f"{prefix}centre", centre) @ beta if centre is not None and beta is not None else None
+    )
     if design.has_intercept:
         dims = cat_dims or None
         if shift is None:
@@ -202,7 +211,7 @@ def _log_probabilities(
     """Log-probability of every category in every cell, (cells, K); adds ordinal cutpoints."""
     family = design.spec.family
     if family == "categorical":
-        full = pt.concatenate([pt.zeros((design.n_cells, 1)), eta], axis=1)
+        full = pt.concatenate([pt.zeros((eta.shape[0], 1)), eta], axis=1)
         return full - pt.logsumexp(full, axis=1, keepdims=True)
     log_cdf = _log_cdf(design.spec.link)
     if family == "bernoulli":
@@ -270,11 +279,11 @@ def _group_effect(
     prefix: str = "",
 ) -> pt.TensorVariable:
     """Add ``z_<term>`` and ``u_<term>`` for a term with SD ``sigma``; return the cells' effects."""
-    index = pt.as_tensor_variable(group.index)
+    index = _index(group, prefix)
     if cat_dims:
         # ZeroSumNormal constrains its last axis, so z is (category, level)
         scale = sigma[:, None]
-        power = pt.as_tensor_variable(w[:, None])
+        power = _data(f"{prefix}weight_{group.name}", w[:, None])
         z = pm.ZeroSumNormal(
             f"{prefix}z_{group.name}", sigma=scale ** (1.0 - power), dims=(*cat_dims, group.dim)
         )
@@ -282,7 +291,7 @@ def _group_effect(
             f"{prefix}u_{group.name}", (z * scale**power).T, dims=(group.dim, *cat_dims)
         )
         return u[index]
-    weight = float(w[0])
+    weight = _data(f"{prefix}weight_{group.name}", np.float64(w[0]))
     z = pm.ZeroSumNormal(f"{prefix}z_{group.name}", sigma=sigma ** (1.0 - weight), dims=group.dim)
     u = pm.Deterministic(f"{prefix}u_{group.name}", z * sigma**weight, dims=group.dim)
     return u[index][:, None]
@@ -314,7 +323,7 @@ def _correlated_effect(design: Design, group: GroupIndex) -> pt.TensorVariable:
     # ZeroSumNormal constrains its last axis, so z is (category, level)
     z = pm.ZeroSumNormal(f"z_{name}", sigma=1.0, dims=("category", group.dim))
     u = pm.Deterministic(f"u_{name}", (chol @ z).T, dims=(group.dim, "category"))
-    return u[pt.as_tensor_variable(group.index)]
+    return u[_index(group)]
 
 
 def _slope_effect(
@@ -364,8 +373,8 @@ def _slope_effect(
         effects if cat_dims else effects[:, :, 0],
         dims=(level, coef, *cat_dims),
     )
-    W = pt.as_tensor_variable(group.slope_matrix(design.X))  # (cells, coefs)
-    per_cell = effects[pt.as_tensor_variable(group.index)]  # (cells, coefs, predictor)
+    W = _data(f"{prefix}slopes_{name}", group.slope_matrix(design.X), cells=True)  # (cells, coefs)
+    per_cell = effects[_index(group, prefix)]  # (cells, coefs, predictor)
     return (per_cell * W[:, :, None]).sum(axis=1)
 
 
@@ -381,7 +390,7 @@ def _structured_effect(
     ``u`` is (levels, K-1) for categorical models, (levels,) otherwise; each linear
     predictor has its own ``sigma`` (and ``rho`` for bym2) and independent draws.
     """
-    index = pt.as_tensor_variable(group.index)
+    index = _index(group, prefix)
     basis = structured_basis(graph)
     matrix = pt.as_tensor_variable(basis.matrix)
     z = pm.Normal(
@@ -403,6 +412,24 @@ def _structured_effect(
         structured = pt.sqrt(1.0 - rho) * theta + pt.sqrt(rho) * structured
     u = pm.Deterministic(f"{prefix}u_{group.name}", structured * sigma, dims=(group.dim, *cat_dims))
     return u[index] if cat_dims else u[index][:, None]
+
+
+def _data(name: str, value: Any, cells: bool = False) -> pt.TensorVariable:
+    """``value`` as an input of the graph (a shared variable), not a constant in it.
+
+    Two models that differ only in their data (and so in their cells' number) then have
+    the same graph, so the second loads the first's compiled code from the disk cache
+    instead of compiling its own. ``cells``: the first axis is the cells', whose length
+    the graph leaves open; every other length is fixed, as the model's structure is.
+    """
+    array = np.asarray(value)
+    shape = tuple(None if cells and axis == 0 else n for axis, n in enumerate(array.shape))
+    return pytensor.shared(array, name=name, shape=shape)
+
+
+def _index(group: GroupIndex, prefix: str = "") -> pt.TensorVariable:
+    """The level of every cell in a grouping term, an input of the graph."""
+    return _data(f"{prefix}index_{group.name}", group.index, cells=True)
 
 
 def _log_sigmoid(x: pt.TensorVariable) -> pt.TensorVariable:
