@@ -121,7 +121,9 @@ def build_model(
     ['g']
     """
     plan = make_plan(design) if plan is None else plan
-    with pm.Model(coords=model_coords(design)) as model:
+    # every distribution's parameters are valid by construction (positive scales from the
+    # spec, SDs sampled on the log scale), so the log density needs no checks of them
+    with pm.Model(coords=model_coords(design), check_bounds=False) as model:
         if design.spec.hurdle is None:
             log_p = _part_log_probabilities(design, plan)
         else:
@@ -177,6 +179,8 @@ def _population_part(
     priors = design.spec.priors
     width = len(design.categories) - 1 if cat_dims else 1
     X = _data(f"{prefix}X", design.X - (centre if centre is not None else 0.0), cells=True)
+    # with predictors, eta starts from X @ beta: zeros of the cells' (open) number would
+    # add shape checks to the graph
     eta = pt.zeros((X.shape[0], width))
     beta = None
     if design.coefs:
@@ -188,7 +192,7 @@ def _population_part(
         beta = pm.Normal(
             f"{prefix}beta", 0.0, _data(f"{prefix}beta_scale", beta_scale), dims=beta_dims
         )
-        eta = eta + (X @ beta if cat_dims else (X @ beta)[:, None])
+        eta = X @ beta if cat_dims else (X @ beta)[:, None]
     # the overall level implied by the centring: x_mean @ beta, (K-1,) or scalar
     shift = (
         _data(f"{prefix}centre", centre) @ beta if centre is not None and beta is not None else None
