@@ -32,24 +32,20 @@ from common import HERE, cache_env, fmt, markdown_table, write_record
 
 MODELS = HERE.parent / "models"
 MARK = "BENCH_COMPILE "
-# the demo's order: the categorical questions first (the slowest), then the ordinal ones
-DEFAULT_SPECS = (
-    "main_enemy",
-    "main_friend",
-    "model_country",
-    "presence_china",
-    "presence_eu",
-    "presence_muslim",
-    "presence_russia",
-    "presence_usa",
-)
+
+
+def one_question_specs() -> list[str]:
+    """The one-question specs of ``models/``, in the demo's (alphabetical) order."""
+    from opinionmap.joint import is_joint_spec
+
+    return [p.stem for p in sorted(MODELS.glob("*.toml")) if not is_joint_spec(p)]
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=2, help="rounds (medians)")
     parser.add_argument("--other", type=Path, help="another source tree's src/ to compare with")
-    parser.add_argument("--specs", nargs="+", default=list(DEFAULT_SPECS), help="specs, in order")
+    parser.add_argument("--specs", nargs="+", help="specs, in order (default: models/, the demo's)")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     return parser.parse_args()
 
@@ -96,6 +92,7 @@ def main() -> None:
     if args.child is not None:
         child(args.child)
         return
+    args.specs = args.specs or one_question_specs()
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     work = Path(tempfile.mkdtemp(prefix="bench_compile_"))
     trees: dict[str, Path | None] = {"this tree": None}

@@ -164,12 +164,7 @@ def test_the_fit_records_its_settings_and_plan(
 def test_a_model_loaded_from_the_compile_cache_gives_identical_draws(
     fitted: FitResult, data: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """nutpie's C callbacks kept on disk: the same model loads them, so does other data.
-
-    The data are inputs of the compiled code, so a survey with other answers and other
-    cells but the same terms loads it too, and samples its own posterior: the same draws
-    as nutpie's own callbacks give for that survey. Other terms compile afresh.
-    """
+    """nutpie's C callbacks kept on disk: the same model loads them, other data does not."""
     from pytensor.link.numba.cache import NUMBA_CACHE_PATH
 
     from opinionmap import _compile_cache
@@ -192,16 +187,8 @@ def test_a_model_loaded_from_the_compile_cache_gives_identical_draws(
         assert hits() == (0, 0)
         loaded = fit(SPEC, data, random_seed=7, **SMALL)  # type: ignore[arg-type]
         assert hits() == (1, 1)
-        other_data = _small_data(seed=4, n=300)
-        other_data = other_data[(other_data["g"] != "g0") | (other_data["x"] != "a")]  # a cell less
-        other = fit(SPEC, other_data, random_seed=7, **SMALL)  # type: ignore[arg-type]
-        assert hits() == (1, 1)
-        fewer_groups = other_data.assign(g=other_data["g"].replace({"g7": "g6"}))
-        fit(SPEC, fewer_groups, random_seed=7, **SMALL)  # type: ignore[arg-type]
+        other = fit(SPEC, _small_data(seed=4), random_seed=7, **SMALL)  # type: ignore[arg-type]
         assert hits() == (0, 0)
-        monkeypatch.setenv("OPINIONMAP_COMPILE_CACHE", "0")
-        uncached = fit(SPEC, other_data, random_seed=7, **SMALL)  # type: ignore[arg-type]
-        fit_module._compiled.clear()
     finally:
         for path in set(NUMBA_CACHE_PATH.iterdir()) - before:
             if "opinionmap_" in path.name:
@@ -210,7 +197,6 @@ def test_a_model_loaded_from_the_compile_cache_gives_identical_draws(
         assert np.array_equal(fresh.posterior[name].values, loaded.posterior[name].values), name
         # the module's fit, compiled however this machine's cache had it, agrees too
         assert np.array_equal(fitted.posterior[name].values, loaded.posterior[name].values), name
-        assert np.array_equal(other.posterior[name].values, uncached.posterior[name].values), name
     assert not np.array_equal(other.posterior["beta"].values, loaded.posterior["beta"].values)
 
 

@@ -10,25 +10,20 @@ fitted a minute earlier.
 
 Here the wrappers are built from source text instead, with a key made of PyTensor's
 own cache key of the function they call (which covers the graph and every constant
-in it), the wrapper's text and the versions of nutpie, numba and PyTensor. numba then
-keeps their compiled code in PyTensor's numba cache directory and loads it in 0.2 s
-the next time the same graph is compiled. :func:`opinionmap.model.build_model` makes
-the data inputs of the graph (shared variables), not constants, so "the same graph"
-covers every survey with the same terms and answers: the wrappers read the data from
-nutpie's user data at fixed offsets, where nutpie's own read them by field names that
-are random on every compile. The wrappers do the same as nutpie's (the text below
-mirrors nutpie 0.16's ``_make_c_logp_func``, ``_make_c_expand_func`` and
-``make_extraction_fn``) and the draws are identical with and without the cache
-(``tests/test_fit.py``: the same data and other data loaded from the cache).
+in it, the data included), the wrapper's text and the versions of nutpie, numba and
+PyTensor. numba then keeps their compiled code in PyTensor's numba cache directory
+and loads it in 0.2 s the next time the same model is compiled. The wrappers do the
+same as nutpie's (the text below mirrors nutpie 0.16's ``_make_c_logp_func`` and
+``_make_c_expand_func``) and the draws are identical with and without the cache
+(``tests/test_model.py::test_cached_compile_gives_identical_draws``).
 
 The wrappers replace two private helpers of nutpie for the duration of one compile,
 so the risk is bounded: ``pyproject.toml`` pins nutpie to the minor version they
 mirror (a test fails if that pin and :data:`_NUTPIE_VERSIONS` disagree, or if the
 cache is inactive with the pinned nutpie); a model the wrappers cannot key (shared
-data of a kind they do not read) compiles the usual way; and any other failure in
-the cached path, or a nutpie it was not written for, falls back to
-``nutpie.compile_pymc_model`` with one :class:`CompileCacheWarning` (the draws are
-the same, the compile slower). Switch
+variables) compiles the usual way; and any other failure in the cached path, or a
+nutpie it was not written for, falls back to ``nutpie.compile_pymc_model`` with one
+:class:`CompileCacheWarning` (the draws are the same, the compile slower). Switch
 this cache off with ``OPINIONMAP_COMPILE_CACHE=0`` or all of PyTensor's numba
 caching with ``PYTENSOR_FLAGS=numba__cache=False``; clear it by deleting the
 ``numba`` folder of PyTensor's compile directory (``pytensor.config.base_compiledir``).
@@ -50,7 +45,7 @@ import numpy as np
 __all__ = ["CompileCacheWarning", "compile_pymc_model"]
 
 # bump when the wrappers below change in a way their text does not show
-_CACHE_VERSION = "2"
+_CACHE_VERSION = "1"
 # the nutpie versions whose helpers and callback conventions the wrappers mirror
 _NUTPIE_VERSIONS = ("0.16.",)
 
@@ -61,8 +56,8 @@ def logp_numba(dim, x_, out_, logp_, user_data_):
     try:
         x = numba.carray(x_, ({n_dim},))
         out = numba.carray(out_, ({n_dim},))
-        logp = numba.carray(logp_, ()){unpack}
-        logp_val, grad = inner(x{args})
+        logp = numba.carray(logp_, ())
+        logp_val, grad = inner(x)
         logp[()] = logp_val
         out[...] = grad
         if not np.all(np.isfinite(out)):
@@ -82,8 +77,8 @@ def expand_numba(dim, expanded, x_, out_, user_data_):
         return -1
     try:
         x = numba.carray(x_, ({n_dim},))
-        out = numba.carray(out_, ({n_expanded},)){unpack}
-        (values,) = inner(x{args})
+        out = numba.carray(out_, ({n_expanded},))
+        (values,) = inner(x)
         out[...] = values
     except Exception:
         return -2
@@ -111,48 +106,6 @@ def _versions() -> str:
     )
 
 
-def _shared_arguments(user_data: Any, keys: list[str], data: dict[str, Any]) -> dict[str, str]:
-    """Source that reads the shared variables ``keys`` from nutpie's user data record.
-
-    nutpie passes each shared array as its address, size and shape in a record whose
-    field names are random (``uuid4``); the lines here read the same words at their
-    offsets in the record instead, so their text (the cache key) does not change from
-    one compile to the next. Returns the ``unpack`` lines and the ``args`` to ``inner``.
-    """
-    if not keys:
-        return {"unpack": "", "args": ""}
-    record = user_data.dtype
-    shared, base = record.fields["shared"][:2]
-    words = record.itemsize // 8
-    if record.itemsize % 8 or any(f[0].base.itemsize != 8 for f in _leaves(shared)):
-        raise _NotCacheable("user data layout")
-    lines = [f"words = numba.carray(user_data_, ({words},), np.uint64)"]
-    args = []
-    for i, key in enumerate(keys):
-        array = data[key]
-        if array.dtype.kind not in "fiub" or not array.dtype.isnative:
-            raise _NotCacheable(f"shared {array.dtype}")
-        address = (base + shared.fields["data"][1] + shared["data"].fields[key][1]) // 8
-        at = (base + shared.fields["shape"][1] + shared["shape"].fields[key][1]) // 8
-        shape = "".join(f"np.intp(words[{at + d}]), " for d in range(array.ndim))
-        lines.append(
-            f"shared_{i} = numba.carray(as_pointer(words[{address}]), ({shape.rstrip()}), "
-            f"np.{array.dtype.name})"
-        )
-        args.append(f", shared_{i}")
-    indent = "\n        "
-    return {"unpack": indent + indent.join(lines), "args": "".join(args)}
-
-
-def _leaves(dtype: np.dtype) -> Iterator[tuple[np.dtype, int]]:
-    """The non-record fields of a record dtype, nested records opened."""
-    for field in (dtype.fields or {}).values():
-        if field[0].fields is None:
-            yield field[0], field[1]
-        else:
-            yield from _leaves(field[0])
-
-
 def _cached_wrapper(source: str, name: str, inner: Any) -> Callable[..., int]:
     """The wrapper ``name`` defined by ``source``, registered for numba's disk cache."""
     from pytensor.link.numba.cache import CACHED_SRC_FUNCTIONS, compile_numba_function_src
@@ -165,15 +118,7 @@ def _cached_wrapper(source: str, name: str, inner: Any) -> Callable[..., int]:
         "\n".join((_CACHE_VERSION, _versions(), inner_key, source)).encode()
     ).hexdigest()
     # ``__name__`` lets numba rebuild the wrapper's environment when it loads it
-    from nutpie.compile_pymc import address_as_void_pointer
-
-    env = {
-        "__name__": __name__,
-        "inner": inner,
-        "np": np,
-        "numba": numba,
-        "as_pointer": address_as_void_pointer,
-    }
+    env = {"__name__": __name__, "inner": inner, "np": np, "numba": numba}
     func: Callable[..., int] = compile_numba_function_src(
         source, name, global_env=env, cache_key=f"opinionmap_{key}"
     )
@@ -194,10 +139,11 @@ def _cached_wrappers() -> Iterator[None]:
     ) -> tuple[Callable[..., int], Any]:
         if threading.get_ident() != owner:
             return make_logp(n_dim, logp_fn, user_data, shared_keys, shared_data)
+        if shared_keys:
+            raise _NotCacheable("shared variables")
         # nutpie's own maker gives the C signature its sampler calls (its wrapper unused)
         _, signature = make_logp(n_dim, logp_fn, user_data, shared_keys, shared_data)
-        shared = _shared_arguments(user_data, shared_keys, shared_data)
-        source = _LOGP_SOURCE.format(n_dim=int(n_dim), **shared)
+        source = _LOGP_SOURCE.format(n_dim=int(n_dim))
         return _cached_wrapper(source, "logp_numba", logp_fn), signature
 
     def expand_func(
@@ -210,11 +156,12 @@ def _cached_wrappers() -> Iterator[None]:
     ) -> tuple[Callable[..., int], Any]:
         if threading.get_ident() != owner:
             return make_expand(n_dim, n_expanded, expand_fn, user_data, shared_keys, shared_data)
+        if shared_keys:
+            raise _NotCacheable("shared variables")
         _, signature = make_expand(
             n_dim, n_expanded, expand_fn, user_data, shared_keys, shared_data
         )
-        shared = _shared_arguments(user_data, shared_keys, shared_data)
-        source = _EXPAND_SOURCE.format(n_dim=int(n_dim), n_expanded=int(n_expanded), **shared)
+        source = _EXPAND_SOURCE.format(n_dim=int(n_dim), n_expanded=int(n_expanded))
         return _cached_wrapper(source, "expand_numba", expand_fn), signature
 
     ncp._make_c_logp_func, ncp._make_c_expand_func = logp_func, expand_func

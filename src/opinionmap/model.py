@@ -44,7 +44,6 @@ from typing import Any
 
 import numpy as np
 import pymc as pm
-import pytensor
 import pytensor.tensor as pt
 
 from opinionmap.design import HURDLE, Design, GroupIndex, hurdle_parts
@@ -100,14 +99,10 @@ def build_model(
     """Build the PyMC model for a design, sampled as ``plan`` says.
 
     ``plan=None`` makes the design's plan (:func:`~opinionmap.plan.make_plan`).
-    The data (cell counts, predictors, the cells' levels) and the numbers the plan and
-    the data choose (non-centring weights, centring, autoscaled prior scales) are inputs
-    of the graph, not constants in it, and the number of cells is left open: every
-    survey with the same terms and answers has the same graph, which the compile cache
-    (:mod:`opinionmap._compile_cache`) compiles once. ``counts_as_data=True`` also
-    registers the cell x answer counts with the model as ``pm.Data`` named ``counts``
-    (``nutpie``'s ``compiled.with_data(counts=...)`` refits one compiled model to other
-    counts on the same cells: simulation studies).
+    ``counts_as_data=True`` holds the cell x answer counts in a ``pm.Data`` variable
+    named ``counts``, so one compiled model serves other counts on the same cells
+    (``nutpie``'s ``compiled.with_data(counts=...)``: simulation studies); by default
+    they are constants of the graph, which the compile cache keys on.
 
     Examples
     --------
@@ -121,9 +116,7 @@ def build_model(
     ['g']
     """
     plan = make_plan(design) if plan is None else plan
-    # every distribution's parameters are valid by construction (positive scales from the
-    # spec, SDs sampled on the log scale), so the log density needs no checks of them
-    with pm.Model(coords=model_coords(design), check_bounds=False) as model:
+    with pm.Model(coords=model_coords(design)) as model:
         if design.spec.hurdle is None:
             log_p = _part_log_probabilities(design, plan)
         else:
@@ -138,7 +131,7 @@ def build_model(
             model.add_coord("answer", list(design.categories))
             counts = pm.Data("counts", values, dims=("cell", "answer"))
         else:
-            counts = _data("counts", values, cells=True)
+            counts = pt.as_tensor_variable(values)
         pm.Potential("loglik", (counts * log_p).sum())
     return model
 
@@ -178,10 +171,7 @@ def _population_part(
     """
     priors = design.spec.priors
     width = len(design.categories) - 1 if cat_dims else 1
-    X = _data(f"{prefix}X", design.X - (centre if centre is not None else 0.0), cells=True)
-    # with predictors, eta starts from X @ beta: zeros of the cells' (open) number would
-    # add shape checks to the graph
-    eta = pt.zeros((X.shape[0], width))
+    eta = pt.zeros((design.n_cells, width))
     beta = None
     if design.coefs:
         scale = np.array([priors.fixed_for(name) for name in design.coef_names])
@@ -189,14 +179,11 @@ def _population_part(
             scale = scale / np.where(design.x_sd > 0, design.x_sd, 1.0)
         beta_dims = ("coef", *cat_dims)
         beta_scale = scale[:, None] if cat_dims else scale
-        beta = pm.Normal(
-            f"{prefix}beta", 0.0, _data(f"{prefix}beta_scale", beta_scale), dims=beta_dims
-        )
-        eta = X @ beta if cat_dims else (X @ beta)[:, None]
+        beta = pm.Normal(f"{prefix}beta", 0.0, beta_scale, dims=beta_dims)
+        X = pt.as_tensor_variable(design.X - (centre if centre is not None else 0.0))
+        eta = eta + (X @ beta if cat_dims else (X @ beta)[:, None])
     # the overall level implied by the centring: x_mean @ beta, (K-1,) or scalar
-    shift = (
-        _data(f"{prefix}centre", centre) @ beta if centre is not None and beta is not None else None
-    )
+    shift = centre @ beta if centre is not None and beta is not None else None
     if design.has_intercept:
         dims = cat_dims or None
         if shift is None:
@@ -215,7 +202,7 @@ def _log_probabilities(
     """Log-probability of every category in every cell, (cells, K); adds ordinal cutpoints."""
     family = design.spec.family
     if family == "categorical":
-        full = pt.concatenate([pt.zeros((eta.shape[0], 1)), eta], axis=1)
+        full = pt.concatenate([pt.zeros((design.n_cells, 1)), eta], axis=1)
         return full - pt.logsumexp(full, axis=1, keepdims=True)
     log_cdf = _log_cdf(design.spec.link)
     if family == "bernoulli":
@@ -283,11 +270,11 @@ def _group_effect(
     prefix: str = "",
 ) -> pt.TensorVariable:
     """Add ``z_<term>`` and ``u_<term>`` for a term with SD ``sigma``; return the cells' effects."""
-    index = _index(group, prefix)
+    index = pt.as_tensor_variable(group.index)
     if cat_dims:
         # ZeroSumNormal constrains its last axis, so z is (category, level)
         scale = sigma[:, None]
-        power = _data(f"{prefix}weight_{group.name}", w[:, None])
+        power = pt.as_tensor_variable(w[:, None])
         z = pm.ZeroSumNormal(
             f"{prefix}z_{group.name}", sigma=scale ** (1.0 - power), dims=(*cat_dims, group.dim)
         )
@@ -295,7 +282,7 @@ def _group_effect(
             f"{prefix}u_{group.name}", (z * scale**power).T, dims=(group.dim, *cat_dims)
         )
         return u[index]
-    weight = _data(f"{prefix}weight_{group.name}", np.float64(w[0]))
+    weight = float(w[0])
     z = pm.ZeroSumNormal(f"{prefix}z_{group.name}", sigma=sigma ** (1.0 - weight), dims=group.dim)
     u = pm.Deterministic(f"{prefix}u_{group.name}", z * sigma**weight, dims=group.dim)
     return u[index][:, None]
@@ -327,7 +314,7 @@ def _correlated_effect(design: Design, group: GroupIndex) -> pt.TensorVariable:
     # ZeroSumNormal constrains its last axis, so z is (category, level)
     z = pm.ZeroSumNormal(f"z_{name}", sigma=1.0, dims=("category", group.dim))
     u = pm.Deterministic(f"u_{name}", (chol @ z).T, dims=(group.dim, "category"))
-    return u[_index(group)]
+    return u[pt.as_tensor_variable(group.index)]
 
 
 def _slope_effect(
@@ -377,8 +364,8 @@ def _slope_effect(
         effects if cat_dims else effects[:, :, 0],
         dims=(level, coef, *cat_dims),
     )
-    W = _data(f"{prefix}slopes_{name}", group.slope_matrix(design.X), cells=True)  # (cells, coefs)
-    per_cell = effects[_index(group, prefix)]  # (cells, coefs, predictor)
+    W = pt.as_tensor_variable(group.slope_matrix(design.X))  # (cells, coefs)
+    per_cell = effects[pt.as_tensor_variable(group.index)]  # (cells, coefs, predictor)
     return (per_cell * W[:, :, None]).sum(axis=1)
 
 
@@ -394,7 +381,7 @@ def _structured_effect(
     ``u`` is (levels, K-1) for categorical models, (levels,) otherwise; each linear
     predictor has its own ``sigma`` (and ``rho`` for bym2) and independent draws.
     """
-    index = _index(group, prefix)
+    index = pt.as_tensor_variable(group.index)
     basis = structured_basis(graph)
     matrix = pt.as_tensor_variable(basis.matrix)
     z = pm.Normal(
@@ -416,24 +403,6 @@ def _structured_effect(
         structured = pt.sqrt(1.0 - rho) * theta + pt.sqrt(rho) * structured
     u = pm.Deterministic(f"{prefix}u_{group.name}", structured * sigma, dims=(group.dim, *cat_dims))
     return u[index] if cat_dims else u[index][:, None]
-
-
-def _data(name: str, value: Any, cells: bool = False) -> pt.TensorVariable:
-    """``value`` as an input of the graph (a shared variable), not a constant in it.
-
-    Two models that differ only in their data (and so in their cells' number) then have
-    the same graph, so the second loads the first's compiled code from the disk cache
-    instead of compiling its own. ``cells``: the first axis is the cells', whose length
-    the graph leaves open; every other length is fixed, as the model's structure is.
-    """
-    array = np.asarray(value)
-    shape = tuple(None if cells and axis == 0 else n for axis, n in enumerate(array.shape))
-    return pytensor.shared(array, name=name, shape=shape)
-
-
-def _index(group: GroupIndex, prefix: str = "") -> pt.TensorVariable:
-    """The level of every cell in a grouping term, an input of the graph."""
-    return _data(f"{prefix}index_{group.name}", group.index, cells=True)
 
 
 def _log_sigmoid(x: pt.TensorVariable) -> pt.TensorVariable:
