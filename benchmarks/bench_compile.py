@@ -1,9 +1,8 @@
 """How long the bundled models take to compile, one after another on one empty cache.
 
-A user's first run compiles every model it fits; models with the same terms and answers
-(the bundled presence questions, or one survey's waves) have the same graph, the data
-being its inputs, so only the first of them compiles and the rest load its code from
-the disk cache. This script measures that: each round gives every source tree a new,
+A user's first run compiles every model it fits; the kernels one model compiled (and,
+for a model whose graph equals an earlier one's, all its code) the next loads from the
+disk cache. This script measures that sequence: each round gives every source tree a new,
 empty cache folder (PyTensor's, numba's and this package's, ``common.cache_env``) and
 compiles the one-question specs of ``models/`` in the order given, each in a fresh
 process (imports excluded from the figure: the build of the PyMC model and its nutpie
