@@ -63,9 +63,8 @@ def child(path: Path) -> None:
     start = time.perf_counter()
     compiled = compile_model(build_model(design, plan))
     seconds = time.perf_counter() - start
-    logp = compiled.compiled_logp_func
-    loaded = getattr(logp, "cache_hits", 0) > 0
-    record = {"seconds": seconds, "loaded": bool(loaded), "n_dim": int(compiled.n_dim)}
+    loaded = getattr(compiled.compiled_logp_func, "cache_hits", 0) > 0
+    record = {"seconds": seconds, "loaded": loaded, "n_dim": int(compiled.n_dim)}
     print(MARK + json.dumps(record), flush=True)
 
 
@@ -100,9 +99,7 @@ def main() -> None:
     runs: list[dict[str, object]] = []
     for round_ in range(1, args.rounds + 1):
         for t, (tree, src) in enumerate(trees.items()):
-            env = cache_env(work / f"cache_r{round_}_t{t}")
-            if src is not None:
-                env["PYTHONPATH"] = str(src)
+            env = cache_env(work / f"cache_r{round_}_t{t}", src)
             for spec in args.specs:
                 result = compile_in_process(spec, env)
                 runs.append({"round": round_, "tree": tree, "spec": spec, **result})

@@ -154,9 +154,7 @@ def main() -> None:
         for kind in kinds:
             for t, (tree, src) in enumerate(trees.items()):
                 # each tree its own caches, new every round: a cold run is a first run
-                env = cache_env(work / f"cache_r{round_}_t{t}")
-                if src is not None:
-                    env["PYTHONPATH"] = str(src)
+                env = cache_env(work / f"cache_r{round_}_t{t}", src)
                 if kind == "rebuilt":
                     env["OPINIONMAP_COMPILE_CACHE"] = "0"
                 name = f"r{round_}_t{t}_{kind}"

@@ -298,12 +298,17 @@ class Outcome:
         return r["max_rhat"] <= RHAT_MAX and r["min_ess_bulk"] >= ESS_MIN and r["divergences"] == 0
 
 
-def cache_env(cache_dir: Path) -> dict[str, str]:
-    """Environment that points PyTensor's and numba's caches at ``cache_dir``."""
+def cache_env(cache_dir: Path, src: Path | None = None) -> dict[str, str]:
+    """Environment that points PyTensor's and numba's caches at ``cache_dir``.
+
+    ``src``: another source tree's ``src/`` to import opinionmap from (``PYTHONPATH``).
+    """
     env = os.environ.copy()
     flags = env.get("PYTENSOR_FLAGS", "")
     env["PYTENSOR_FLAGS"] = ",".join(f for f in (flags, f"base_compiledir={cache_dir}") if f)
     env["NUMBA_CACHE_DIR"] = str(cache_dir / "numba_own")
+    if src is not None:
+        env["PYTHONPATH"] = str(src)
     return env
 
 
