@@ -384,6 +384,13 @@ def test_diagnostics_and_draws(fitted: FitResult) -> None:
     assert diagnostics.verdict().startswith("converged:" if meets else "NOT CONVERGED:")
     assert "u_g[g3]" in diagnostics.table.index and "sigma_g" in diagnostics.table.index
     assert not any(str(i).startswith("z_") for i in diagnostics.table.index)
+    # the summary's convergence columns are the verdict's (its tail ESS at 5% and 95%)
+    summary = fitted.summary()
+    for column in ("r_hat", "ess_bulk", "ess_tail"):
+        np.testing.assert_allclose(
+            summary.loc[summary.index.str.startswith("u_g"), column],
+            diagnostics.table.loc[diagnostics.table.index.str.startswith("u_g"), column],
+        )
     draws = fitted.draws()
     assert draws.n_samples == 600
     assert draws.effects["g"].shape == (600, 8)

@@ -28,7 +28,7 @@ import xarray as xr
 
 from opinionmap._io import atomic_path
 from opinionmap.design import Design, DesignError, SurveyData, build_design
-from opinionmap.diagnostics import Diagnostics, diagnose
+from opinionmap.diagnostics import Diagnostics, convergence, diagnose, scalar_draws
 from opinionmap.errors import OpinionmapError
 from opinionmap.plan import Plan, is_auxiliary
 from opinionmap.predict import Draws
@@ -134,7 +134,8 @@ class FitResult(SavedTree):
         Rows are named like ``beta[sex[female],same]`` and ``u_region[KZ-AKM]``;
         the sampled auxiliaries (``z_*``, the intercept or cutpoints at the numeric
         predictors' means) are left out. ``prob``: interval width (default
-        :func:`~opinionmap.summaries.interval_prob`).
+        :func:`~opinionmap.summaries.interval_prob`). Its ``r_hat``, ``ess_bulk`` and
+        ``ess_tail`` are computed as the convergence verdict's (:attr:`diagnostics`).
         """
         from arviz_stats import summary
 
@@ -146,6 +147,11 @@ class FitResult(SavedTree):
         table: pd.DataFrame = summary(
             self.tree, var_names=names, ci_prob=interval_prob(prob), round_to="none"
         )
+        # the convergence columns as the verdict computes them: ArviZ takes its tail ESS at
+        # the 11% and 89% quantiles, the verdict at 5% and 95% (diagnostics.TAIL_PROBS);
+        # both list each variable's scalars in C order
+        r_hat, bulk, tail = convergence(scalar_draws(self.posterior, [str(n) for n in names])[1])
+        table["ess_bulk"], table["ess_tail"], table["r_hat"] = bulk, tail, r_hat
         return table
 
     def loo(self) -> ELPDDataLOO:
