@@ -124,3 +124,19 @@ def test_diagnose_labels_each_scalar_and_leaves_constant_ones_out() -> None:
     np.testing.assert_array_equal(table.loc[["beta[age]", "beta[sex]"], "r_hat"], r_hat)
     np.testing.assert_array_equal(table.loc[["beta[age]", "beta[sex]"], "ess_bulk"], bulk)
     np.testing.assert_array_equal(table.loc[["beta[age]", "beta[sex]"], "ess_tail"], tail)
+
+
+def test_a_scalar_with_a_missing_draw_fails_the_verdict_by_name() -> None:
+    rng = np.random.default_rng(2)
+    mu = rng.normal(size=(4, 500, 3))
+    mu[1, 40, 2] = np.nan
+    posterior = xr.Dataset({"mu": (("chain", "draw", "k"), mu)}, coords={"k": ["a", "b", "c"]})
+    stats = xr.Dataset({"diverging": (("chain", "draw"), np.zeros((4, 500), dtype=bool))})
+    diagnostics = diagnose(
+        xr.DataTree.from_dict({"posterior": posterior, "sample_stats": stats}), warn=False
+    )
+    assert "mu[c]" in diagnostics.table.index
+    assert not diagnostics.converged
+    assert "R-hat or ESS undefined (missing or infinite draws) for 1 parameter(s): mu[c]" in (
+        diagnostics.verdict()
+    )

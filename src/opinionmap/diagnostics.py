@@ -110,6 +110,15 @@ class Diagnostics:
                     f"{label} ESS down to {low:.0f} (< {ESS_MIN:.0f}) for "
                     + ", ".join(f"{i} ({v:.0f})" for i, v in worst[col].items())
                 )
+        # pandas' min and max above skip NaN: a statistic that could not be computed
+        # (a missing or infinite draw) is a problem of its own
+        columns = ["ess_bulk", "ess_tail"] + (["r_hat"] if self.n_chains >= 2 else [])
+        undefined = t.index[t[columns].isna().any(axis=1)]
+        if len(undefined):
+            out.append(
+                f"R-hat or ESS undefined (missing or infinite draws) for {len(undefined)} "
+                "parameter(s): " + ", ".join(map(str, undefined[:3]))
+            )
         if self.divergences:
             out.append(f"{self.divergences} divergent transitions out of {self.n_samples} draws")
         if self.max_depth_hits:
@@ -152,13 +161,15 @@ def diagnose(tree: xr.DataTree, *, warn: bool = True) -> Diagnostics:
     names = [str(v) for v in posterior.data_vars if not is_auxiliary(str(v))]
     labels, draws = scalar_draws(posterior, names)
     # constant draws (the unit diagonal of a correlation matrix, 1 up to rounding) have no
-    # R-hat or ESS
-    varying = np.std(draws, axis=(0, 1)) >= 1e-9
+    # R-hat or ESS; a scalar with a missing draw stays, its statistics undefined
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        constant = np.nanstd(draws, axis=(0, 1)) < 1e-9
     r_hat, bulk, tail = convergence(draws)
     table = pd.DataFrame(
         {"r_hat": r_hat, "ess_bulk": bulk, "ess_tail": tail},
         index=pd.Index(labels, name="parameter"),
-    )[varying]
+    )[~constant]
     stats = tree["sample_stats"].to_dataset()
     divergences = int(stats["diverging"].sum()) if "diverging" in stats else 0
     n_samples = int(posterior.sizes["chain"] * posterior.sizes["draw"])
