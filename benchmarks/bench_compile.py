@@ -26,6 +26,7 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from common import HERE, cache_env, fmt, markdown_table, write_record
 
@@ -60,12 +61,56 @@ def child(path: Path) -> None:
     spec = read_spec(path)
     design = build_design(spec, read_survey(spec.data))
     plan = make_plan(design)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     compiled = compile_model(build_model(design, plan))
-    seconds = time.perf_counter() - start
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
     loaded = getattr(compiled.compiled_logp_func, "cache_hits", 0) > 0
-    record = {"seconds": seconds, "loaded": loaded, "n_dim": int(compiled.n_dim)}
+    gradient_ms, logp = time_gradient(compiled)
+    record = {
+        "seconds": seconds,
+        "cpu_seconds": cpu_seconds,
+        "loaded": loaded,
+        "n_dim": int(compiled.n_dim),
+        "gradient_ms": gradient_ms,
+        "logp": logp,
+    }
     print(MARK + json.dumps(record), flush=True)
+
+
+def time_gradient(compiled: Any, batches: int = 15) -> tuple[float, float]:
+    """Milliseconds per call of the compiled log density and gradient (the fastest batch).
+
+    The call is nutpie's C callback itself, at a fixed point near the origin of the
+    unconstrained space; the second figure is the log density there.
+    """
+    import ctypes
+
+    import numpy as np
+
+    func = compiled.compiled_logp_func.ctypes
+    n_dim = int(compiled.n_dim)
+    x = np.random.default_rng(0).normal(scale=0.1, size=n_dim)
+    grad, logp = np.zeros(n_dim), np.zeros(())
+    double = ctypes.POINTER(ctypes.c_double)
+    args = (
+        n_dim,
+        x.ctypes.data_as(double),
+        grad.ctypes.data_as(double),
+        logp.ctypes.data_as(double),
+        compiled.user_data.ctypes.data_as(ctypes.c_void_p),
+    )
+    if func(*args) != 0:
+        raise SystemExit(f"the log density failed at the benchmark's point (code {func(*args)})")
+    start = time.perf_counter()
+    func(*args)
+    calls = max(50, int(0.3 / max(time.perf_counter() - start, 1e-7)))
+    best = float("inf")
+    for _ in range(batches):
+        start = time.perf_counter()
+        for _ in range(calls):
+            func(*args)
+        best = min(best, (time.perf_counter() - start) / calls)
+    return best * 1e3, float(logp)
 
 
 def compile_in_process(spec: str, env: dict[str, str]) -> dict[str, object]:
@@ -83,6 +128,48 @@ def compile_in_process(spec: str, env: dict[str, str]) -> dict[str, object]:
         raise SystemExit(f"compiling {path} failed:\n{done.stderr[-3000:]}")
     result: dict[str, object] = json.loads(lines[-1][len(MARK) :])
     return result
+
+
+def table(
+    runs: list[dict[str, object]], specs: list[str], trees: list[str], rounds: int
+) -> tuple[list[str], list[list[str]], dict[str, float]]:
+    """The printed table (compile seconds and gradient milliseconds, medians over rounds)."""
+
+    def median(tree: str, spec: str | None = None, key: str = "seconds") -> float:
+        per_round = [
+            sum(float(r[key]) for r in runs  # type: ignore[arg-type]
+                if r["tree"] == tree and r["round"] == k and spec in (None, r["spec"]))
+            for k in range(1, rounds + 1)
+        ]  # fmt: skip
+        return statistics.median(per_round)
+
+    def gradient(tree: str, spec: str) -> float:
+        """The median over rounds of one spec's milliseconds per log density and gradient."""
+        return statistics.median(
+            float(r["gradient_ms"])  # type: ignore[arg-type]
+            for r in runs
+            if r["tree"] == tree and r["spec"] == spec
+        )
+
+    header = ["spec", *(f"{tree} s" for tree in trees)]
+    rows = [[spec, *(fmt(median(tree, spec)) for tree in trees)] for spec in specs]
+    rows.append(["all, in this order", *(fmt(median(tree)) for tree in trees)])
+    if "other" in trees:
+        header.append("this / other")
+        for row, spec in zip(rows, [*specs, None], strict=True):
+            row.append(f"{median('this tree', spec) / median('other', spec):.2f}")
+    header += [f"{tree} CPU s" for tree in trees]
+    for row, spec in zip(rows, [*specs, None], strict=True):
+        row += [fmt(median(tree, spec, "cpu_seconds")) for tree in trees]
+    header += [f"{tree} gradient ms" for tree in trees]
+    for row, spec in zip(rows, [*specs, None], strict=True):
+        row += [f"{gradient(tree, spec):.4f}" if spec else "" for tree in trees]
+    if "other" in trees:
+        header.append("gradient this / other")
+        for row, spec in zip(rows, [*specs, None], strict=True):
+            ratio = gradient("this tree", spec) / gradient("other", spec) if spec else None
+            row.append(f"{ratio:.2f}" if ratio is not None else "")
+    return header, rows, {tree: median(tree) for tree in trees}
 
 
 def main() -> None:
@@ -105,32 +192,23 @@ def main() -> None:
                 runs.append({"round": round_, "tree": tree, "spec": spec, **result})
                 print(
                     f"round {round_} {tree}: {spec} {float(result['seconds']):.1f} s"  # type: ignore[arg-type]
-                    f"{' (callbacks from the cache)' if result['loaded'] else ''}",
+                    f" (CPU {float(result['cpu_seconds']):.1f} s)"  # type: ignore[arg-type]
+                    f"{' (callbacks from the cache)' if result['loaded'] else ''}; log density "
+                    f"and gradient {float(result['gradient_ms']):.4f} ms"  # type: ignore[arg-type]
+                    f" (log density {float(result['logp']):.6f})",  # type: ignore[arg-type]
                     flush=True,
                 )
 
-    def median(tree: str, spec: str | None = None) -> float:
-        per_round = [
-            sum(float(r["seconds"]) for r in runs  # type: ignore[arg-type]
-                if r["tree"] == tree and r["round"] == k and spec in (None, r["spec"]))
-            for k in range(1, args.rounds + 1)
-        ]  # fmt: skip
-        return statistics.median(per_round)
-
-    header = ["spec", *(f"{tree} s" for tree in trees)]
-    rows = [[spec, *(fmt(median(tree, spec)) for tree in trees)] for spec in args.specs]
-    rows.append(["all, in this order", *(fmt(median(tree)) for tree in trees)])
-    if args.other is not None:
-        header.append("this / other")
-        for row, spec in zip(rows, [*args.specs, None], strict=True):
-            row.append(f"{median('this tree', spec) / median('other', spec):.2f}")
+    header, rows, summary = table(runs, args.specs, list(trees), args.rounds)
     print()
     print(markdown_table(header, rows))
-    summary = {tree: median(tree) for tree in trees}
     path = HERE / "results" / f"bench_compile_{stamp}.json"
     settings = {"rounds": args.rounds, "specs": args.specs, "other": str(args.other or "")}
     write_record(path, settings, runs=runs, median_total_s=summary)
-    print(f"median over {args.rounds} rounds of each spec's compile seconds; results: {path}")
+    print(
+        f"median over {args.rounds} rounds of each spec's compile seconds and of its "
+        f"milliseconds per log density and gradient (fastest batch); results: {path}"
+    )
 
 
 if __name__ == "__main__":
