@@ -99,8 +99,9 @@ def time_gradient(compiled: Any, batches: int = 15) -> tuple[float, float]:
         logp.ctypes.data_as(double),
         compiled.user_data.ctypes.data_as(ctypes.c_void_p),
     )
-    if func(*args) != 0:
-        raise SystemExit(f"the log density failed at the benchmark's point (code {func(*args)})")
+    code = func(*args)
+    if code != 0:
+        raise SystemExit(f"the log density failed at the benchmark's point (code {code})")
     start = time.perf_counter()
     func(*args)
     calls = max(50, int(0.3 / max(time.perf_counter() - start, 1e-7)))
