@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 from common import fmt, print_and_record
 
-from opinionmap.diagnostics import convergence, is_auxiliary
+from opinionmap.diagnostics import convergence, scalar_draws
+from opinionmap.plan import is_auxiliary
 
 # (chains, draws, scalars, lag-1 autocorrelation)
 SHAPES = {
@@ -60,12 +61,8 @@ def from_fits(folder: Path) -> dict[str, np.ndarray]:
     out = {}
     for path in sorted(folder.glob("*.nc")):
         posterior = _read_tree(path)["posterior"].to_dataset()
-        blocks = [
-            np.asarray(posterior[n].transpose("chain", "draw", ...).values, dtype=float)
-            for n in posterior.data_vars
-            if not is_auxiliary(str(n))
-        ]
-        out[path.stem] = np.concatenate([b.reshape(*b.shape[:2], -1) for b in blocks], axis=2)
+        names = [str(n) for n in posterior.data_vars if not is_auxiliary(str(n))]
+        out[path.stem] = scalar_draws(posterior, names)[1]
     return out
 
 
