@@ -417,7 +417,7 @@ def build_joint_model(jd: JointDesign) -> pm.Model:
     import pymc as pm
     import pytensor.tensor as pt
 
-    from opinionmap._joint_likelihood import joint_loglik_op
+    from opinionmap._likelihood import joint_loglik_op
     from opinionmap.plan import numeric_means
 
     spec, design = jd.spec, jd.design
@@ -484,7 +484,7 @@ def build_joint_model(jd: JointDesign) -> pm.Model:
         # the trait integrated out by Gauss-Hermite quadrature, per (cell, pattern) row:
         # sampling every respondent's trait mixed the loadings far more slowly (docs/model.md
         # section 13); without a trait there is one node, at zero. One compiled Op gives
-        # the rows' summed log-likelihood and its gradient (opinionmap._joint_likelihood)
+        # the rows' summed log-likelihood and its gradient (opinionmap._likelihood)
         points, log_w = quadrature(spec.trait, LIKELIHOOD_NODES[spec.trait])
         shift_q = loading @ points.T if spec.trait else pt.zeros((k, len(log_w)))  # (K, nodes)
         # a yes/no question is the two-answer cumulative model with its cutpoint at zero
@@ -1026,12 +1026,12 @@ def joint_log_likelihood(spec: JointSpec, jd: JointDesign, posterior: xr.Dataset
     """Each (cell, pattern)'s log-likelihood per draw, (S, R): the trait integrated out.
 
     Computed by the model's own likelihood kernel
-    (:func:`opinionmap._joint_likelihood.joint_row_logliks`), draws split among threads
+    (:func:`opinionmap._likelihood.joint_row_logliks`), draws split among threads
     (the kernel releases the GIL; numba's own parallel loop compiled 2.5 times slower).
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    from opinionmap._joint_likelihood import joint_row_logliks
+    from opinionmap._likelihood import joint_row_logliks
 
     draws = _Draws.of(posterior, jd)
     points, logw = quadrature(spec.trait, spec.nodes)

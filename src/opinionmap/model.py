@@ -9,7 +9,8 @@ the graph. The maths is in ``docs/model.md``.
 
 - Likelihood: for every cell, ``sum_k counts[cell, k] * log p[cell, k]``, exactly
   the sum of the cell's respondents' categorical log-probabilities, so the
-  aggregated and the respondent-level model have the same log-density.
+  aggregated and the respondent-level model have the same log-density; one compiled
+  Op gives its sum and gradient (:mod:`opinionmap._likelihood`).
 - ``u_<term>`` sums to zero over the term's levels (``ZeroSumNormal`` with scale
   ``sigma_<term>``); the intercept or the cutpoints carry the overall level.
   ``u = sigma**w * z`` with ``z ~ ZeroSumNormal(sigma**(1 - w))`` (``z_<term>``
@@ -46,6 +47,7 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
+from opinionmap._likelihood import cell_loglik
 from opinionmap.design import HURDLE, Design, GroupIndex, hurdle_parts
 from opinionmap.plan import ANGLE, CENTRED, RADIUS, Plan, make_plan
 from opinionmap.spec import Priors
@@ -117,27 +119,31 @@ def build_model(
     """
     plan = make_plan(design) if plan is None else plan
     with pm.Model(coords=model_coords(design)) as model:
-        if design.spec.hurdle is None:
-            log_p = _part_log_probabilities(design, plan)
-        else:
-            # P(k) = (1 - P(code)) P(k | answering), P(code) = expit(hu_eta)
-            answered, hurdle = hurdle_parts(design)
-            assert plan.hurdle is not None, "a hurdle model's plan has a hurdle part"
-            answers = _part_log_probabilities(answered, plan)
-            non_answer = _part_log_probabilities(hurdle, plan.hurdle, HURDLE)
-            log_p = pt.concatenate([answers + non_answer[:, :1], non_answer[:, 1:]], axis=1)
-        values = design.counts.astype(float)
+        counts: Any = design.counts.astype(float)
         if counts_as_data:
             model.add_coord("answer", list(design.categories))
-            counts = pm.Data("counts", values, dims=("cell", "answer"))
+            counts = pm.Data("counts", counts, dims=("cell", "answer"))
+        if design.spec.hurdle is None:
+            loglik = _part_loglik(design, plan, counts)
         else:
-            counts = pt.as_tensor_variable(values)
-        pm.Potential("loglik", (counts * log_p).sum())
+            # P(k) = (1 - P(code)) P(k | answering), P(code) = expit(hu_eta): the sum of the
+            # answers' model on their counts and the hurdle's on (answered, gave the code)
+            answered, hurdle = hurdle_parts(design)
+            assert plan.hurdle is not None, "a hurdle model's plan has a hurdle part"
+            k = len(design.answers)
+            if counts_as_data:
+                parts = counts[:, :k], pt.stack([counts[:, :k].sum(axis=1), counts[:, k]], axis=1)
+            else:
+                parts = answered.counts.astype(float), hurdle.counts.astype(float)
+            loglik = _part_loglik(answered, plan, parts[0]) + _part_loglik(
+                hurdle, plan.hurdle, parts[1], HURDLE
+            )
+        pm.Potential("loglik", loglik)
     return model
 
 
-def _part_log_probabilities(design: Design, plan: Plan, prefix: str = "") -> pt.TensorVariable:
-    """One linear predictor's parameters (``<prefix><name>``) and the cells' log-probabilities.
+def _part_loglik(design: Design, plan: Plan, counts: Any, prefix: str = "") -> pt.TensorVariable:
+    """One linear predictor's parameters (``<prefix><name>``) and its summed log-likelihood.
 
     ``prefix`` is ``""`` for the outcome model and ``hu_`` for a hurdle model's
     non-answer part, whose design is :func:`~opinionmap.design.hurdle_parts`' second.
@@ -157,7 +163,7 @@ def _part_log_probabilities(design: Design, plan: Plan, prefix: str = "") -> pt.
         else:
             w = plan.weight(g.name)
             eta = eta + _group_effect(g, w, sigmas[g.name], cat_dims, prefix)
-    return _log_probabilities(design, eta, shift)
+    return _loglik(design, eta, shift, counts)
 
 
 def _population_part(
@@ -196,17 +202,20 @@ def _population_part(
     return eta, shift
 
 
-def _log_probabilities(
-    design: Design, eta: pt.TensorVariable, shift: pt.TensorVariable | None
+def _loglik(
+    design: Design, eta: pt.TensorVariable, shift: pt.TensorVariable | None, counts: Any
 ) -> pt.TensorVariable:
-    """Log-probability of every category in every cell, (cells, K); adds ordinal cutpoints."""
-    family = design.spec.family
+    """The cells' summed log-likelihood of ``counts`` (cells, K); adds ordinal cutpoints.
+
+    One compiled Op computes it and its gradient (:func:`opinionmap._likelihood.cell_loglik`):
+    the log-softmax, or the cumulative link's log-probabilities as :func:`ordinal_logp`
+    gives them, times the counts.
+    """
+    family, link = design.spec.family, design.spec.link
     if family == "categorical":
-        full = pt.concatenate([pt.zeros((design.n_cells, 1)), eta], axis=1)
-        return full - pt.logsumexp(full, axis=1, keepdims=True)
-    log_cdf = _log_cdf(design.spec.link)
+        return cell_loglik(family, link, eta, counts)
     if family == "bernoulli":
-        return pt.concatenate([log_cdf(-eta), log_cdf(eta)], axis=1)
+        return cell_loglik(family, link, eta[:, 0], counts)
     k = len(design.answers)
     cutpoints = pm.Normal(
         "cutpoints" if shift is None else f"cutpoints{CENTRED}",
@@ -219,7 +228,7 @@ def _log_probabilities(
     if shift is not None:
         # P(y <= k) = expit(c_k - x @ beta) = expit(c_k - shift - (x - mean) @ beta)
         pm.Deterministic("cutpoints", cutpoints + shift, dims="cutpoint")
-    return ordinal_logp(eta[:, 0], cutpoints, design.spec.link)
+    return cell_loglik(family, link, eta[:, 0], counts, cutpoints)
 
 
 def polar_sds(

@@ -1,12 +1,19 @@
-"""The joint model's compiled likelihood Op against a log-space NumPy reference."""
+"""The compiled likelihood Ops (one question, joint model) against log-space references."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy.special import log_expit, log_ndtr, logsumexp
+from scipy.special import log_expit, log_ndtr, log_softmax, logsumexp
 
-from opinionmap._joint_likelihood import TINY, joint_loglik, joint_loglik_op
+from opinionmap._likelihood import (
+    TINY,
+    categorical_loglik,
+    cell_loglik,
+    cumulative_loglik,
+    joint_loglik,
+    joint_loglik_op,
+)
 from opinionmap.joint import quadrature
 
 
@@ -143,3 +150,116 @@ def test_the_op_gives_the_kernels_value_and_its_gradient(mode: str) -> None:
 def test_the_op_refuses_an_unknown_link() -> None:
     with pytest.raises(ValueError, match="'cloglog'"):
         joint_loglik_op("cloglog")
+
+
+# -- one question's cell likelihood ------------------------------------------------------
+def _cumulative_reference(
+    eta: np.ndarray, cut: np.ndarray, counts: np.ndarray, probit: bool
+) -> float:
+    """sum_ik n_ik log(F(c_k - eta_i) - F(c_k-1 - eta_i)), in log space from the lower tails."""
+    log_f = log_ndtr if probit else log_expit
+    bounds = np.concatenate([[-np.inf], cut, [np.inf]])
+    a = bounds[None, 1:] - eta[:, None]  # (cells, K): upper bounds
+    b = bounds[None, :-1] - eta[:, None]
+    flip = b > 0
+    lo, hi = np.where(flip, -a, b), np.where(flip, -b, a)
+    with np.errstate(invalid="ignore"):
+        log_p = log_f(hi) + np.log1p(-np.exp(log_f(lo) - log_f(hi)))
+    return float(np.where(counts > 0, counts * log_p, 0.0).sum())
+
+
+def _cell_problem(seed: int, levels: int, scale: float) -> tuple[np.ndarray, ...]:
+    rng = np.random.default_rng(seed)
+    cells = 9
+    eta = scale * rng.normal(size=cells)
+    cut = np.sort(rng.normal(0.0, 1.5, size=levels - 1))
+    counts = rng.integers(0, 4, size=(cells, levels)).astype(float)
+    counts[0] = 0.0  # an empty cell
+    counts[1, -1] = 2.5  # survey-weighted counts need not be whole
+    return eta, cut, counts
+
+
+@pytest.mark.parametrize("probit", [False, True], ids=["logit", "probit"])
+@pytest.mark.parametrize("levels", [2, 3, 5])
+@pytest.mark.parametrize("scale", [1.0, 30.0, 400.0], ids=["typical", "tails", "far-tails"])
+def test_cumulative_value_and_gradient_equal_the_log_space_reference(
+    probit: bool, levels: int, scale: float
+) -> None:
+    """One question's ordinal log-likelihood equals the log-space form to 1e-10 and its
+    partial derivatives in the predictors and cutpoints their central differences, with
+    predictors far enough out (SD 400) that the logistic's exponentials overflow."""
+    if probit and scale > 30.0:
+        scale = 30.0  # log P of -scale**2 / 2: 80,000 has no digits left to differentiate
+    eta, cut, counts = _cell_problem(levels + int(scale), levels, scale)
+    total, d_eta, d_cut = cumulative_loglik(eta, cut, counts, probit)
+    expected = _cumulative_reference(eta, cut, counts, probit)
+    assert np.isfinite(expected)
+    assert total == pytest.approx(expected, rel=1e-10)
+    h = 1e-6 * max(1.0, scale / 30.0)
+    tolerance = {"rtol": 1e-5, "atol": 1e-5 * max(1.0, abs(total)) / 1e3}
+    numeric = _numeric_gradient(lambda x: _cumulative_reference(x, cut, counts, probit), eta, h)
+    np.testing.assert_allclose(d_eta, numeric, **tolerance)
+    assert d_eta[0] == 0.0  # the empty cell
+    numeric = _numeric_gradient(lambda c: _cumulative_reference(eta, c, counts, probit), cut, h)
+    np.testing.assert_allclose(d_cut, numeric, **tolerance)
+
+
+def test_categorical_value_and_gradient_equal_scipys_log_softmax() -> None:
+    """The softmax log-likelihood equals scipy's log_softmax times the counts, finite at
+    predictors of +-800 (where exp overflows), and its gradient the central differences."""
+    rng = np.random.default_rng(11)
+    eta = rng.normal(scale=3.0, size=(8, 4))
+    eta[0, 1], eta[1, 2] = 800.0, -800.0
+    counts = rng.integers(0, 5, size=(8, 5)).astype(float)
+
+    def reference(x: np.ndarray) -> float:
+        full = np.concatenate([np.zeros((x.shape[0], 1)), x], axis=1)
+        return float((counts * log_softmax(full, axis=1)).sum())
+
+    total, d_eta = categorical_loglik(eta, counts)
+    assert total == pytest.approx(reference(eta), rel=1e-12)
+    np.testing.assert_allclose(
+        d_eta, _numeric_gradient(reference, eta), rtol=1e-5, atol=1e-4 * abs(total) / 1e3
+    )
+
+
+@pytest.mark.filterwarnings("ignore:PyTensor could not link to a BLAS")
+@pytest.mark.parametrize("mode", ["NUMBA", "FAST_RUN"])
+@pytest.mark.parametrize("family", ["categorical", "ordinal", "bernoulli"])
+def test_the_cell_op_gives_the_kernels_value_and_gradient(mode: str, family: str) -> None:
+    """In a PyTensor graph the Op's value is the kernel's and pytensor.grad of 3 x the value
+    is three times its derivatives; a yes/no question is the cumulative case at cut 0."""
+    import pytensor
+    import pytensor.tensor as pt
+
+    eta, cut, counts = _cell_problem(5, 2 if family == "bernoulli" else 4, 1.0)
+    c = pt.dvector("cut")
+    if family == "categorical":
+        e = pt.dmatrix("eta")
+        eta = np.column_stack([eta, -eta, 0.5 * eta])
+        wrt, values = [e], [eta]
+        expected: tuple = categorical_loglik(eta, counts)
+    elif family == "ordinal":
+        e = pt.dvector("eta")
+        wrt, values = [e, c], [eta, cut]
+        expected = cumulative_loglik(eta, cut, counts, False)
+    else:
+        e = pt.dvector("eta")
+        wrt, values = [e], [eta]
+        expected = cumulative_loglik(eta, np.zeros(1), counts, False)[:2]
+        assert expected[0] == pytest.approx(
+            (counts[:, 0] * log_expit(-eta) + counts[:, 1] * log_expit(eta)).sum(), rel=1e-12
+        )
+    cost = 3.0 * cell_loglik(family, "logit", e, counts, c if family == "ordinal" else None)
+    fn = pytensor.function(wrt, [cost, *pt.grad(cost, wrt)], mode=mode)
+    value, *grads = fn(*values)
+    assert float(value) == pytest.approx(3.0 * expected[0], rel=1e-12)
+    for got, want in zip(grads, expected[1:], strict=True):
+        np.testing.assert_allclose(got, 3.0 * want, rtol=1e-12)
+
+
+def test_the_cell_likelihood_refuses_an_unknown_family_or_link() -> None:
+    with pytest.raises(ValueError, match="'poisson'"):
+        cell_loglik("poisson", "logit", np.zeros(3), np.ones((3, 2)))
+    with pytest.raises(ValueError, match="'cauchit'"):
+        cell_loglik("ordinal", "cauchit", np.zeros(3), np.ones((3, 2)), np.zeros(1))
