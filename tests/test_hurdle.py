@@ -141,6 +141,28 @@ def test_the_log_density_is_the_sum_of_the_two_models():
     assert total == pytest.approx(parts, rel=1e-10)
 
 
+def test_counts_held_as_data_give_the_log_density_of_those_counts():
+    """With the counts as data (one graph for a simulation study's surveys) the hurdle
+    model's log-density is that of the model built on the counts set, both parts' counts
+    (the answers' and answered-or-not) taken from them."""
+    import pymc as pm
+
+    design = build_design(_spec(), _survey())
+    plan = make_plan(design)
+    rng = np.random.default_rng(5)
+    other = rng.multinomial(12, [0.3, 0.3, 0.2, 0.2], size=design.n_cells)
+    held = build_model(design, plan, counts_as_data=True)
+    with held:
+        pm.set_data({"counts": other.astype(float)})
+    baked = build_model(dataclasses.replace(design, counts=other), plan)
+    logp_held, logp_baked = held.compile_logp(), baked.compile_logp()
+    start = build_model(design, plan).compile_logp()
+    for _ in range(3):
+        point = {k: v + rng.normal(0.0, 0.5, v.shape) for k, v in held.initial_point().items()}
+        assert logp_held(point) == pytest.approx(logp_baked(point), rel=1e-12)
+        assert logp_held(point) != pytest.approx(start(point), rel=1e-3)
+
+
 @pytest.mark.filterwarnings("ignore:PyTensor could not link to a BLAS")
 def test_the_model_and_the_predictions_agree():
     """The model's log-likelihood at a random point is what predict computes from it."""

@@ -10,12 +10,12 @@ gradient graph) takes several passes over (cells x answers) arrays. Categorical:
 shifted by the row's largest predictor. Cumulative logit: with ``u_j = c_j - eta``,
 ``log P(0) = u_0 - s(u_0)``, ``log P(K) = -s(u_K-1)`` and, between,
 ``log P(j) = u_j-1 + log expm1(c_j - c_j-1) - s(u_j-1) - s(u_j)`` with the softplus
-``s(u) = log(1 + e^u)`` (two exponentials and two logarithms a cell and cutpoint,
+``s(u) = log(1 + e^u)`` (one exponential and one logarithm per cell and cutpoint,
 exact in both tails); probit in log space from ``erfc`` as below. A binary question is
 the two-answer cumulative case with its cutpoint at zero. On the bundled survey the
-ordinal log-likelihood and gradient take 0.3x the time of PyTensor's
-(``benchmarks/README.md``); ``tests/test_likelihood.py`` checks both kernels against
-:func:`opinionmap.model.ordinal_logp` and a log-softmax and their gradients against
+ordinal models' log density and gradient take 0.26-0.53x the time they took with
+PyTensor's form (``benchmarks/README.md``); ``tests/test_likelihood.py`` checks both
+kernels against scipy's log-space functions and their gradients against
 central differences.
 
 **A joint model** (:func:`opinionmap.joint.build_joint_model`): the likelihood is, for
@@ -42,7 +42,7 @@ with no cancellation; with the probit link from ``erfc`` of ``|c - x|``, a diffe
 of two upper-tail probabilities taken as one of two lower-tail ones. A row any of whose
 answer probabilities falls below :data:`TINY` (far out in a tail, where the product of
 probabilities could underflow), or whose exponentials would overflow, is computed in
-log space, as :func:`opinionmap.model.ordinal_logp` does. ``tests/test_likelihood.py``
+log space, as :func:`_cumulative_log_space` does. ``tests/test_likelihood.py``
 checks the value against a log-space NumPy form to 1e-10 and every partial derivative
 against central differences, in the tails too.
 
@@ -68,6 +68,7 @@ __all__ = [
     "joint_loglik",
     "joint_loglik_op",
     "joint_row_logliks",
+    "register_jax",
 ]
 
 # an answer probability below this sends its row to the log-space path
@@ -813,3 +814,66 @@ def cell_loglik(family: str, link: str, eta: Any, counts: Any, cut: Any = None) 
     elif family != "ordinal":
         raise ValueError(f"family must be 'categorical', 'ordinal' or 'bernoulli', not {family!r}")
     return cell_op("cumulative", link)(eta, cut, counts)[0]
+
+
+def register_jax() -> None:
+    """Give PyTensor's JAX backend the one-question Op (``sampler="numpyro"``).
+
+    The same log-likelihood in ``jax.numpy`` (the cumulative link in log space as in
+    :func:`_cumulative_log_space`), its derivatives by JAX's autodiff. Imports JAX, so it
+    is called only where a JAX sampler is asked for.
+    """
+    global _JAX_REGISTERED
+    if _JAX_REGISTERED:
+        return
+    import jax
+    import jax.numpy as jnp
+    from jax.scipy.special import log_ndtr
+    from pytensor.link.jax.dispatch import jax_funcify
+
+    def log1mexp(x: Any) -> Any:
+        # each branch sees only its own inputs, so neither gives a NaN derivative
+        near = x > -math.log(2.0)
+        return jnp.where(
+            near,
+            jnp.log(-jnp.expm1(jnp.where(near, x, -1.0))),
+            jnp.log1p(-jnp.exp(jnp.where(near, -1.0, x))),
+        )
+
+    def categorical(eta: Any, counts: Any) -> Any:
+        full = jnp.concatenate([jnp.zeros_like(eta[:, :1]), eta], axis=1)
+        return jnp.sum(counts * jax.nn.log_softmax(full, axis=1))
+
+    def cumulative(log_f: Any) -> Any:
+        def loglik(eta: Any, cut: Any, counts: Any) -> Any:
+            upper = cut[None, :] - eta[:, None]
+            a, b = upper[:, 1:], upper[:, :-1]
+            # F(a) - F(b) = F(-b) - F(-a), from the lower tails
+            mirror = b > 0.0
+            a, b = jnp.where(mirror, -b, a), jnp.where(mirror, -a, b)
+            log_a = log_f(a)
+            middle = log_a + log1mexp(log_f(b) - log_a)
+            log_p = jnp.concatenate([log_f(upper[:, :1]), middle, log_f(-upper[:, -1:])], axis=1)
+            return jnp.sum(counts * log_p)
+
+        return loglik
+
+    @jax_funcify.register(_cell_op_class())
+    def _funcify(op: Any, **kwargs: Any) -> Any:
+        if op.family == "categorical":
+            loglik, wrt = categorical, (0,)
+        else:
+            loglik = cumulative(log_ndtr if op.link == "probit" else jax.nn.log_sigmoid)
+            wrt = (0, 1)
+        value_and_grad = jax.value_and_grad(loglik, argnums=wrt)
+
+        def cell_loglik(*inputs: Any) -> tuple[Any, ...]:
+            value, grads = value_and_grad(*inputs)
+            return (value, *grads)
+
+        return cell_loglik
+
+    _JAX_REGISTERED = True
+
+
+_JAX_REGISTERED = False

@@ -365,6 +365,9 @@ def _sample(
                     "sampler 'numpyro' needs numpyro and jax: pip install 'opinionmap[numpyro]' "
                     "(or pip install numpyro)"
                 ) from exc
+            from opinionmap._likelihood import register_jax
+
+            register_jax()
         _log.info("sampling %s with %s ...", outcome, settings.sampler)
         on_progress(FitProgress("sampling"))
         with build_model(design, plan):

@@ -39,7 +39,6 @@ the graph. The maths is in ``docs/model.md``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from itertools import pairwise
 from typing import Any
 
@@ -56,7 +55,7 @@ from opinionmap.structure import Graph, structured_basis
 # Beta parameters of BYM2's mixing parameter rho (docs/model.md section 12)
 RHO_PRIOR = (2.0, 2.0)
 
-__all__ = ["build_model", "cutpoint_labels", "model_coords", "ordinal_logp", "polar_sds"]
+__all__ = ["build_model", "cutpoint_labels", "model_coords", "polar_sds"]
 
 
 def cutpoint_labels(levels: tuple[str, ...]) -> list[str]:
@@ -208,8 +207,7 @@ def _loglik(
     """The cells' summed log-likelihood of ``counts`` (cells, K); adds ordinal cutpoints.
 
     One compiled Op computes it and its gradient (:func:`opinionmap._likelihood.cell_loglik`):
-    the log-softmax, or the cumulative link's log-probabilities as :func:`ordinal_logp`
-    gives them, times the counts.
+    the log-softmax, or the cumulative link's log-probabilities, times the counts.
     """
     family, link = design.spec.family, design.spec.link
     if family == "categorical":
@@ -412,52 +410,3 @@ def _structured_effect(
         structured = pt.sqrt(1.0 - rho) * theta + pt.sqrt(rho) * structured
     u = pm.Deterministic(f"{prefix}u_{group.name}", structured * sigma, dims=(group.dim, *cat_dims))
     return u[index] if cat_dims else u[index][:, None]
-
-
-def _log_sigmoid(x: pt.TensorVariable) -> pt.TensorVariable:
-    return -pt.softplus(-x)
-
-
-def _log_cdf(link: str) -> Callable[[pt.TensorVariable], pt.TensorVariable]:
-    """The log distribution function of a link: logistic or standard normal (PyMC's, stable)."""
-    return _log_normal_cdf if link == "probit" else _log_sigmoid
-
-
-def _log_normal_cdf(x: pt.TensorVariable) -> pt.TensorVariable:
-    """``log Phi(x)``, accurate in both tails (as scipy's ``log_ndtr``).
-
-    Below 0: ``log(erfcx(-x / sqrt 2) / 2) - x**2 / 2``; above: ``log1p(-erfc(x / sqrt 2) / 2)``.
-    Each branch sees only its own half of the inputs, so neither overflows (nor its gradient).
-    """
-    below = pt.minimum(x, 0.0)
-    above = pt.maximum(x, 0.0)
-    lower = pt.log(0.5 * pt.erfcx(-below / np.sqrt(2.0))) - below**2 / 2.0
-    upper = pt.log1p(-0.5 * pt.erfc(above / np.sqrt(2.0)))
-    return pt.switch(x < 0.0, lower, upper)
-
-
-def ordinal_logp(
-    eta: pt.TensorVariable, cutpoints: pt.TensorVariable, link: str = "logit"
-) -> pt.TensorVariable:
-    """Cumulative-link log-probabilities, (cells, K), stable in the tails.
-
-    ``P(y <= k) = F(c_k - eta)`` (``F`` logistic or standard normal); the middle
-    categories use ``log(F(a) - F(b)) = log F(a) + log1mexp(log F(b) - log F(a))``, and
-    the last ``1 - F(x) = F(-x)``, both distributions being symmetric.
-    """
-    log_f = _log_cdf(link)
-    upper = cutpoints[None, :] - eta[:, None]  # (cells, K-1)
-    log_cdf = log_f(upper)
-    first = log_cdf[:, :1]
-    last = log_f(-upper[:, -1:])
-    a, b = upper[:, 1:], upper[:, :-1]
-    if link == "probit":
-        # the normal's upper tail rounds F to 1 from x = 8: there, F(a) - F(b) is computed
-        # as F(-b) - F(-a), the same difference from the lower tail
-        mirror = b > 0.0
-        a, b = pt.switch(mirror, -b, a), pt.switch(mirror, -a, b)
-        log_a, log_b = log_f(a), log_f(b)
-    else:
-        log_a, log_b = log_cdf[:, 1:], log_cdf[:, :-1]
-    middle = log_a + pt.log1mexp(log_b - log_a)
-    return pt.concatenate([first, middle, last], axis=1)

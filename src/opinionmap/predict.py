@@ -176,7 +176,7 @@ def log_probabilities(design: Design, eta: np.ndarray, draws: Draws) -> np.ndarr
     last = log_f(-upper[..., -1:])
     a, b = upper[..., 1:], upper[..., :-1]
     if design.spec.link == "probit":
-        # as opinionmap.model.ordinal_logp: F(a) - F(b) = F(-b) - F(-a) in the upper tail
+        # F(a) - F(b) = F(-b) - F(-a) in the upper tail, where F rounds to 1
         mirror = b > 0.0
         a, b = np.where(mirror, -b, a), np.where(mirror, -a, b)
         log_a, log_b = log_f(a), log_f(b)
