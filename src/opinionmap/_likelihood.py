@@ -860,11 +860,12 @@ def register_jax() -> None:
 
     @jax_funcify.register(_cell_op_class())
     def _funcify(op: Any, **kwargs: Any) -> Any:
+        # differentiated: eta, and the cutpoints of a cumulative model
+        wrt: tuple[int, ...] = (0,) if op.family == "categorical" else (0, 1)
         if op.family == "categorical":
-            loglik, wrt = categorical, (0,)
+            loglik = categorical
         else:
             loglik = cumulative(log_ndtr if op.link == "probit" else jax.nn.log_sigmoid)
-            wrt = (0, 1)
         value_and_grad = jax.value_and_grad(loglik, argnums=wrt)
 
         def cell_loglik(*inputs: Any) -> tuple[Any, ...]:
