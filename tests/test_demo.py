@@ -361,7 +361,8 @@ def test_each_verdict_comes_as_its_question_finishes(tmp_path: Path) -> None:
         seen[outcome.question] = all((tmp_path / "fits" / f"{q}.nc").exists() for q in questions)
 
     run_bundled(questions, tmp_path, Sampling(draws=50, tune=50, chains=2, seed=1), on_done=done)
-    assert seen == {"presence_usa": False, "presence_eu": True}
+    # one verdict came before the other question's fit was saved, the other after it
+    assert sorted(seen) == sorted(questions) and sorted(seen.values()) == [False, True]
 
 
 def test_an_interrupted_run_says_whether_the_questions_report_was_written(tmp_path: Path) -> None:

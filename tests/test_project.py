@@ -87,6 +87,36 @@ def test_the_bundled_project_file_holds_what_the_demo_shows() -> None:
     assert report.subarea_boundaries is not None and len(report.subarea_boundaries) == 216
 
 
+def test_the_fits_start_cheapest_first_then_dearest_first() -> None:
+    import opinionmap as om
+    from opinionmap.demo import QUICK
+    from opinionmap.pipeline import _fit_order, _read_any_spec
+    from opinionmap.spec import Sampling
+
+    project = read_project(om.datasets.project_dir())
+    paths = [p for p in project.specs if p.stem != "presence_joint"]
+    specs = {p: _read_any_spec(p) for p in paths}
+    survey = om.read_survey(project.survey, project.codebook)
+    order = [p.stem for p in _fit_order(paths, specs, survey, Sampling(seed=1))]
+    # the cheapest first, then the order of the questions' measured worker seconds (warm,
+    # benchmarks/README.md, demo_phases.py): 55.1, 50.4, 38.2, 35.4, 14.9, 14.2, 13.4 s;
+    # presence_eu's 12.7 s the least
+    assert order == [
+        "presence_eu",
+        "model_country",
+        "main_friend",
+        "main_enemy",
+        "presence_muslim",
+        "presence_usa",
+        "presence_russia",
+        "presence_china",
+    ]
+    # the smoke run's draws for every question: the parameters, cells and answers rank them
+    quick = [p.stem for p in _fit_order(paths, specs, survey, QUICK)]
+    assert quick[1:3] == ["model_country", "main_friend"]
+    assert set(quick[-3:]) < {"presence_china", "presence_eu", "presence_russia", "presence_usa"}
+
+
 def test_a_project_file_is_checked(tmp_path: Path) -> None:
     root = _project(tmp_path)
     assert read_project(root).report.title == "project: small-area estimates"

@@ -300,6 +300,9 @@ def run_specs(
     jobs
         Questions fitted at once, each in its own process; there a joint model runs at
         a lower CPU priority, so that it does not slow the last questions it overlaps.
+        The questions' fits start with the cheapest (a first verdict soon), then the
+        dearest first, so that the processes finish together; the report keeps the
+        specs' order.
     progress
         Show a progress bar while sampling (only with ``jobs=1``).
     say, on_done
@@ -345,7 +348,8 @@ def run_specs(
     if sampling.cores is None:
         sampling = sampling.merged(cores=max(1, cpus // jobs))
     names = {p: _section_name(p, spec) for p, spec in specs.items()}
-    # each question, then the joint models, in the fits' order and in the report's
+    # each question, then the joint models: the report's order (the questions' fits start
+    # in _fit_order's: the cheapest, then the dearest first)
     order = sorted(spec_paths, key=lambda p: isinstance(specs[p], JointSpec))
     for i, p in enumerate(order, start=1):
         say(f"[{i}/{len(specs)}] fitting {_describe(specs[p], sampling)}")
@@ -354,6 +358,8 @@ def run_specs(
     questions = [names[p] for p in order if not isinstance(specs[p], JointSpec)]
     joint_models = [names[p] for p in order if isinstance(specs[p], JointSpec)]
     shows = progress and jobs == 1
+    one_question = [p for p in order if not isinstance(specs[p], JointSpec)]
+    fitted = [*_fit_order(one_question, specs, survey, sampling), *order[len(one_question) :]]
     work = [
         _Job(
             p,
@@ -367,7 +373,7 @@ def run_specs(
             shows,
             background=jobs > 1 and isinstance(specs[p], JointSpec) and bool(questions),
         )
-        for p in order
+        for p in fitted
     ]
     early = bool(questions and joint_models)  # a report of the questions while joints fit
     sections = {}
@@ -387,6 +393,40 @@ def run_specs(
             )
     say("report: putting the sections together")
     return write_report([sections[names[p]] for p in order], frame, out, options=report)
+
+
+def _fit_order(
+    paths: list[Path],
+    specs: dict[Path, ModelSpec | JointSpec],
+    survey: Survey,
+    sampling: Sampling,
+) -> list[Path]:
+    """The one-question specs in the order their fits start: the cheapest, then dearest first.
+
+    The cheapest comes first so that a first verdict and section come soon; the others
+    longest first, so that parallel workers finish together (a long fit started last
+    would keep one worker busy while the others idle). The cost is a proxy measured
+    against the bundled questions' sampling times (``benchmarks/demo_phases.py``, which
+    it ranks in the same order): iterations (chains x (tuning + draws)) times the
+    parameters plus the cells' linear predictors (cells x (answers - 1)). Ties keep the
+    specs' order; the report keeps it whatever the fits' order.
+    """
+    from opinionmap.design import build_design
+
+    if len(paths) < 2:
+        return list(paths)
+    cost = {}
+    for p in paths:
+        spec = specs[p]
+        assert isinstance(spec, ModelSpec)
+        design = build_design(spec, survey)
+        family = spec.family if spec.hurdle is None else "hurdle"
+        settings = spec.sampling.merged(sampling).resolved(family, design.n_parameters)
+        iterations = (settings.chains or 0) * ((settings.tune or 0) + (settings.draws or 0))
+        width = design.n_parameters + design.n_cells * (len(design.categories) - 1)
+        cost[p] = iterations * width
+    cheapest = min(paths, key=lambda p: cost[p])
+    return [cheapest, *sorted((p for p in paths if p != cheapest), key=lambda p: -cost[p])]
 
 
 def _read_any_spec(path: Path) -> ModelSpec | JointSpec:
