@@ -109,6 +109,11 @@ def test_same_seed_gives_identical_draws(fitted: FitResult, data: pd.DataFrame) 
     other = fit(SPEC, data, random_seed=8, **SMALL)  # type: ignore[arg-type]
     assert not np.array_equal(fitted.posterior["beta"].values, other.posterior["beta"].values)
     assert fitted.tree.attrs["opinionmap_random_seed"] == 7
+    # the chains run on as many threads as there are cores, each from its own seed
+    for cores in (1, 2):
+        threads = fit(SPEC, data, random_seed=7, cores=cores, **SMALL)  # type: ignore[arg-type]
+        for name in fitted.posterior.data_vars:
+            assert np.array_equal(fitted.posterior[name].values, threads.posterior[name].values)
 
 
 @pytest.mark.slow

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -193,3 +196,32 @@ def test_mrp_vs_direct_plot_is_sorted(truth_table: pd.DataFrame, tmp_path: Path)
     with pytest.raises(OpinionmapError, match="no MRP estimates for category 'maybe'"):
         plot_mrp_vs_direct(truth_table, direct, category="maybe", area="region")
     assert np.isfinite(direct["weighted"]).all()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="JAX is not installed")
+def test_report_figures_are_drawn_without_importing_jax() -> None:
+    # in a fresh process: ArviZ leaves a lazy jax in sys.modules, which matplotlib loads
+    code = """
+import sys
+import arviz
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+from opinionmap._io import without_lazy_jax
+
+def draw():
+    fig, ax = plt.subplots()
+    ax.plot([0.0, 1.0], [0.0, 1.0])
+    ax.set_xlim(0.0, 1.0)
+    fig.canvas.draw()
+    plt.close(fig)
+
+with without_lazy_jax():
+    draw()
+print(type(sys.modules["jax"]).__name__)
+draw()
+print(type(sys.modules["jax"]).__name__)
+"""
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    # untouched inside; the same figure drawn outside loads JAX (what the helper avoids)
+    assert run.stdout.split() == ["_LazyModule", "module"]

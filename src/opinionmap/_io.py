@@ -144,6 +144,31 @@ def figure_format(path: str | os.PathLike[str]) -> str:
     return fmt
 
 
+@contextlib.contextmanager
+def without_lazy_jax() -> Iterator[None]:
+    """Draw figures without importing JAX for nothing.
+
+    ArviZ puts ``jax`` into ``sys.modules`` as a lazy module where JAX is installed
+    (numpyro brings it), and matplotlib asks ``sys.modules["jax"]`` whether each value
+    it is given is a JAX array: the first figure of a process then imports all of JAX
+    (1.0 s of CPU, ``benchmarks/README.md``), in every worker of a parallel run. While
+    the body runs, a lazy ``jax`` not yet loaded is out of ``sys.modules`` (no JAX array
+    can exist, and matplotlib sees none); it is put back after, unless JAX was imported
+    meanwhile.
+    """
+    import sys
+
+    lazy = sys.modules.get("jax")
+    if lazy is None or type(lazy).__name__ != "_LazyModule":
+        yield
+        return
+    del sys.modules["jax"]
+    try:
+        yield
+    finally:
+        sys.modules.setdefault("jax", lazy)
+
+
 def save_figure(fig: Any, path: str | os.PathLike[str], *, close: bool = False) -> Path:
     """Write a matplotlib figure (format by suffix, :data:`FIGURE_DPI`), atomically.
 

@@ -191,13 +191,19 @@ def fit_many(
         raise OpinionmapError(f"jobs must be 1 or more, got {jobs}.")
     checked = _checked_specs(paths)
     sampling = sampling or Sampling()
+    cores: list[int | None] = [None] * len(paths)
     if client is None:
         jobs = min(jobs or default_jobs(), len(paths))
-        if sampling.cores is None:
-            sampling = sampling.merged(cores=max(1, (os.cpu_count() or 1) // jobs))
+        cores = list(job_cores(sampling, len(paths), jobs))
     work = [
-        _FitJob(path, survey, folder / f"{path.stem}.nc", sampling, progress and jobs == 1)
-        for path, (_spec, survey) in zip(paths, checked, strict=True)
+        _FitJob(
+            path,
+            survey,
+            folder / f"{path.stem}.nc",
+            sampling.merged(cores=c),
+            progress and jobs == 1,
+        )
+        for path, (_spec, survey), c in zip(paths, checked, cores, strict=True)
     ]
     saved = {}
     with ExitStack() as stack:
@@ -345,8 +351,6 @@ def run_specs(
     # priority in a worker process, since it may start while the last questions fit) and
     # its section is added to the report when it is done
     joint_sampling = sampling if sampling.cores is not None else sampling.merged(cores=cpus)
-    if sampling.cores is None:
-        sampling = sampling.merged(cores=max(1, cpus // jobs))
     names = {p: _section_name(p, spec) for p, spec in specs.items()}
     # each question, then the joint models: the report's order (the questions' fits start
     # in _fit_order's: the cheapest, then the dearest first)
@@ -360,6 +364,11 @@ def run_specs(
     shows = progress and jobs == 1
     one_question = [p for p in order if not isinstance(specs[p], JointSpec)]
     fitted = [*_fit_order(one_question, specs, survey, sampling), *order[len(one_question) :]]
+    # the questions' fits, in the order they start; a joint fit takes every core
+    cores: list[int | None] = [
+        *job_cores(sampling, len(one_question), jobs, cpus),
+        *(joint_sampling.cores for _ in joint_models),
+    ]
     work = [
         _Job(
             p,
@@ -368,12 +377,12 @@ def run_specs(
             frame_path,
             weight,
             out,
-            joint_sampling if isinstance(specs[p], JointSpec) else sampling,
+            (joint_sampling if isinstance(specs[p], JointSpec) else sampling).merged(cores=c),
             report,
             shows,
             background=jobs > 1 and isinstance(specs[p], JointSpec) and bool(questions),
         )
-        for p in fitted
+        for p, c in zip(fitted, cores, strict=True)
     ]
     early = bool(questions and joint_models)  # a report of the questions while joints fit
     sections = {}
@@ -393,6 +402,27 @@ def run_specs(
             )
     say("report: putting the sections together")
     return write_report([sections[names[p]] for p in order], frame, out, options=report)
+
+
+def job_cores(sampling: Sampling, n: int, jobs: int, cpus: int | None = None) -> list[int]:
+    """The cores of each of ``n`` fits in the order they start, ``jobs`` at a time.
+
+    ``sampling.cores`` when it is set. Otherwise each fit gets its share of the CPUs
+    while fits wait to start, so that the parallel fits do not compete for them, and
+    the last ``jobs`` fits every CPU: each may be left running alone as the others
+    finish, and then uses the cores they freed (nutpie runs a chain on each of at
+    most ``cores`` threads; the draws do not depend on it, ``tests/test_fit.py``).
+
+    >>> job_cores(Sampling(), 6, jobs=2, cpus=4)
+    [2, 2, 2, 2, 4, 4]
+    >>> job_cores(Sampling(cores=1), 3, jobs=2, cpus=4)
+    [1, 1, 1]
+    """
+    if sampling.cores is not None:
+        return [int(sampling.cores)] * n
+    cpus = cpus or os.cpu_count() or 1
+    share = max(1, cpus // max(jobs, 1))
+    return [share if i < n - jobs else cpus for i in range(n)]
 
 
 def _fit_order(

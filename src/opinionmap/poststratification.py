@@ -208,6 +208,64 @@ class Estimates:
             hurdle=None,
         )
 
+    def aggregate(self, by: str | Sequence[str]) -> Estimates:
+        """The estimates by some of the ``by`` columns: the others' cells summed, by population.
+
+        Each draw's share in a coarser cell is its finer cells' shares weighted by their
+        populations, which is what poststratifying by the coarser columns gives (to
+        rounding): so one pass over the frame by several columns serves each of them.
+        ``by`` empty gives the whole population.
+
+        Examples
+        --------
+        >>> est = poststratify(result, frame, by=["sex", "age"])  # doctest: +SKIP
+        >>> est.aggregate("age").summary()  # as poststratify(..., by=["age"])  # doctest: +SKIP
+        """
+        keep = (by,) if isinstance(by, str) else tuple(by)
+        unknown = [b for b in keep if b not in self.by]
+        if unknown or len(set(keep)) < len(keep):
+            raise DesignError(
+                f"aggregate: by must name each of some of the estimates' by columns "
+                f"{format_values(self.by)} once; got {format_values(list(keep))}."
+            )
+        other = [b for b in self.by if b not in keep]
+        sizes = [self.draws.sizes[b] for b in self.by]
+        population = xr.DataArray(
+            self.population.to_numpy(dtype=float).reshape(sizes),
+            dims=self.by,
+            coords={b: self.draws[b].values for b in self.by},
+        )
+        den = population.sum(other).transpose(*keep)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            draws = (self.draws.fillna(0.0) * population).sum(other) / den
+        dims = ("chain", "draw", *keep, "category")
+        draws = xr.DataArray(  # coordinates in poststratify's order: a summary's row order
+            np.ascontiguousarray(draws.where(den > 0).transpose(*dims).values),
+            dims=dims,
+            coords={d: self.draws[d].values for d in ("chain", "draw", "category", *keep)},
+            name="share",
+        )
+        levels = [self.draws[b].values for b in keep]
+        index = (
+            pd.MultiIndex.from_product(levels, names=list(keep))
+            if len(keep) > 1
+            else pd.Index(levels[0] if keep else ["all"], name=keep[0] if keep else "all")
+        )
+        respondents = (
+            xr.DataArray(self.n_respondents.to_numpy(dtype=float).reshape(sizes), dims=self.by)
+            .sum(other, min_count=1)
+            .transpose(*keep)
+        )
+        return replace(
+            self,
+            draws=draws,
+            by=keep,
+            population=pd.Series(np.ravel(den.values), index=index, name="population"),
+            n_respondents=pd.Series(
+                np.ravel(respondents.values), index=index, name="n_respondents"
+            ),
+        )
+
     def _dropped_note(self) -> str:
         return f" ({format_values(self.dropped)} left out)" if self.dropped else ""
 

@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import base64
 import html
+import math
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from opinionmap._io import atomic_path, save_figure, write_table
+from opinionmap._io import atomic_path, save_figure, without_lazy_jax, write_table
 from opinionmap.checks import plot_ppc, ppc
 from opinionmap.design import merged_line
 from opinionmap.diagnostics import BFMI_MIN, ESS_MIN, RHAT_MAX
@@ -260,6 +261,7 @@ def build_report(
     return write_report([*sections, *joint], frame, out_dir, options=options)
 
 
+@without_lazy_jax()
 def write_report(
     sections: Sequence[Section],
     frame: Frame,
@@ -391,6 +393,7 @@ def _frame_table(frame: Frame, area: str) -> str:
     )
 
 
+@without_lazy_jax()
 def report_section(
     result: FitResult,
     frame: Frame,
@@ -774,11 +777,10 @@ def _group_parts(
     groups = options.groups
     if groups is None:
         groups = _default_groups(result, frame_columns, area)
+    present = [g for g in dict.fromkeys(groups) if g in frame_columns]
     parts = []
-    for g in groups:
-        if g not in frame_columns:
-            continue
-        table = poststratify(result, frame, by=[g], frameless=frameless).summary(prob=prob)
+    for g, est in zip(present, _by_each(result, frame, present, frameless), strict=True):
+        table = est.summary(prob=prob)
         write_table(table, out / f"{q}_by_{g}.csv")
         wide = {
             stat: table.pivot(index=g, columns="category", values=stat)[categories]
@@ -796,6 +798,29 @@ def _group_parts(
     return parts
 
 
+# most shares (draws x cells x answers) that one pass by every group at once may hold; beyond,
+# a pass per group
+_CROSS_VALUES = 20_000_000
+
+
+def _by_each(
+    result: FitResult, frame: Frame, groups: Sequence[str], frameless: FramelessModel | None
+) -> Iterator[Estimates]:
+    """Estimates by each of ``groups``: from one pass over the frame by them all when small.
+
+    Each pass computes every frame cell's probabilities in every draw; the groups' tables
+    need them once (:meth:`~opinionmap.poststratification.Estimates.aggregate`).
+    """
+    cross = math.prod(int(frame.data[g].nunique()) for g in groups)
+    size = result.posterior.sizes["chain"] * result.posterior.sizes["draw"]
+    if len(groups) > 1 and cross * size * len(result.design.categories) <= _CROSS_VALUES:
+        whole = poststratify(result, frame, by=list(groups), frameless=frameless)
+        yield from (whole.aggregate(g) for g in groups)
+        return
+    for g in groups:
+        yield poststratify(result, frame, by=[g], frameless=frameless)
+
+
 def _ppc_part(result: FitResult, out: Path, prob: float) -> list[str]:
     """The posterior predictive check: a table, a figure and a count of misfits."""
     q = result.spec.outcome
@@ -811,6 +836,7 @@ def _ppc_part(result: FitResult, out: Path, prob: float) -> list[str]:
     ]
 
 
+@without_lazy_jax()
 def joint_section(
     result: JointResult,
     frame: Frame,
