@@ -146,7 +146,7 @@ def fit_many(
     sampling
         Settings laid over each spec's ``[sampling]`` (:class:`~opinionmap.spec.Sampling`),
         the seed among them; locally, ``cores`` defaults to the CPUs shared among the
-        jobs.
+        jobs, and every CPU for the last ``jobs`` fits (:func:`_job_cores`).
     jobs
         Fits at once in local processes (default: the CPUs, at most 4); ``1`` fits in
         this process. Not with ``client``: a cluster runs one fit per worker.
@@ -194,7 +194,7 @@ def fit_many(
     cores: list[int | None] = [None] * len(paths)
     if client is None:
         jobs = min(jobs or default_jobs(), len(paths))
-        cores = list(job_cores(sampling, len(paths), jobs))
+        cores = list(_job_cores(sampling, len(paths), jobs))
     work = [
         _FitJob(
             path,
@@ -299,7 +299,8 @@ def run_specs(
         Output folder: ``fits/<outcome>.nc``, the report and its tables and figures.
     sampling
         Settings laid over each spec's ``[sampling]`` (:class:`~opinionmap.spec.Sampling`);
-        ``cores`` defaults to the CPUs shared among the jobs.
+        ``cores`` defaults to the CPUs shared among the jobs, and every CPU for the last
+        ``jobs`` fits of the questions (:func:`_job_cores`) and for a joint model.
     report
         What the report shows (:class:`~opinionmap.report.ReportOptions`); question
         labels default to the survey codebook's.
@@ -366,7 +367,7 @@ def run_specs(
     fitted = [*_fit_order(one_question, specs, survey, sampling), *order[len(one_question) :]]
     # the questions' fits, in the order they start; a joint fit takes every core
     cores: list[int | None] = [
-        *job_cores(sampling, len(one_question), jobs, cpus),
+        *_job_cores(sampling, len(one_question), jobs, cpus),
         *(joint_sampling.cores for _ in joint_models),
     ]
     work = [
@@ -404,7 +405,7 @@ def run_specs(
     return write_report([sections[names[p]] for p in order], frame, out, options=report)
 
 
-def job_cores(sampling: Sampling, n: int, jobs: int, cpus: int | None = None) -> list[int]:
+def _job_cores(sampling: Sampling, n: int, jobs: int, cpus: int | None = None) -> list[int]:
     """The cores of each of ``n`` fits in the order they start, ``jobs`` at a time.
 
     ``sampling.cores`` when it is set. Otherwise each fit gets its share of the CPUs
@@ -413,9 +414,9 @@ def job_cores(sampling: Sampling, n: int, jobs: int, cpus: int | None = None) ->
     finish, and then uses the cores they freed (nutpie runs a chain on each of at
     most ``cores`` threads; the draws do not depend on it, ``tests/test_fit.py``).
 
-    >>> job_cores(Sampling(), 6, jobs=2, cpus=4)
+    >>> _job_cores(Sampling(), 6, jobs=2, cpus=4)
     [2, 2, 2, 2, 4, 4]
-    >>> job_cores(Sampling(cores=1), 3, jobs=2, cpus=4)
+    >>> _job_cores(Sampling(cores=1), 3, jobs=2, cpus=4)
     [1, 1, 1]
     """
     if sampling.cores is not None:
