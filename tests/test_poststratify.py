@@ -138,6 +138,25 @@ def test_aggregating_a_finer_pass_equals_poststratifying_by_fewer_columns(
         whole.aggregate("settlement")
 
 
+def test_the_reports_one_pass_by_every_group_warns_as_a_pass_by_each_would() -> None:
+    from opinionmap.report import _by_each
+
+    fit = _prior_fit("bernoulli", seed=15)
+    frame = _frame(np.random.default_rng(15))
+    # no old men anywhere: a gap in the frame's sex x age, none in its sexes or ages
+    gap = frame.assign(
+        population=frame["population"].where((frame["sex"] != "male") | (frame["age"] != "old"), 0)
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tables = list(_by_each(fit, Frame.from_dataframe(gap), ["sex", "age"], None))  # type: ignore[arg-type]
+    assert [t.by for t in tables] == [("sex",), ("age",)]
+    # no one old at all: named as poststratify(by=["age"]) names it
+    none_old = frame.assign(population=frame["population"].where(frame["age"] != "old", 0))
+    with pytest.warns(CoverageWarning, match=r"age cell\(s\) 'old' have no population"):
+        list(_by_each(fit, Frame.from_dataframe(none_old), ["sex", "age"], None))  # type: ignore[arg-type]
+
+
 def test_summary_has_the_contract_columns(prior_fit: PriorFit) -> None:
     frame = _frame(np.random.default_rng(5))
     table = poststratify(prior_fit, frame, weight="population", by=["region"]).summary(prob=0.8)

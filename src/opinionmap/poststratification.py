@@ -491,7 +491,7 @@ def poststratify(
     )
     population = pd.Series(den, index=index, name="population")
     respondents = _respondents(design, by, index)
-    _warn_uncovered(design, by, population, respondents)
+    warn_uncovered(design, by, population, respondents)
     diagnostics = getattr(result, "diagnostics", None)
     return Estimates(
         draws_da,
@@ -566,10 +566,14 @@ def _check_totals(num: np.ndarray, den: np.ndarray, weight: str) -> None:
         raise FrameError(f"frame: column {weight!r} sums to zero; nothing to poststratify.")
 
 
-def _warn_uncovered(
+def warn_uncovered(
     design: Design, by: tuple[str, ...], population: pd.Series, respondents: pd.Series
 ) -> None:
-    """Warn about ``by`` cells that have respondents but no population, or none in the frame."""
+    """Warn about ``by`` cells that have respondents but no population, or none in the frame.
+
+    As :func:`poststratify` does for its ``by``; also for estimates aggregated from a
+    finer pass (:meth:`Estimates.aggregate`), whose cells it checks as a pass by them would.
+    """
     if not by:
         return
     empty = population.index[population.to_numpy() <= 0]

@@ -14,6 +14,7 @@ import base64
 import html
 import math
 import os
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,14 @@ from opinionmap.direct import direct_estimates
 from opinionmap.errors import OpinionmapError, format_values
 from opinionmap.frameless import FramelessModel, fit_frameless, frameless_variable
 from opinionmap.maps import Area, plot_balance, plot_choropleth, plot_mrp_vs_direct
-from opinionmap.poststratification import ANSWERING, EVERYONE, Estimates, poststratify
+from opinionmap.poststratification import (
+    ANSWERING,
+    EVERYONE,
+    CoverageWarning,
+    Estimates,
+    poststratify,
+    warn_uncovered,
+)
 from opinionmap.summaries import interval_prob
 
 if TYPE_CHECKING:
@@ -814,8 +822,15 @@ def _by_each(
     cross = math.prod(int(frame.data[g].nunique()) for g in groups)
     size = result.posterior.sizes["chain"] * result.posterior.sizes["draw"]
     if len(groups) > 1 and cross * size * len(result.design.categories) <= _CROSS_VALUES:
-        whole = poststratify(result, frame, by=list(groups), frameless=frameless)
-        yield from (whole.aggregate(g) for g in groups)
+        with warnings.catch_warnings():
+            # the frame's coverage is checked group by group below, as a pass by each
+            # group checks it (a combination of groups without population is no gap)
+            warnings.simplefilter("ignore", CoverageWarning)
+            whole = poststratify(result, frame, by=list(groups), frameless=frameless)
+        for g in groups:
+            est = whole.aggregate(g)
+            warn_uncovered(result.design, est.by, est.population, est.n_respondents)
+            yield est
         return
     for g in groups:
         yield poststratify(result, frame, by=[g], frameless=frameless)
