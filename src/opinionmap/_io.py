@@ -151,7 +151,7 @@ def without_lazy_jax() -> Iterator[None]:
     ArviZ puts ``jax`` into ``sys.modules`` as a lazy module where JAX is installed
     (numpyro brings it), and matplotlib asks ``sys.modules["jax"]`` whether each value
     it is given is a JAX array: the first figure of a process then imports all of JAX
-    (1.0 s of CPU, ``benchmarks/README.md``), in every worker of a parallel run. While
+    (0.5-0.9 s, ``benchmarks/README.md``), in every worker of a parallel run. While
     the body runs, a lazy ``jax`` not yet loaded is out of ``sys.modules`` (no JAX array
     can exist, and matplotlib sees none); it is put back after, unless JAX was imported
     meanwhile.
