@@ -18,6 +18,7 @@ from opinionmap.design import build_design
 from opinionmap.frameless import FramelessModel, frameless_spec
 from opinionmap.model import build_model
 from opinionmap.poststratification import CHUNK_VALUES, Estimates, _Job, poststratify
+from opinionmap.predict import Draws, linear_predictor, log_probabilities
 from opinionmap.spec import ModelSpec, Priors, Structure
 
 REGIONS = ["north", "south", "east", "west"]
@@ -241,3 +242,38 @@ def test_a_frame_split_by_a_variable_it_lacks_gives_the_numpy_estimates(
     )
     _assert_same(numpy_path, kernel)
     assert kernel.method == split.method
+
+
+@pytest.mark.parametrize("scale", [1.0, 25.0], ids=["prior draws", "far in the tails"])
+def test_the_pointwise_log_likelihood_kernel_gives_the_numpy_values(
+    model: PriorFit, scale: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from opinionmap.fitting import _log_likelihood
+
+    # every coefficient scaled: probabilities down to exp(-1000) and below, where a
+    # kernel in probability space would give -inf or lose every digit
+    posterior = model.posterior.map(lambda v: v * scale)
+    design = model.design
+    draws = Draws.from_posterior(posterior, design)
+    computed = _kernel.log_likelihood(
+        design, draws, design.respondent_cell, design.respondent_response, chunk=7
+    )
+    if design.spec.hurdle is not None:
+        assert computed is None  # not covered: the NumPy path
+        return
+    assert computed is not None
+    expected = log_probabilities(design, linear_predictor(draws, design), draws)[
+        :, design.respondent_cell, design.respondent_response
+    ]
+    assert np.isfinite(expected).all()
+    np.testing.assert_allclose(computed, expected, rtol=1e-12, atol=1e-12)
+    if scale > 1:
+        assert computed.min() < -200
+    # the fit's stored group, by respondent and by pattern, with and without the kernel
+    for level in ("respondent", "pattern"):
+        with_kernel = _log_likelihood(posterior, design, level)
+        monkeypatch.setenv(_kernel.SWITCH, "0")
+        without = _log_likelihood(posterior, design, level)
+        monkeypatch.delenv(_kernel.SWITCH)
+        name = design.spec.outcome
+        np.testing.assert_allclose(with_kernel[name], without[name], rtol=1e-12, atol=1e-12)

@@ -881,6 +881,7 @@ def demo_command(
     sampling with its draws and divergences so far, reporting) and, once done, its
     verdict; elsewhere (a log, a pipe) only one line per question.
     """
+    _prestart_workers(jobs)
     from opinionmap.demo import run_demo
 
     def run(say: Say, on_done: OnDone, on_progress: OnProgress | None) -> Path:
@@ -1017,6 +1018,7 @@ def run_command(
     spec (outcomes = [...]) is fitted after the others: their report is written first,
     then again with its section.
     """
+    _prestart_workers(jobs)
     from opinionmap.demo import sampling
     from opinionmap.pipeline import read_project, run_project
 
@@ -1093,6 +1095,8 @@ def fit_many_command(
     and surveys and write DIR themselves, so they need the same files at the same
     paths (a shared file system). The same seed gives the same draws either way.
     """
+    if scheduler is None:
+        _prestart_workers(jobs)
     from opinionmap.pipeline import fit_many
     from opinionmap.spec import Sampling
 
@@ -1125,9 +1129,17 @@ def fit_many_command(
 
 def _default_jobs() -> int:
     """Questions fitted at once by default: the CPU cores, at most 4."""
-    from opinionmap.pipeline import default_jobs
+    from opinionmap._workers import default_jobs
 
     return default_jobs()
+
+
+def _prestart_workers(jobs: int | None) -> None:
+    """Start the parallel run's worker server before this process's own heavy imports."""
+    from opinionmap import _workers
+
+    if (jobs or _workers.default_jobs()) > 1:
+        _workers.prestart()
 
 
 # what a batch run is called with: a line to print, a question done, a question's progress

@@ -411,14 +411,18 @@ def _log_likelihood(posterior: xr.Dataset, design: Design, level: LogLikelihood)
     else:
         cell, response, _, _ = design.patterns()
         dim = "pattern"
-    values = np.empty((draws.n_samples, len(cell)))
-    chunk = max(1, 20_000_000 // max(design.n_cells * len(design.categories), 1))
-    for start in range(0, draws.n_samples, chunk):
-        sl = slice(start, min(start + chunk, draws.n_samples))
-        part = draws.subset(sl)
-        values[sl] = log_probabilities(design, linear_predictor(part, design), part)[
-            :, cell, response
-        ]
+    from opinionmap._kernel import log_likelihood
+
+    values = log_likelihood(design, draws, cell, response)
+    if values is None:  # a hurdle model, or the kernel switched off
+        values = np.empty((draws.n_samples, len(cell)))
+        chunk = max(1, 20_000_000 // max(design.n_cells * len(design.categories), 1))
+        for start in range(0, draws.n_samples, chunk):
+            sl = slice(start, min(start + chunk, draws.n_samples))
+            part = draws.subset(sl)
+            values[sl] = log_probabilities(design, linear_predictor(part, design), part)[
+                :, cell, response
+            ]
     coords: dict[str, Any] = {"chain": posterior["chain"], "draw": posterior["draw"]}
     if level == "respondent":
         coords["respondent"] = design.respondent_id

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from opinionmap import _workers
+from opinionmap._workers import default_jobs
 from opinionmap.errors import OpinionmapError, check_keys, format_values
 from opinionmap.joint import JointResult, JointSpec
 from opinionmap.progress import FitProgress
@@ -260,11 +262,6 @@ def _checked_specs(paths: list[Path]) -> list[tuple[ModelSpec | JointSpec, Path]
     return checked
 
 
-def default_jobs() -> int:
-    """Fits at once in local processes by default: the CPU cores, at most 4."""
-    return min(os.cpu_count() or 1, 4)
-
-
 def run_specs(
     spec_paths: Sequence[Path],
     *,
@@ -386,9 +383,13 @@ def run_specs(
         for p, c in zip(fitted, cores, strict=True)
     ]
     early = bool(questions and joint_models)  # a report of the questions while joints fit
-    sections = {}
+    sections: dict[str, Section] = {}
     for outcome in _execute(_fit_and_report, work, jobs, on_progress):
         on_done(outcome)
+        if not sections and jobs > 1 and report.boundaries is not None:
+            # while the workers fit: pyplot for the report's first-screen maps (0.7 s),
+            # which this process draws once the last fit is done
+            import matplotlib.pyplot  # noqa: F401
         sections[outcome.question] = outcome.section
         pending = [name for name in joint_models if name not in sections]
         if early and pending and all(q in sections for q in questions):
@@ -790,11 +791,9 @@ def _execute[J: (_Job, _FitJob), R](
         events = None if on_progress is None else _Direct(on_progress)
         yield from (task(replace(job, events=events)) for job in work)
         return
-    import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    # spawn, not fork: the parent may hold threads (numba, nutpie)
-    context = multiprocessing.get_context("spawn")
+    context = _workers.context()
     with ExitStack() as stack:
         if on_progress is not None:
             queue = stack.enter_context(context.Manager()).Queue()
@@ -945,9 +944,17 @@ def _worker_init() -> None:
     The worker's results have gone back to the parent by then; the teardown (freeing
     the compiled models and their LLVM code) takes 2-4 s, during which the parent
     waits for the pool to close.
+
+    The worker's own processes, if any, are spawned: it holds threads (numba's,
+    nutpie's). This also keeps numba from taking a named semaphore for its threads'
+    start-up, as it does in a process whose start method forks (the fork server's
+    workers), which the quick exit would leave for the parent to report as leaked.
     """
     import atexit
+    import multiprocessing
     import sys
+
+    multiprocessing.set_start_method("spawn", force=True)
 
     def leave() -> None:
         sys.stdout.flush()
