@@ -262,8 +262,7 @@ class Kernel:
         # version serves every model and caller (a float32 posterior, a strided or
         # read-only view such as np.broadcast_to's each make numba compile another)
         coefficients, offset, cutpoints = (_canonical(a, float) for a in table)
-        X, multipliers = (_canonical(a, float) for a in (cells[0], cells[3]))
-        unit, scaled = (_canonical(a, np.int64) for a in (cells[1], cells[2]))
+        X, unit, scaled, multipliers = _canonical_cells(cells)
         target = out if out.flags.c_contiguous and out.dtype == np.float64 else np.zeros(out.shape)
         # blocks of draws, several per thread, so that the threads finish together
         block = max(1, min(DRAW_BLOCK, len(coefficients) // (4 * numba.get_num_threads())))
@@ -290,6 +289,19 @@ class Kernel:
 def _canonical(array: np.ndarray, dtype: type) -> np.ndarray:
     """The array C-ordered, writeable and of ``dtype`` (a copy only where it is not)."""
     return np.require(array, dtype=dtype, requirements=["C", "W"])
+
+
+def _canonical_cells(
+    cells: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:meth:`Kernel.cells`' arrays canonical: values as float, level indices as int64."""
+    X, unit, scaled, multipliers = cells
+    return (
+        _canonical(X, float),
+        _canonical(unit, np.int64),
+        _canonical(scaled, np.int64),
+        _canonical(multipliers, float),
+    )
 
 
 def _coefficients(group: GroupIndex) -> int:
@@ -611,9 +623,7 @@ def log_likelihood(
     kernel = Kernel.for_design(design, draws) if enabled() else None
     if kernel is None or kernel.hurdle:
         return None
-    X, unit, scaled, multipliers = kernel.cells(NewData(design.X, design.groups))
-    cells = (_canonical(X, float), _canonical(unit, np.int64))
-    rest = (_canonical(scaled, np.int64), _canonical(multipliers, float))
+    cells = _canonical_cells(kernel.cells(NewData(design.X, design.groups)))
     cell, response = _canonical(cell, np.int64), _canonical(response, np.int64)
     binary = kernel.family in (BERNOULLI_LOGIT, BERNOULLI_PROBIT)
     out = np.empty((draws.n_samples, len(cell)))
@@ -622,7 +632,7 @@ def log_likelihood(
         table, offset, cutpoints = (_canonical(a, float) for a in kernel.table(sl))
         if binary:  # the two-answer cumulative case, its one cutpoint at zero
             cutpoints = np.zeros((sl.stop - sl.start, 1))
-        _pointwise(kernel.family, *cells, *rest, table, offset, cutpoints, cell, response, out[sl])
+        _pointwise(kernel.family, *cells, table, offset, cutpoints, cell, response, out[sl])
     return out
 
 
